@@ -1,0 +1,61 @@
+/*
+ * graphql.h - the GraphQL envelope: POST {"query", "variables"} as JSON with
+ * the bearer token, and decode {"data", "errors"} into data + errno.
+ *
+ * Errors are mapped once, here, so every caller agrees (see
+ * primehub-api.md §1.2, §3.7, §8):
+ *   "Context creation failed: ..." (HTTP 500)      -> EACCES (token rejected)
+ *   NOT_AUTH, "Not Authorised!"                    -> EACCES
+ *   RESOURCE_NOT_FOUND                              -> ENOENT
+ *   "Request failed with status code 404"           -> ENOENT (unknown group id)
+ *   RESOURCE_CONFLICT                               -> EEXIST
+ *   GRAPHQL_PARSE_FAILED / GRAPHQL_VALIDATION_FAILED / 400 variable errors
+ *                                                   -> EPROTO (a bug in us or a
+ *                                                      server of another version)
+ *   API_UNAVAILABLE, INTERNAL_ERROR, other codes, non-JSON bodies, 5xx -> EIO
+ * The message is the server's text, prefixed with what we were doing.
+ *
+ * Ownership: gql_client borrows the http_client (the caller frees it after
+ * gql_client_free).  *data_out is a cJSON tree owned by the caller
+ * (cJSON_Delete).
+ */
+#ifndef PRIMEHUBFS_GRAPHQL_H
+#define PRIMEHUBFS_GRAPHQL_H
+
+#include <stddef.h>
+#include <cjson/cJSON.h>
+#include "primehubfs/error.h"
+#include "primehubfs/http.h"
+
+struct gql_client;
+
+/* endpoint: the GraphQL URL; token: the API token (copied). */
+int gql_client_new(struct http_client *http, const char *endpoint, const char *token,
+		   struct gql_client **out, struct ph_err *err);
+void gql_client_free(struct gql_client *c);
+
+/* Called around every transfer to decide whether to abort (see http.h). */
+void gql_client_set_abort(struct gql_client *c, http_abort_fn cb, void *arg);
+
+/* The endpoint and token, for the REST log endpoint that shares the token. */
+const char *gql_client_endpoint(const struct gql_client *c);
+struct http_client *gql_client_http(const struct gql_client *c);
+const char *gql_client_auth_header(const struct gql_client *c); /* "Authorization: Bearer ..." */
+
+/*
+ * Send one document with its variables (borrowed, may be NULL).  On success
+ * *data_out is the "data" object.  On a GraphQL error the return is the mapped
+ * -errno and, when the response still had a "data" object (partial failure),
+ * *data_out is set to it too so the caller can see what happened.
+ */
+int gql_execute(struct gql_client *c, const char *document, const cJSON *variables,
+		cJSON **data_out, struct ph_err *err);
+
+/* Pure: decode an HTTP status + body as above.  Exposed for unit tests. */
+int gql_decode_response(long http_status, const char *body, size_t len, cJSON **data_out,
+			struct ph_err *err);
+
+/* Pure: the request body {"query": doc, "variables": vars}; malloc'd string. */
+char *gql_encode_request(const char *document, const cJSON *variables);
+
+#endif

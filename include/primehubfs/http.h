@@ -1,0 +1,73 @@
+/*
+ * http.h - the network layer: libcurl with keep-alive, bounded time, and an
+ * abort hook.  Knows nothing of GraphQL or FUSE.
+ *
+ * Thread-safety: one http_client is shared by all threads.  It keeps a small
+ * pool of curl easy handles (each keeps its live connections, so requests
+ * reuse TCP/TLS connections instead of opening one per request) plus a curl
+ * share handle for DNS and TLS sessions.  No lock is held while a transfer
+ * runs.
+ *
+ * Every transfer is bounded: CURLOPT_CONNECTTIMEOUT_MS, CURLOPT_TIMEOUT_MS,
+ * CURLOPT_LOW_SPEED_LIMIT/TIME, CURLOPT_NOSIGNAL, and a progress callback that
+ * calls the request's abort_cb (the FUSE layer passes "was this request
+ * interrupted?") so a Ctrl-C on a blocked `cat` ends the transfer.
+ *
+ * Ownership: http_client_new allocates, http_client_free frees.  A response's
+ * body and content_type are malloc'd and freed by http_response_free.
+ */
+#ifndef PRIMEHUBFS_HTTP_H
+#define PRIMEHUBFS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "primehubfs/error.h"
+
+struct http_client;
+
+struct http_options {
+	long connect_timeout_ms;  /* default 5000 when 0 */
+	long timeout_ms;          /* whole transfer; default 15000 when 0 */
+	const char *ca_file;      /* NULL: system default */
+	bool insecure;            /* skip TLS verification (testing only) */
+	const char *user_agent;   /* NULL: "primehubfs/VERSION" */
+};
+
+typedef int (*http_abort_fn)(void *arg); /* nonzero: abort the transfer now */
+
+struct http_request {
+	const char *method;          /* "GET" or "POST" */
+	const char *url;
+	const char *const *headers;  /* NULL-terminated "Name: value" list, may be NULL */
+	const char *body;            /* POST body, may be NULL */
+	size_t body_len;
+	size_t max_body;             /* refuse (EFBIG) a response larger than this; 0: 64 MiB */
+	http_abort_fn abort_cb;      /* may be NULL */
+	void *abort_arg;
+};
+
+struct http_response {
+	long status;                 /* HTTP status code */
+	char *body;                  /* NUL-terminated for convenience; len excludes the NUL */
+	size_t len;
+	char *content_type;          /* may be NULL */
+};
+
+int http_client_new(const struct http_options *opts, struct http_client **out, struct ph_err *err);
+void http_client_free(struct http_client *c);
+
+/*
+ * Perform one request.  Returns 0 when an HTTP response arrived (whatever its
+ * status: GraphQL errors come with 200, 400 and 500).  Errors:
+ *   -ETIMEDOUT  connect or total timeout, or too slow
+ *   -EINTR      abort_cb asked to stop
+ *   -EHOSTUNREACH / -ECONNREFUSED  the server cannot be reached
+ *   -EFBIG      response over max_body
+ *   -EIO        any other transport or TLS failure
+ * err gets a line such as "cannot connect to 127.0.0.1:8080: Connection refused".
+ */
+int http_perform(struct http_client *c, const struct http_request *req, struct http_response *resp,
+		 struct ph_err *err);
+void http_response_free(struct http_response *resp);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * image.h - the data model: PrimeHub images, groups and secrets as plain C
+ * values, decoded once from the API and shared read-only by every layer.
+ *
+ * Pure: no I/O.  Ownership: every char* and array inside these structs is
+ * owned by the struct and freed by its *_free function.  A NULL char* means
+ * the API answered null (or left the field out); "" is kept distinct from
+ * NULL because PrimeHub keeps them apart (useImagePullSecret is "" after
+ * create and null after an update that left it out).
+ */
+#ifndef PRIMEHUBFS_IMAGE_H
+#define PRIMEHUBFS_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct ph_strlist {
+	char **items;
+	size_t n;
+};
+
+/* ImageSpec: the recipe of a custom build. */
+struct ph_build_spec {
+	char *base_image;
+	char *pull_secret;          /* pull secret of the *base* image, NULL if none */
+	bool has_packages;          /* false: packages is null */
+	struct ph_strlist apt, pip, conda;
+	bool cancel;
+	char *update_time;          /* server-set, read-only */
+};
+
+struct ph_group {
+	char *id;
+	char *name;
+	char *display_name;
+};
+
+struct ph_secret {
+	char *id;
+	char *name;
+	char *type;                 /* "kubernetes" or "opaque" */
+};
+
+struct ph_image {
+	char *id;                   /* == name */
+	char *name;
+	char *display_name;
+	char *description;
+	char *type;                 /* normally cpu/gpu/both, but the server stores any string */
+	char *url;
+	char *url_for_gpu;
+	char *group_name;           /* NULL for admin (system) images */
+	char *use_image_pull_secret; /* NULL, "" or a secret id */
+	bool global;
+	bool is_ready;
+	struct ph_group *groups;    /* connected groups, everyone excluded */
+	size_t ngroups;
+	char *log_endpoint;
+	struct ph_build_spec *image_spec; /* NULL for plain images */
+	bool has_job_status;
+	char *job_phase;            /* NULL when unknown */
+	char *job_image;
+};
+
+/* Which keys of an ImageCreateInput / ImageUpdateInput to send. */
+enum ph_input_field {
+	PH_IN_NAME = 1u << 0,
+	PH_IN_DISPLAY_NAME = 1u << 1,
+	PH_IN_DESCRIPTION = 1u << 2,
+	PH_IN_TYPE = 1u << 3,
+	PH_IN_URL = 1u << 4,
+	PH_IN_URL_FOR_GPU = 1u << 5,
+	PH_IN_GLOBAL = 1u << 6,
+	PH_IN_USE_IMAGE_PULL_SECRET = 1u << 7,
+	PH_IN_GROUP_NAME = 1u << 8,
+	PH_IN_IMAGE_SPEC = 1u << 9, /* createImage only: ImageUpdateInput has no imageSpec */
+};
+
+/*
+ * The data of a createImage or updateImage call.  A key is sent when its bit
+ * is in `set`; a sent string key whose pointer is NULL is sent as JSON null
+ * (which, on update, deletes the stored value).  connect/disconnect hold
+ * group ids; empty lists are not sent.
+ */
+struct ph_image_input {
+	unsigned set;
+	char *name;
+	char *display_name;
+	char *description;
+	char *type;
+	char *url;
+	char *url_for_gpu;
+	char *use_image_pull_secret;
+	char *group_name;
+	bool global;
+	struct ph_build_spec *image_spec;
+	struct ph_strlist connect;
+	struct ph_strlist disconnect;
+};
+
+void ph_strlist_free(struct ph_strlist *l);          /* frees items, zeroes l */
+int ph_strlist_dup(struct ph_strlist *dst, const struct ph_strlist *src); /* 0 or -ENOMEM */
+int ph_strlist_append(struct ph_strlist *l, const char *s);             /* copies s */
+bool ph_strlist_equal(const struct ph_strlist *a, const struct ph_strlist *b);
+
+void ph_build_spec_free(struct ph_build_spec *s);     /* NULL-safe, frees s itself */
+struct ph_build_spec *ph_build_spec_dup(const struct ph_build_spec *s); /* NULL on ENOMEM or s NULL */
+
+void ph_group_clear(struct ph_group *g);              /* frees members, not g */
+void ph_secret_clear(struct ph_secret *s);
+
+void ph_image_free(struct ph_image *img);             /* NULL-safe, frees img itself */
+struct ph_image *ph_image_dup(const struct ph_image *img);
+
+void ph_image_input_clear(struct ph_image_input *in); /* frees members, zeroes in */
+
+/* strdup that keeps NULL as NULL; returns false only on ENOMEM. */
+bool ph_strdup_opt(char **dst, const char *src);
+
+#endif

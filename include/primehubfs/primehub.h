@@ -1,0 +1,67 @@
+/*
+ * primehub.h - the PrimeHub API operations primehubfs needs.  Every GraphQL
+ * document lives in primehub.c, uses variables, and is never built from
+ * strings.
+ *
+ * Ownership: every struct ph_image ** out-parameter receives a new image the
+ * caller frees with ph_image_free.  struct ph_tree is filled by ph_fetch_tree
+ * and freed with ph_tree_free.  The api borrows the gql_client.
+ */
+#ifndef PRIMEHUBFS_PRIMEHUB_H
+#define PRIMEHUBFS_PRIMEHUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <cjson/cJSON.h>
+#include "primehubfs/error.h"
+#include "primehubfs/graphql.h"
+#include "primehubfs/image.h"
+
+struct ph_api;
+
+int ph_api_new(struct gql_client *gql, struct ph_api **out);
+void ph_api_free(struct ph_api *api);
+
+/* Everything the mount shows, fetched in ONE request: the admin (SYSTEM_ONLY)
+ * images with their groups, all groups (for touch by name), and the pull
+ * secrets usable as useImagePullSecret (type kubernetes). */
+struct ph_tree {
+	struct ph_image **images;
+	size_t nimages;
+	struct ph_group *groups;
+	size_t ngroups;
+	struct ph_secret *secrets;
+	size_t nsecrets;
+};
+int ph_fetch_tree(struct ph_api *api, struct ph_tree *out, struct ph_err *err);
+void ph_tree_free(struct ph_tree *t);
+
+/* The mount-time check: `me { username isAdmin }`.  -EACCES with
+ * "token rejected by <endpoint>: Invalid API Token" or "user X is not a
+ * PrimeHub administrator"; transport errors as http.h. */
+int ph_check_admin(struct ph_api *api, char **username_out, struct ph_err *err);
+
+/* image(where:{id}); *out is NULL (and 0 returned) when there is no such image. */
+int ph_get_image(struct ph_api *api, const char *id, struct ph_image **out, struct ph_err *err);
+
+int ph_create_image(struct ph_api *api, const struct ph_image_input *in, struct ph_image **out,
+		    struct ph_err *err);
+int ph_update_image(struct ph_api *api, const char *id, const struct ph_image_input *in,
+		    struct ph_image **out, struct ph_err *err);
+int ph_delete_image(struct ph_api *api, const char *id, struct ph_err *err);
+int ph_rebuild_image(struct ph_api *api, const char *id, const struct ph_build_spec *spec,
+		     struct ph_image **out, struct ph_err *err);
+int ph_cancel_image_build(struct ph_api *api, const char *id, struct ph_image **out,
+			  struct ph_err *err);
+
+/* GET <log_endpoint>?follow=false with the token; *text is malloc'd. */
+int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text, size_t *len,
+		       struct ph_err *err);
+
+/* Pure helpers, exposed for unit tests and the fuzzer. */
+int ph_decode_image(const cJSON *node, struct ph_image **out, struct ph_err *err);
+int ph_decode_tree(const cJSON *data, struct ph_tree *out, struct ph_err *err);
+cJSON *ph_encode_image_input(const struct ph_image_input *in, bool for_create);
+cJSON *ph_encode_build_spec(const struct ph_build_spec *spec);
+
+#endif

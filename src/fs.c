@@ -1,0 +1,2 @@
+/* fs.c - not written yet. */
+#include "primehubfs/error.h"

@@ -1,0 +1,2 @@
+/* fs_dir.c - not written yet. */
+#include "primehubfs/error.h"

@@ -1,0 +1,2 @@
+/* fs_read.c - not written yet. */
+#include "primehubfs/error.h"

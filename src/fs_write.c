@@ -1,0 +1,2 @@
+/* fs_write.c - not written yet. */
+#include "primehubfs/error.h"

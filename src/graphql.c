@@ -1,0 +1,2 @@
+/* graphql.c - not written yet. */
+#include "primehubfs/error.h"

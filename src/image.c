@@ -1,0 +1,196 @@
+/* image.c - constructors and destructors of the data model (image.h). */
+#include "primehubfs/image.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool ph_strdup_opt(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (!src)
+		return true;
+	*dst = strdup(src);
+	return *dst != NULL;
+}
+
+void ph_strlist_free(struct ph_strlist *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+int ph_strlist_append(struct ph_strlist *l, const char *s)
+{
+	char **items = realloc(l->items, (l->n + 1) * sizeof(*items));
+	char *copy;
+
+	if (!items)
+		return -ENOMEM;
+	l->items = items;
+	copy = strdup(s);
+	if (!copy)
+		return -ENOMEM;
+	l->items[l->n++] = copy;
+	return 0;
+}
+
+int ph_strlist_dup(struct ph_strlist *dst, const struct ph_strlist *src)
+{
+	dst->items = NULL;
+	dst->n = 0;
+	for (size_t i = 0; i < src->n; i++) {
+		if (ph_strlist_append(dst, src->items[i]) < 0) {
+			ph_strlist_free(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+bool ph_strlist_equal(const struct ph_strlist *a, const struct ph_strlist *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->items[i], b->items[i]) != 0)
+			return false;
+	return true;
+}
+
+void ph_build_spec_free(struct ph_build_spec *s)
+{
+	if (!s)
+		return;
+	free(s->base_image);
+	free(s->pull_secret);
+	ph_strlist_free(&s->apt);
+	ph_strlist_free(&s->pip);
+	ph_strlist_free(&s->conda);
+	free(s->update_time);
+	free(s);
+}
+
+struct ph_build_spec *ph_build_spec_dup(const struct ph_build_spec *s)
+{
+	struct ph_build_spec *d;
+
+	if (!s)
+		return NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->has_packages = s->has_packages;
+	d->cancel = s->cancel;
+	if (!ph_strdup_opt(&d->base_image, s->base_image) ||
+	    !ph_strdup_opt(&d->pull_secret, s->pull_secret) ||
+	    !ph_strdup_opt(&d->update_time, s->update_time) || ph_strlist_dup(&d->apt, &s->apt) ||
+	    ph_strlist_dup(&d->pip, &s->pip) || ph_strlist_dup(&d->conda, &s->conda)) {
+		ph_build_spec_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void ph_group_clear(struct ph_group *g)
+{
+	free(g->id);
+	free(g->name);
+	free(g->display_name);
+	memset(g, 0, sizeof(*g));
+}
+
+void ph_secret_clear(struct ph_secret *s)
+{
+	free(s->id);
+	free(s->name);
+	free(s->type);
+	memset(s, 0, sizeof(*s));
+}
+
+void ph_image_free(struct ph_image *img)
+{
+	if (!img)
+		return;
+	free(img->id);
+	free(img->name);
+	free(img->display_name);
+	free(img->description);
+	free(img->type);
+	free(img->url);
+	free(img->url_for_gpu);
+	free(img->group_name);
+	free(img->use_image_pull_secret);
+	for (size_t i = 0; i < img->ngroups; i++)
+		ph_group_clear(&img->groups[i]);
+	free(img->groups);
+	free(img->log_endpoint);
+	ph_build_spec_free(img->image_spec);
+	free(img->job_phase);
+	free(img->job_image);
+	free(img);
+}
+
+struct ph_image *ph_image_dup(const struct ph_image *img)
+{
+	struct ph_image *d = calloc(1, sizeof(*d));
+	bool ok;
+
+	if (!d)
+		return NULL;
+	d->global = img->global;
+	d->is_ready = img->is_ready;
+	d->has_job_status = img->has_job_status;
+	ok = ph_strdup_opt(&d->id, img->id) && ph_strdup_opt(&d->name, img->name) &&
+	     ph_strdup_opt(&d->display_name, img->display_name) &&
+	     ph_strdup_opt(&d->description, img->description) &&
+	     ph_strdup_opt(&d->type, img->type) && ph_strdup_opt(&d->url, img->url) &&
+	     ph_strdup_opt(&d->url_for_gpu, img->url_for_gpu) &&
+	     ph_strdup_opt(&d->group_name, img->group_name) &&
+	     ph_strdup_opt(&d->use_image_pull_secret, img->use_image_pull_secret) &&
+	     ph_strdup_opt(&d->log_endpoint, img->log_endpoint) &&
+	     ph_strdup_opt(&d->job_phase, img->job_phase) &&
+	     ph_strdup_opt(&d->job_image, img->job_image);
+	if (ok && img->image_spec) {
+		d->image_spec = ph_build_spec_dup(img->image_spec);
+		ok = d->image_spec != NULL;
+	}
+	if (ok && img->ngroups) {
+		d->groups = calloc(img->ngroups, sizeof(*d->groups));
+		ok = d->groups != NULL;
+		for (size_t i = 0; ok && i < img->ngroups; i++) {
+			d->ngroups = i + 1;
+			ok = ph_strdup_opt(&d->groups[i].id, img->groups[i].id) &&
+			     ph_strdup_opt(&d->groups[i].name, img->groups[i].name) &&
+			     ph_strdup_opt(&d->groups[i].display_name, img->groups[i].display_name);
+		}
+	}
+	if (!ok) {
+		ph_image_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void ph_image_input_clear(struct ph_image_input *in)
+{
+	if (!in)
+		return;
+	free(in->name);
+	free(in->display_name);
+	free(in->description);
+	free(in->type);
+	free(in->url);
+	free(in->url_for_gpu);
+	free(in->use_image_pull_secret);
+	free(in->group_name);
+	ph_build_spec_free(in->image_spec);
+	ph_strlist_free(&in->connect);
+	ph_strlist_free(&in->disconnect);
+	memset(in, 0, sizeof(*in));
+}

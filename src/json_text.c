@@ -1,0 +1,2 @@
+/* json_text.c - not written yet. */
+#include "primehubfs/error.h"

@@ -1,0 +1,2 @@
+/* primehub.c - not written yet. */
+#include "primehubfs/error.h"

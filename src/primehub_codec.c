@@ -1,0 +1,2 @@
+/* primehub_codec.c - not written yet. */
+#include "primehubfs/error.h"

@@ -1,0 +1,2 @@
+/* spec_check.c - not written yet. */
+#include "primehubfs/error.h"

@@ -1,0 +1,2 @@
+/* spec_plan.c - not written yet. */
+#include "primehubfs/error.h"

@@ -1,0 +1,2 @@
+/* spec_render.c - not written yet. */
+#include "primehubfs/error.h"

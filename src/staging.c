@@ -1,0 +1,2 @@
+/* staging.c - not written yet. */
+#include "primehubfs/error.h"
