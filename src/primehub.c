@@ -1,2 +1,422 @@
-/* primehub.c - not written yet. */
-#include "primehubfs/error.h"
+/*
+ * primehub.c - the PrimeHub operations primehubfs needs (see primehub.h).
+ *
+ * Every GraphQL document is a constant below, assembled by the compiler;
+ * every value travels in "variables", so no user text ever becomes part of
+ * a document.  Mutations select the full ImageFields fragment because their
+ * answer is what the caller puts in its snapshot (no read-back request).
+ *
+ * Errors come mapped from graphql.c; this file adds what it was doing
+ * ("updateImage tf-2: ...").  A mutation that answers with an error is an
+ * error here even when part of it was applied (primehub-api.md §8.10): the
+ * caller re-reads the tree rather than trusting a half-success.
+ */
+#include "primehubfs/primehub.h"
+#include "net_private.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define LOG_MAX_BODY ((size_t)8 << 20) /* 8 MiB of build log */
+
+/* Everything the mount shows of an image, §3.1 (not the raw `spec`). */
+#define IMAGE_FIELDS_FRAGMENT                                                                      \
+	"fragment ImageFields on Image {\n"                                                        \
+	"  id name displayName description type url urlForGpu groupName\n"                         \
+	"  useImagePullSecret global isReady logEndpoint\n"                                        \
+	"  groups { id name displayName }\n"                                                       \
+	"  imageSpec { baseImage pullSecret packages { apt pip conda } cancel updateTime }\n"      \
+	"  jobStatus { image phase }\n"                                                            \
+	"}\n"
+
+/* The whole mount in one round trip: admin images, groups (touch by name),
+ * and the pull secrets valid as useImagePullSecret. */
+static const char DOC_TREE[] =
+    "query PrimehubfsTree($mode: QueryImageMode, $pullSecrets: SecretWhereInput) {\n"
+    "  images(mode: $mode) { ...ImageFields }\n"
+    "  groups { id name displayName }\n"
+    "  secrets(where: $pullSecrets) { id name type }\n"
+    "}\n" IMAGE_FIELDS_FRAGMENT;
+
+static const char DOC_WHOAMI[] = "query PrimehubfsWhoAmI { me { username isAdmin } }\n";
+
+static const char DOC_IMAGE[] = "query PrimehubfsImage($where: ImageWhereUniqueInput!) {\n"
+                                "  image(where: $where) { ...ImageFields }\n"
+                                "}\n" IMAGE_FIELDS_FRAGMENT;
+
+static const char DOC_CREATE[] = "mutation PrimehubfsCreateImage($data: ImageCreateInput!) {\n"
+                                 "  createImage(data: $data) { ...ImageFields }\n"
+                                 "}\n" IMAGE_FIELDS_FRAGMENT;
+
+static const char DOC_UPDATE[] = "mutation PrimehubfsUpdateImage($data: ImageUpdateInput!, "
+                                 "$where: ImageWhereUniqueInput!) {\n"
+                                 "  updateImage(data: $data, where: $where) { ...ImageFields }\n"
+                                 "}\n" IMAGE_FIELDS_FRAGMENT;
+
+static const char DOC_DELETE[] =
+    "mutation PrimehubfsDeleteImage($where: ImageWhereUniqueInput!) {\n"
+    "  deleteImage(where: $where) { id }\n"
+    "}\n";
+
+static const char DOC_REBUILD[] = "mutation PrimehubfsRebuildImage($data: ImageSpecUpdateInput!, "
+                                  "$where: ImageWhereUniqueInput!) {\n"
+                                  "  rebuildImage(data: $data, where: $where) { ...ImageFields }\n"
+                                  "}\n" IMAGE_FIELDS_FRAGMENT;
+
+static const char DOC_CANCEL[] =
+    "mutation PrimehubfsCancelImageBuild($where: ImageWhereUniqueInput!) {\n"
+    "  cancelImageBuild(where: $where) { ...ImageFields }\n"
+    "}\n" IMAGE_FIELDS_FRAGMENT;
+
+struct ph_api {
+	struct gql_client *gql; /* borrowed */
+};
+
+int ph_api_new(struct gql_client *gql, struct ph_api **out)
+{
+	*out = calloc(1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	(*out)->gql = gql;
+	return 0;
+}
+
+void ph_api_free(struct ph_api *api)
+{
+	free(api);
+}
+
+static int nomem(struct ph_err *err)
+{
+	return ph_err_set(err, ENOMEM, NULL, "out of memory");
+}
+
+/* {"where": {"id": id}} added to vars; false on ENOMEM. */
+static bool add_where_id(cJSON *vars, const char *id)
+{
+	cJSON *where = cJSON_AddObjectToObject(vars, "where");
+
+	return where && cJSON_AddStringToObject(where, "id", id);
+}
+
+/* vars[key] = item, taking ownership of item even on failure. */
+static bool add_owned(cJSON *vars, const char *key, cJSON *item)
+{
+	if (!item)
+		return false;
+	if (!cJSON_AddItemToObject(vars, key, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Run one document whose root field `field` answers an Image, and decode it
+ * into *out.  When null_ok, a null answer without an error gives *out = NULL
+ * (image() on a missing id); otherwise that is a protocol error.  what/id
+ * name the operation in messages.  out may be NULL (deleteImage selects only
+ * the id).  Takes ownership of vars.
+ */
+static int run_image_op(struct ph_api *api, const char *what, const char *id, const char *doc,
+                        cJSON *vars, const char *field, bool null_ok, struct ph_image **out,
+                        struct ph_err *err)
+{
+	const cJSON *node;
+	cJSON *data = NULL;
+	int ret;
+
+	if (out)
+		*out = NULL;
+	ret = gql_execute(api->gql, doc, vars, &data, err);
+	cJSON_Delete(vars);
+	if (ret < 0)
+		goto out;
+	node = cJSON_GetObjectItemCaseSensitive(data, field);
+	if (!node) {
+		ret = ph_err_set(err, EPROTO, NULL, "unexpected answer from server: no %s", field);
+	} else if (cJSON_IsNull(node)) {
+		if (!null_ok)
+			ret = ph_err_set(
+			    err, EPROTO, NULL,
+			    "unexpected answer from server: %s is null without an error", field);
+	} else if (out) {
+		ret = ph_decode_image(node, out, err);
+	} else if (!cJSON_IsObject(node)) {
+		ret = ph_err_set(err, EPROTO, NULL,
+		                 "unexpected answer from server: %s is not an object", field);
+	}
+out:
+	if (ret < 0)
+		ph_err_prefix(err, "%s%s%s: ", what, id ? " " : "", id ? id : "");
+	cJSON_Delete(data);
+	return ret;
+}
+
+int ph_fetch_tree(struct ph_api *api, struct ph_tree *out, struct ph_err *err)
+{
+	cJSON *vars = cJSON_CreateObject(), *ps, *data = NULL;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!vars || !cJSON_AddStringToObject(vars, "mode", "SYSTEM_ONLY") ||
+	    !(ps = cJSON_AddObjectToObject(vars, "pullSecrets")) ||
+	    !cJSON_AddTrueToObject(ps, "ifDockerConfigJson")) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	ret = gql_execute(api->gql, DOC_TREE, vars, &data, err);
+	cJSON_Delete(vars);
+	/* A partial answer is not a tree: images missing from it would look
+	 * deleted to the snapshot. */
+	if (ret == 0)
+		ret = ph_decode_tree(data, out, err);
+	cJSON_Delete(data);
+	if (ret < 0)
+		ph_err_prefix(err, "listing images: ");
+	return ret;
+}
+
+int ph_check_admin(struct ph_api *api, char **username_out, struct ph_err *err)
+{
+	const cJSON *me, *name, *admin;
+	cJSON *data = NULL;
+	int ret;
+
+	if (username_out)
+		*username_out = NULL;
+	/* The token message from graphql.c already names the endpoint. */
+	ret = gql_execute(api->gql, DOC_WHOAMI, NULL, &data, err);
+	if (ret < 0)
+		goto out;
+	me = cJSON_GetObjectItemCaseSensitive(data, "me");
+	if (!cJSON_IsObject(me)) {
+		ret = ph_err_set(err, EPROTO, NULL,
+		                 "unexpected answer from server: me is not an object");
+		goto out;
+	}
+	name = cJSON_GetObjectItemCaseSensitive(me, "username");
+	admin = cJSON_GetObjectItemCaseSensitive(me, "isAdmin");
+	if (!cJSON_IsString(name) || !name->valuestring) {
+		ret = ph_err_set(err, EPROTO, NULL,
+		                 "unexpected answer from server: me.username is not a string");
+		goto out;
+	}
+	if (!cJSON_IsTrue(admin)) {
+		ret = ph_err_set(err, EACCES, NULL,
+		                 "user %s is not a PrimeHub administrator (admin images need the "
+		                 "realm-admin role)",
+		                 name->valuestring);
+		goto out;
+	}
+	if (username_out) {
+		*username_out = strdup(name->valuestring);
+		if (!*username_out)
+			ret = nomem(err);
+	}
+out:
+	cJSON_Delete(data);
+	return ret;
+}
+
+static int check_id(const char *what, const char *id, struct ph_err *err)
+{
+	if (!id || !*id)
+		return ph_err_set(err, EINVAL, NULL, "%s: no image id", what);
+	return 0;
+}
+
+int ph_get_image(struct ph_api *api, const char *id, struct ph_image **out, struct ph_err *err)
+{
+	cJSON *vars;
+
+	*out = NULL;
+	if (check_id("image", id, err))
+		return -EINVAL;
+	vars = cJSON_CreateObject();
+	if (!vars || !add_where_id(vars, id)) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	/* §2.1: a missing image is data.image == null with no error. */
+	return run_image_op(api, "image", id, DOC_IMAGE, vars, "image", true, out, err);
+}
+
+int ph_create_image(struct ph_api *api, const struct ph_image_input *in, struct ph_image **out,
+                    struct ph_err *err)
+{
+	cJSON *vars;
+
+	*out = NULL;
+	if (!(in->set & PH_IN_NAME) || !in->name || !*in->name)
+		return ph_err_set(err, EINVAL, "name", "createImage: name is required");
+	vars = cJSON_CreateObject();
+	if (!vars || !add_owned(vars, "data", ph_encode_image_input(in, true))) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	return run_image_op(api, "createImage", in->name, DOC_CREATE, vars, "createImage", false,
+	                    out, err);
+}
+
+int ph_update_image(struct ph_api *api, const char *id, const struct ph_image_input *in,
+                    struct ph_image **out, struct ph_err *err)
+{
+	cJSON *vars;
+
+	*out = NULL;
+	if (check_id("updateImage", id, err))
+		return -EINVAL;
+	vars = cJSON_CreateObject();
+	if (!vars || !add_owned(vars, "data", ph_encode_image_input(in, false)) ||
+	    !add_where_id(vars, id)) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	return run_image_op(api, "updateImage", id, DOC_UPDATE, vars, "updateImage", false, out,
+	                    err);
+}
+
+int ph_delete_image(struct ph_api *api, const char *id, struct ph_err *err)
+{
+	cJSON *vars;
+
+	if (check_id("deleteImage", id, err))
+		return -EINVAL;
+	vars = cJSON_CreateObject();
+	if (!vars || !add_where_id(vars, id)) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	return run_image_op(api, "deleteImage", id, DOC_DELETE, vars, "deleteImage", false, NULL,
+	                    err);
+}
+
+int ph_rebuild_image(struct ph_api *api, const char *id, const struct ph_build_spec *spec,
+                     struct ph_image **out, struct ph_err *err)
+{
+	cJSON *vars;
+
+	*out = NULL;
+	if (check_id("rebuildImage", id, err))
+		return -EINVAL;
+	if (!spec)
+		return ph_err_set(err, EINVAL, "imageSpec", "rebuildImage %s: no imageSpec", id);
+	vars = cJSON_CreateObject();
+	if (!vars || !add_owned(vars, "data", ph_encode_build_spec(spec)) ||
+	    !add_where_id(vars, id)) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	return run_image_op(api, "rebuildImage", id, DOC_REBUILD, vars, "rebuildImage", false, out,
+	                    err);
+}
+
+int ph_cancel_image_build(struct ph_api *api, const char *id, struct ph_image **out,
+                          struct ph_err *err)
+{
+	cJSON *vars;
+
+	*out = NULL;
+	if (check_id("cancelImageBuild", id, err))
+		return -EINVAL;
+	vars = cJSON_CreateObject();
+	if (!vars || !add_where_id(vars, id)) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	return run_image_op(api, "cancelImageBuild", id, DOC_CANCEL, vars, "cancelImageBuild",
+	                    false, out, err);
+}
+
+/* The server's {"code", "message"} error body (§3.6), or a snippet. */
+static void log_error_text(const struct http_response *resp, char *out, size_t outsz)
+{
+	cJSON *root = cJSON_ParseWithLength(resp->body, resp->len);
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+	size_t n = 0;
+
+	if (cJSON_IsString(msg) && msg->valuestring) {
+		snprintf(out, outsz, "%s", msg->valuestring);
+	} else if (resp->content_type && strncasecmp(resp->content_type, "text/html", 9) == 0) {
+		snprintf(out, outsz, "(an HTML page)");
+	} else {
+		for (size_t i = 0; i < resp->len && i < 100 && n + 4 < outsz; i++) {
+			unsigned char ch = (unsigned char)resp->body[i];
+
+			out[n++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+		}
+		out[n] = '\0';
+		if (!n)
+			snprintf(out, outsz, "(empty answer)");
+	}
+	cJSON_Delete(root);
+}
+
+int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text, size_t *len,
+                       struct ph_err *err)
+{
+	const char *headers[] = {gql_client_auth_header(api->gql), "Accept: application/json",
+	                         NULL};
+	struct http_request req = {.method = "GET", .headers = headers, .max_body = LOG_MAX_BODY};
+	struct http_response resp;
+	char why[256];
+	char *url;
+	int ret;
+
+	*text = NULL;
+	*len = 0;
+	if (!log_endpoint || !*log_endpoint)
+		return ph_err_set(err, ENOENT, NULL, "build log: the image has no log endpoint");
+	/* The server names this URL; the token must go nowhere but http(s). */
+	if (strncasecmp(log_endpoint, "http://", 7) != 0 &&
+	    strncasecmp(log_endpoint, "https://", 8) != 0)
+		return ph_err_set(err, EPROTO, NULL,
+		                  "build log: unexpected answer from server: logEndpoint %.200s is "
+		                  "not an http(s) URL",
+		                  log_endpoint);
+	url = malloc(strlen(log_endpoint) + sizeof("&follow=false"));
+	if (!url)
+		return nomem(err);
+	sprintf(url, "%s%cfollow=false", log_endpoint, strchr(log_endpoint, '?') ? '&' : '?');
+	req.url = url;
+	gql_client_abort_hook(api->gql, &req.abort_cb, &req.abort_arg);
+
+	ret = http_perform(gql_client_http(api->gql), &req, &resp, err);
+	free(url);
+	if (ret < 0) {
+		ph_err_prefix(err, "build log: ");
+		return ret;
+	}
+	if (resp.status >= 200 && resp.status <= 299) {
+		*text = resp.body; /* the caller owns it now */
+		*len = resp.len;
+		resp.body = NULL;
+		http_response_free(&resp);
+		return 0;
+	}
+	log_error_text(&resp, why, sizeof(why));
+	switch (resp.status) {
+	case 400: /* the image has no build job (yet) */
+		ret = ph_err_set(err, ENOENT, NULL, "build log: no build job yet (HTTP 400: %s)",
+		                 why);
+		break;
+	case 401:
+	case 403:
+		ret = ph_err_set(err, EACCES, NULL, "build log: permission denied (HTTP %ld: %s)",
+		                 resp.status, why);
+		break;
+	case 404:
+		ret = ph_err_set(err, ENOENT, NULL, "build log: not found (HTTP 404: %s)", why);
+		break;
+	default:
+		ret = ph_err_set(err, EIO, NULL, "build log: HTTP %ld from server: %s", resp.status,
+		                 why);
+		break;
+	}
+	http_response_free(&resp);
+	return ret;
+}
