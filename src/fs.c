@@ -1,2 +1,925 @@
-/* fs.c - not written yet. */
-#include "primehubfs/error.h"
+/*
+ * fs.c - the FUSE operation table, attributes and directory listings, and
+ * how refusals reach the user.  Model: libfuse example/passthrough.c
+ * (prefix_op names, -errno returns) and sshfs.
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "primehubfs/fs.h"
+#include "primehubfs/log.h"
+#include "primehubfs/spec.h"
+
+/* ---- helpers shared by the fs_*.c files ---- */
+
+int phfs_snapshot(struct phfs *fs, struct snapshot **snap)
+{
+	struct ph_err err = {0};
+	int ret = store_get(fs->store, snap, &err);
+
+	if (ret < 0)
+		log_error("cannot list images: %s", err.msg);
+	return ret;
+}
+
+/* "vim, pid 1234": who did it, from the FUSE context.  /proc is read, never
+ * the mount itself. */
+static void describe_caller(char *out, size_t size)
+{
+	struct fuse_context *fc = fuse_get_context();
+	char path[64], comm[64] = "?";
+	FILE *f;
+
+	if (!fc || fc->pid <= 0) {
+		snprintf(out, size, "unknown process");
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fc->pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+	}
+	snprintf(out, size, "%s, pid %d", comm, (int)fc->pid);
+}
+
+static const char *errno_name(int e)
+{
+	switch (e) {
+	case EINVAL: return "EINVAL";
+	case ENOENT: return "ENOENT";
+	case EEXIST: return "EEXIST";
+	case EACCES: return "EACCES";
+	case EPERM: return "EPERM";
+	case EIO: return "EIO";
+	case EFBIG: return "EFBIG";
+	case EBUSY: return "EBUSY";
+	case ENOSPC: return "ENOSPC";
+	case ETIMEDOUT: return "ETIMEDOUT";
+	case EINTR: return "EINTR";
+	case EPROTO: return "EPROTO";
+	case ENOTEMPTY: return "ENOTEMPTY";
+	case EXDEV: return "EXDEV";
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case EHOSTUNREACH: return "EHOSTUNREACH";
+	default: return "error";
+	}
+}
+
+void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err)
+{
+	char caller[128], stamp[32], line[1024];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	describe_caller(caller, sizeof(caller));
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(line, sizeof(line), "%s %s: %s [%s] (by %s)", stamp, what,
+		 err->msg[0] ? err->msg : strerror(err->errnum), errno_name(err->errnum), caller);
+	log_error("refused %s", line + strlen(stamp) + 1);
+	staging_set_error(fs->staging, dir, line);
+	phfs_invalidate(fs, dir[0] ? dir : NULL);
+}
+
+void phfs_succeeded(struct phfs *fs, const char *dir)
+{
+	staging_clear_error(fs->staging, dir);
+}
+
+bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char *image,
+		       bool *pending)
+{
+	*pending = false;
+	if (snapshot_find(snap, image))
+		return true;
+	*pending = staging_pending_exists(fs->staging, image);
+	return *pending;
+}
+
+struct phfs_handle *phfs_handle_new(const struct node *node)
+{
+	struct phfs_handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->node = *node;
+	pthread_mutex_init(&h->lock, NULL);
+	return h;
+}
+
+void phfs_handle_free(struct phfs_handle *h)
+{
+	if (!h)
+		return;
+	snap_image_put(h->entry);
+	free(h->own_text);
+	free(h->base);
+	free(h->buf);
+	scratch_put(h->scratch);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+/* Called on the store's refresher thread, never on a request thread:
+ * fuse_invalidate_path from a request handler can deadlock the kernel. */
+void phfs_invalidate(struct phfs *fs, const char *image_id)
+{
+	char path[TREE_NAME_MAX + 32];
+
+	if (!fs->fuse)
+		return;
+	if (!image_id) {
+		fuse_invalidate_path(fs->fuse, "/");
+		return;
+	}
+	snprintf(path, sizeof(path), "/%s/spec.json", image_id);
+	fuse_invalidate_path(fs->fuse, path);
+	snprintf(path, sizeof(path), "/%s/status.json", image_id);
+	fuse_invalidate_path(fs->fuse, path);
+	snprintf(path, sizeof(path), "/%s/groups", image_id);
+	fuse_invalidate_path(fs->fuse, path);
+	snprintf(path, sizeof(path), "/%s", image_id);
+	fuse_invalidate_path(fs->fuse, path);
+}
+
+/* ---- attributes ---- */
+
+static void fill_stat(const struct phfs *fs, struct stat *st, mode_t mode, size_t size,
+		      struct timespec mtime)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = mode;
+	st->st_nlink = S_ISDIR(mode) ? 2 : 1; /* vim copies instead of renaming when >1 */
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = (off_t)size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	st->st_mtim = mtime;
+	st->st_ctim = mtime;
+	st->st_atim = mtime;
+}
+
+static int note_size(struct phfs *fs, const char *image, enum node_kind kind, size_t *size)
+{
+	char *text;
+	int ret = kind == NODE_REJECTED ? staging_get_rejected(fs->staging, image, &text, size)
+					: staging_get_error(fs->staging, image, &text, size);
+
+	if (ret < 0)
+		return ret;
+	if (!text)
+		return -ENOENT;
+	free(text);
+	return 0;
+}
+
+/* Attributes of a node, from the snapshot and staging (no network except for
+ * build.log, whose size is its content's). */
+static int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
+			  struct stat *st)
+{
+	const struct snap_image *e = NULL;
+	struct timespec t = snap->ctime;
+	bool pending = false;
+	size_t size = 0;
+	int ret;
+
+	if (n->kind != NODE_ROOT && n->kind != NODE_ROOT_ERROR) {
+		e = snapshot_find(snap, n->image);
+		if (!e) {
+			pending = staging_pending_exists(fs->staging, n->image);
+			if (!pending)
+				return -ENOENT;
+		}
+		if (e)
+			t = e->mtime;
+	}
+	switch (n->kind) {
+	case NODE_ROOT:
+	case NODE_IMAGE:
+	case NODE_GROUPS:
+		fill_stat(fs, st, tree_mode(n->kind), 0, t);
+		return 0;
+	case NODE_ROOT_ERROR:
+	case NODE_IMAGE_ERROR:
+	case NODE_REJECTED:
+		ret = note_size(fs, n->image, n->kind, &size);
+		if (ret < 0)
+			return ret;
+		fill_stat(fs, st, tree_mode(n->kind), size, t);
+		return 0;
+	case NODE_SPEC:
+		if (e) {
+			size = e->spec_len;
+		} else {
+			char *tmpl = spec_render_template(n->image, &size);
+
+			if (!tmpl)
+				return -ENOMEM;
+			free(tmpl);
+		}
+		fill_stat(fs, st, tree_mode(n->kind), size, t);
+		return 0;
+	case NODE_STATUS:
+		if (!e)
+			return -ENOENT; /* a pending image has no server state yet */
+		fill_stat(fs, st, tree_mode(n->kind), e->status_len, t);
+		return 0;
+	case NODE_BUILD_LOG:
+		if (!e || !e->img->image_spec)
+			return -ENOENT;
+		ret = phfs_build_log_size(fs, e, &size);
+		if (ret < 0)
+			return ret;
+		fill_stat(fs, st, tree_mode(n->kind), size, t);
+		return 0;
+	case NODE_GROUP:
+		if (e) {
+			const struct ph_group *g = snapshot_find_group(snap, n->leaf);
+
+			for (size_t i = 0; g && i < e->img->ngroups; i++) {
+				if (strcmp(e->img->groups[i].id, g->id) == 0) {
+					fill_stat(fs, st, tree_mode(n->kind), 0, t);
+					return 0;
+				}
+			}
+			return -ENOENT;
+		} else {
+			struct ph_strlist ids, names;
+			bool found = false;
+
+			ret = staging_pending_groups(fs->staging, n->image, &ids, &names);
+			if (ret < 0)
+				return ret;
+			for (size_t i = 0; i < names.n; i++)
+				if (!strcmp(names.items[i], n->leaf) || !strcmp(ids.items[i], n->leaf))
+					found = true;
+			ph_strlist_free(&ids);
+			ph_strlist_free(&names);
+			if (!found)
+				return -ENOENT;
+			fill_stat(fs, st, tree_mode(n->kind), 0, t);
+			return 0;
+		}
+	case NODE_SCRATCH: {
+		struct scratch *s;
+		struct scratch_stat ss;
+
+		ret = staging_scratch_open(fs->staging, n->image, n->leaf, &s);
+		if (ret < 0)
+			return ret;
+		scratch_stat(s, &ss);
+		scratch_put(s);
+		fill_stat(fs, st, S_IFREG | ss.mode, ss.size, ss.mtime);
+		return 0;
+	}
+	}
+	return -ENOENT;
+}
+
+static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h = phfs_fh(fi);
+	struct snapshot *snap;
+	struct node n;
+	int ret;
+
+	/* fstat on an open handle describes what that handle holds. */
+	if (h && h->scratch) {
+		struct scratch_stat ss;
+
+		scratch_stat(h->scratch, &ss);
+		fill_stat(fs, st, S_IFREG | ss.mode, ss.size, ss.mtime);
+		return 0;
+	}
+	if (h && h->writable) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		pthread_mutex_lock(&h->lock);
+		fill_stat(fs, st, tree_mode(NODE_SPEC), h->buf_len, now);
+		pthread_mutex_unlock(&h->lock);
+		return 0;
+	}
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	ret = phfs_stat_node(fs, snap, &n, st);
+	snapshot_put(snap);
+	return ret;
+}
+
+/* ---- listings ---- */
+
+static int fill_entry(struct phfs *fs, const struct snapshot *snap, void *buf,
+		      fuse_fill_dir_t filler, const char *name, const struct node *n,
+		      enum fuse_readdir_flags flags)
+{
+	struct stat st;
+
+	/* readdirplus: hand the kernel every entry's attributes from the
+	 * snapshot, so `ls -l` costs no extra request (build.log excepted: its
+	 * size needs the log, fetched only when someone looks at it). */
+	if ((flags & FUSE_READDIR_PLUS) && n->kind != NODE_BUILD_LOG &&
+	    phfs_stat_node(fs, snap, n, &st) == 0)
+		return filler(buf, name, &st, 0, FUSE_FILL_DIR_PLUS);
+	return filler(buf, name, NULL, 0, 0);
+}
+
+static int readdir_root(struct phfs *fs, const struct snapshot *snap, void *buf,
+			fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
+{
+	struct ph_strlist pending;
+	struct node n = {.kind = NODE_IMAGE};
+	size_t len;
+	char *text;
+
+	for (size_t i = 0; i < snap->nimages; i++) {
+		snprintf(n.image, sizeof(n.image), "%s", snap->images[i]->img->id);
+		if (fill_entry(fs, snap, buf, filler, n.image, &n, flags))
+			return 0;
+	}
+	if (staging_pending_list(fs->staging, &pending) == 0) {
+		for (size_t i = 0; i < pending.n; i++) {
+			if (snapshot_find(snap, pending.items[i]))
+				continue;
+			snprintf(n.image, sizeof(n.image), "%s", pending.items[i]);
+			if (fill_entry(fs, snap, buf, filler, n.image, &n, flags))
+				break;
+		}
+		ph_strlist_free(&pending);
+	}
+	if (staging_get_error(fs->staging, "", &text, &len) == 0 && text) {
+		struct node en = {.kind = NODE_ROOT_ERROR};
+
+		free(text);
+		fill_entry(fs, snap, buf, filler, TREE_ROOT_ERROR_NAME, &en, flags);
+	}
+	return 0;
+}
+
+static int readdir_image(struct phfs *fs, const struct snapshot *snap, const struct node *dir,
+			 void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
+{
+	const struct snap_image *e = snapshot_find(snap, dir->image);
+	struct ph_strlist scratch;
+	struct node n = *dir;
+
+	if (!e && !staging_pending_exists(fs->staging, dir->image))
+		return -ENOENT;
+	for (unsigned i = 0; i < tree_image_entry_count; i++) {
+		const struct tree_entry *te = &tree_image_entries[i];
+		struct stat st;
+
+		n.kind = te->kind;
+		if (te->custom_only && (!e || !e->img->image_spec))
+			continue;
+		if (te->kind == NODE_STATUS && !e)
+			continue;
+		if (te->when_present && phfs_stat_node(fs, snap, &n, &st) < 0)
+			continue;
+		if (fill_entry(fs, snap, buf, filler, te->name, &n, flags))
+			return 0;
+	}
+	if (staging_scratch_list(fs->staging, dir->image, &scratch) == 0) {
+		n.kind = NODE_SCRATCH;
+		for (size_t i = 0; i < scratch.n; i++) {
+			snprintf(n.leaf, sizeof(n.leaf), "%s", scratch.items[i]);
+			if (fill_entry(fs, snap, buf, filler, scratch.items[i], &n, flags))
+				break;
+		}
+		ph_strlist_free(&scratch);
+	}
+	return 0;
+}
+
+static int readdir_groups(struct phfs *fs, const struct snapshot *snap, const struct node *dir,
+			  void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
+{
+	const struct snap_image *e = snapshot_find(snap, dir->image);
+	struct node n = *dir;
+
+	n.kind = NODE_GROUP;
+	if (e) {
+		for (size_t i = 0; i < e->img->ngroups; i++) {
+			const struct ph_group *g = &e->img->groups[i];
+			const char *name = g->name ? g->name : g->id;
+
+			snprintf(n.leaf, sizeof(n.leaf), "%s", name);
+			if (fill_entry(fs, snap, buf, filler, name, &n, flags))
+				break;
+		}
+		return 0;
+	} else {
+		struct ph_strlist ids, names;
+
+		if (staging_pending_groups(fs->staging, dir->image, &ids, &names) < 0)
+			return -ENOENT;
+		for (size_t i = 0; i < names.n; i++) {
+			snprintf(n.leaf, sizeof(n.leaf), "%s", names.items[i]);
+			if (fill_entry(fs, snap, buf, filler, names.items[i], &n, flags))
+				break;
+		}
+		ph_strlist_free(&ids);
+		ph_strlist_free(&names);
+		return 0;
+	}
+}
+
+static int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
+			struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	struct phfs *fs = phfs_ctx();
+	struct snapshot *snap;
+	struct node n;
+	int ret;
+
+	(void)offset;
+	(void)fi;
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	switch (n.kind) {
+	case NODE_ROOT:
+		ret = readdir_root(fs, snap, buf, filler, flags);
+		break;
+	case NODE_IMAGE:
+		ret = readdir_image(fs, snap, &n, buf, filler, flags);
+		break;
+	case NODE_GROUPS:
+		ret = snapshot_find(snap, n.image) || staging_pending_exists(fs->staging, n.image)
+			      ? readdir_groups(fs, snap, &n, buf, filler, flags)
+			      : -ENOENT;
+		break;
+	default:
+		ret = -ENOTDIR;
+	}
+	snapshot_put(snap);
+	return ret;
+}
+
+/* ---- files ---- */
+
+static int phfs_open(const char *path, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h;
+	struct snapshot *snap;
+	struct stat st;
+	struct node n;
+	int ret, acc = fi->flags & O_ACCMODE;
+
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	ret = phfs_stat_node(fs, snap, &n, &st);
+	snapshot_put(snap);
+	if (ret < 0)
+		return ret;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (acc != O_RDONLY && !(st.st_mode & 0200))
+		return -EACCES; /* status.json, build.log, .error are read-only */
+
+	h = phfs_handle_new(&n);
+	if (!h)
+		return -ENOMEM;
+	switch (n.kind) {
+	case NODE_SPEC:
+		ret = phfs_open_spec(fs, h, fi->flags);
+		break;
+	case NODE_SCRATCH:
+		ret = staging_scratch_open(fs->staging, n.image, n.leaf, &h->scratch);
+		if (ret == 0 && (fi->flags & O_TRUNC))
+			ret = scratch_truncate(fs->staging, h->scratch, 0, NULL);
+		break;
+	case NODE_GROUP:
+		ret = 0; /* an empty marker; touch opens it */
+		break;
+	default:
+		ret = phfs_open_readonly(fs, h);
+	}
+	if (ret < 0) {
+		phfs_handle_free(h);
+		return ret;
+	}
+	fi->fh = (uintptr_t)h;
+	/* No kernel_cache: each open drops cached pages, so what a fresh open
+	 * reads is this handle's bytes, never an older version's. */
+	fi->keep_cache = 0;
+	/* build.log grows while a build runs; its size at stat time may be
+	 * older than what this open holds, so bypass the page cache and let
+	 * reads run to the handle's real end. */
+	fi->direct_io = n.kind == NODE_BUILD_LOG;
+	return 0;
+}
+
+static int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h;
+	struct ph_err err = {0};
+	struct snapshot *snap;
+	struct node n;
+	bool pending;
+	int ret;
+
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	switch (n.kind) {
+	case NODE_SPEC:
+		return phfs_open(path, fi); /* it always exists; O_CREAT opens it */
+	case NODE_GROUP:
+		ret = phfs_group_connect(fs, &n);
+		if (ret < 0)
+			return ret;
+		h = phfs_handle_new(&n);
+		if (!h)
+			return -ENOMEM;
+		fi->fh = (uintptr_t)h;
+		return 0;
+	case NODE_SCRATCH:
+		break;
+	case NODE_ROOT_ERROR:
+	case NODE_IMAGE:
+		ph_err_set(&err, EPERM, NULL,
+			   "only image directories live at the top; make one with mkdir NAME");
+		phfs_refuse(fs, "", path, &err);
+		return -EPERM;
+	default:
+		return -EACCES; /* status.json, .error, groups/: read-only or not files */
+	}
+
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	if (!phfs_image_exists(fs, snap, n.image, &pending)) {
+		snapshot_put(snap);
+		return -ENOENT;
+	}
+	snapshot_put(snap);
+	h = phfs_handle_new(&n);
+	if (!h)
+		return -ENOMEM;
+	ret = staging_scratch_create(fs->staging, n.image, n.leaf, mode,
+				     (fi->flags & O_EXCL) != 0, &h->scratch, &err);
+	if (ret == 0 && (fi->flags & O_TRUNC))
+		ret = scratch_truncate(fs->staging, h->scratch, 0, &err);
+	if (ret < 0) {
+		if (ret != -EEXIST) {
+			char what[2 * TREE_NAME_MAX + 2];
+
+			snprintf(what, sizeof(what), "%s/%s", n.image, n.leaf);
+			phfs_refuse(fs, n.image, what, &err);
+		}
+		phfs_handle_free(h);
+		return ret;
+	}
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static int phfs_read(const char *path, char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct phfs_handle *h = phfs_fh(fi);
+	const char *src;
+	size_t len;
+	int n = 0;
+
+	(void)path;
+	if (h->scratch)
+		return scratch_read(h->scratch, buf, size, off);
+	pthread_mutex_lock(&h->lock);
+	src = h->writable ? h->buf : h->ro_text;
+	len = h->writable ? h->buf_len : h->ro_len;
+	if (off >= 0 && (size_t)off < len) {
+		n = (int)(len - (size_t)off < size ? len - (size_t)off : size);
+		memcpy(buf, src + off, (size_t)n);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+static int phfs_write(const char *path, const char *buf, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h = phfs_fh(fi);
+	struct ph_err err = {0};
+	int ret;
+
+	(void)path;
+	if (h->scratch) {
+		ret = scratch_write(fs->staging, h->scratch, buf, size, off, &err);
+		if (ret < 0) {
+			char what[2 * TREE_NAME_MAX + 2];
+
+			snprintf(what, sizeof(what), "%s/%s", h->node.image, h->node.leaf);
+			phfs_refuse(fs, h->node.image, what, &err);
+		}
+		return ret;
+	}
+	if (h->writable) {
+		ret = phfs_spec_write(h, buf, size, off);
+		if (ret == -EFBIG) {
+			char what[TREE_NAME_MAX + 16];
+
+			ph_err_set(&err, EFBIG, NULL, "spec.json is limited to %d bytes",
+				   SPEC_MAX_SIZE);
+			snprintf(what, sizeof(what), "%s/spec.json", h->node.image);
+			phfs_refuse(fs, h->node.image, what, &err);
+		}
+		return ret;
+	}
+	return -EBADF;
+}
+
+static int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h = phfs_fh(fi);
+	struct scratch *s;
+	struct node n;
+	int ret;
+
+	if (h && h->scratch)
+		return scratch_truncate(fs->staging, h->scratch, size, NULL);
+	if (h && h->writable)
+		return phfs_spec_truncate(h, size);
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	switch (n.kind) {
+	case NODE_SCRATCH:
+		ret = staging_scratch_open(fs->staging, n.image, n.leaf, &s);
+		if (ret < 0)
+			return ret;
+		ret = scratch_truncate(fs->staging, s, size, NULL);
+		scratch_put(s);
+		return ret;
+	case NODE_SPEC: {
+		/* A truncate with no open handle would have nothing to commit
+		 * and nowhere to keep the bytes: editors truncate through their
+		 * handle (ftruncate), which works. */
+		struct ph_err err;
+
+		ph_err_set(&err, EPERM, "spec.json",
+			   "truncate spec.json through an open file; a bare truncate would "
+			   "save nothing");
+		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	}
+	default:
+		return -EACCES;
+	}
+}
+
+static int phfs_flush(const char *path, struct fuse_file_info *fi)
+{
+	struct phfs_handle *h = phfs_fh(fi);
+
+	(void)path;
+	/* The commit point: close (flush) of a handle that wrote.  A flush
+	 * with nothing new written (shell `>` flushes before any data, dup'd
+	 * descriptors flush again) sends nothing. */
+	if (h->writable)
+		return phfs_spec_commit(phfs_ctx(), h);
+	return 0;
+}
+
+static int phfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	return phfs_flush(path, fi);
+}
+
+static int phfs_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	/* Never commits: the kernel ignores release's result, so an error here
+	 * would reach nobody. */
+	phfs_handle_free(phfs_fh(fi));
+	return 0;
+}
+
+/* chmod/chown/utimens: editors and cp -p call them after saving; they are
+ * kept on scratch files and accepted as no-ops elsewhere, since PrimeHub has
+ * no such attributes. */
+static int phfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h = phfs_fh(fi);
+	struct scratch *s = NULL;
+	struct node n;
+
+	if (h && h->scratch) {
+		scratch_chmod(h->scratch, mode);
+		return 0;
+	}
+	if (tree_parse(path, &n) == 0 && n.kind == NODE_SCRATCH &&
+	    staging_scratch_open(fs->staging, n.image, n.leaf, &s) == 0) {
+		scratch_chmod(s, mode);
+		scratch_put(s);
+		return 0;
+	}
+	return phfs_getattr(path, &(struct stat){0}, NULL);
+}
+
+static int phfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+{
+	(void)uid;
+	(void)gid;
+	if (phfs_fh(fi))
+		return 0;
+	return phfs_getattr(path, &(struct stat){0}, NULL);
+}
+
+static int phfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h = phfs_fh(fi);
+	struct scratch *s = NULL;
+	struct node n;
+	const struct timespec *mt = tv && tv[1].tv_nsec != UTIME_NOW ? &tv[1] : NULL;
+
+	if (mt && mt->tv_nsec == UTIME_OMIT)
+		return 0;
+	if (h && h->scratch) {
+		scratch_touch(h->scratch, mt);
+		return 0;
+	}
+	if (tree_parse(path, &n) == 0 && n.kind == NODE_SCRATCH &&
+	    staging_scratch_open(fs->staging, n.image, n.leaf, &s) == 0) {
+		scratch_touch(s, mt);
+		scratch_put(s);
+		return 0;
+	}
+	return phfs_getattr(path, &(struct stat){0}, NULL);
+}
+
+static int phfs_statfs(const char *path, struct statvfs *sv)
+{
+	(void)path;
+	memset(sv, 0, sizeof(*sv));
+	sv->f_bsize = 4096;
+	sv->f_frsize = 4096;
+	sv->f_blocks = STAGING_MAX_TOTAL / 4096;
+	sv->f_bfree = sv->f_bavail = STAGING_MAX_TOTAL / 4096; /* editors check for room */
+	sv->f_files = sv->f_ffree = sv->f_favail = 1 << 20;
+	sv->f_namemax = TREE_NAME_MAX;
+	return 0;
+}
+
+static int phfs_symlink(const char *target, const char *path)
+{
+	(void)target;
+	(void)path;
+	/* EACCES, not EPERM: Emacs then skips its lock-file fallback dance. */
+	return -EACCES;
+}
+
+static int phfs_link(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+	return -EPERM;
+}
+
+static int phfs_setxattr(const char *path, const char *name, const char *value, size_t size,
+			 int flags)
+{
+	(void)path;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	return -ENOTSUP;
+}
+
+static void *phfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	struct phfs *fs = phfs_ctx();
+
+	/* Network data: short kernel caches, no negative cache, no page cache
+	 * across opens, no writeback cache (see fuse-practice.md §3). */
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
+	cfg->negative_timeout = 0;
+	cfg->kernel_cache = 0;
+	cfg->use_ino = 0;
+	/* Unlinked-but-open scratch files (vim's swap at exit) just go away,
+	 * instead of being renamed to .fuse_hidden files. */
+	cfg->hard_remove = 1;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	return fs;
+}
+
+static const struct fuse_operations phfs_oper = {
+	.init = phfs_init,
+	.getattr = phfs_getattr,
+	.readdir = phfs_readdir,
+	.open = phfs_open,
+	.create = phfs_create,
+	.read = phfs_read,
+	.write = phfs_write,
+	.truncate = phfs_truncate,
+	.flush = phfs_flush,
+	.fsync = phfs_fsync,
+	.release = phfs_release,
+	.mkdir = phfs_mkdir,
+	.rmdir = phfs_rmdir,
+	.unlink = phfs_unlink,
+	.rename = phfs_rename,
+	.chmod = phfs_chmod,
+	.chown = phfs_chown,
+	.utimens = phfs_utimens,
+	.statfs = phfs_statfs,
+	.symlink = phfs_symlink,
+	.link = phfs_link,
+	.setxattr = phfs_setxattr,
+};
+
+const struct fuse_operations *phfs_operations(void)
+{
+	return &phfs_oper;
+}
+
+/* ---- the context ---- */
+
+static int fetch_tree(void *arg, struct ph_tree *out, struct ph_err *err)
+{
+	return ph_fetch_tree(arg, out, err);
+}
+
+static void tree_changed(void *arg, const char *image_id)
+{
+	phfs_invalidate(arg, image_id);
+}
+
+int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
+{
+	struct phfs *fs = calloc(1, sizeof(*fs));
+	int ret;
+
+	if (!fs)
+		return -ENOMEM;
+	fs->api = api;
+	fs->ttl_ms = ttl_ms;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->logs = phfs_log_cache_new();
+	ret = fs->logs ? store_new(ttl_ms, fetch_tree, api, tree_changed, fs, &fs->store) : -ENOMEM;
+	if (ret == 0)
+		ret = staging_new(&fs->staging);
+	if (ret < 0) {
+		phfs_free(fs);
+		return ret;
+	}
+	*out = fs;
+	return 0;
+}
+
+void phfs_set_fuse(struct phfs *fs, struct fuse *fuse)
+{
+	fs->fuse = fuse;
+}
+
+int phfs_start(struct phfs *fs)
+{
+	return store_start(fs->store);
+}
+
+void phfs_free(struct phfs *fs)
+{
+	if (!fs)
+		return;
+	store_free(fs->store);
+	staging_free(fs->staging);
+	phfs_log_cache_free(fs->logs);
+	free(fs);
+}

@@ -1,2 +1,351 @@
-/* fs_dir.c - not written yet. */
-#include "primehubfs/error.h"
+/*
+ * fs_dir.c - the operations that change the tree: mkdir/rmdir of images,
+ * touch/rm in groups/, unlink and rename.  configfs is the model: mkdir
+ * makes an item, rmdir removes it although it lists files.
+ *
+ * The `rm -r IMAGE` trap: rm unlinks the entries of IMAGE in listing order
+ * and recurses into groups/, so a naive design would disconnect every group
+ * one by one and then fail on spec.json, leaving the image half-changed.
+ * Here spec.json is listed first; its unlink is refused (EPERM) and noted
+ * with the caller's pid, and for PHFS_RM_GUARD_MS that same process may not
+ * disconnect the image's groups either.  So `rm -r IMAGE` fails having
+ * changed nothing, and .error says to use `rmdir IMAGE`.
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "primehubfs/log.h"
+#include "primehubfs/spec.h"
+
+#define RM_R_ADVICE "to delete the image use rmdir IMAGE; to disconnect groups use rm IMAGE/groups/NAME"
+
+static pid_t caller_pid(void)
+{
+	return fuse_get_context()->pid;
+}
+
+/* An updateImage that changes only group links.  PrimeHub clears
+ * useImagePullSecret and groupName from any update that leaves them out,
+ * so they are re-sent as the server holds them right now. */
+static int update_groups(struct phfs *fs, const char *image, const char *group_id, bool connect,
+			 struct ph_err *err)
+{
+	struct ph_image_input in = {0};
+	struct ph_image *current = NULL, *result = NULL;
+	int ret;
+
+	ret = ph_get_image(fs->api, image, &current, err);
+	if (ret < 0)
+		return ret;
+	if (!current)
+		return ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub", image);
+	if (current->use_image_pull_secret) {
+		in.set |= PH_IN_USE_IMAGE_PULL_SECRET;
+		ret = ph_strdup_opt(&in.use_image_pull_secret, current->use_image_pull_secret)
+			      ? 0
+			      : -ENOMEM;
+	}
+	if (ret == 0 && current->group_name) {
+		in.set |= PH_IN_GROUP_NAME;
+		ret = ph_strdup_opt(&in.group_name, current->group_name) ? 0 : -ENOMEM;
+	}
+	if (ret == 0)
+		ret = ph_strlist_append(connect ? &in.connect : &in.disconnect, group_id);
+	if (ret == 0)
+		ret = ph_update_image(fs->api, image, &in, &result, err);
+	else
+		ph_err_set(err, ENOMEM, NULL, "out of memory");
+	ph_image_input_clear(&in);
+	ph_image_free(current);
+	if (ret < 0) {
+		store_invalidate(fs->store);
+		return ret;
+	}
+	return store_put_image(fs->store, result);
+}
+
+static bool image_has_group(const struct snap_image *e, const char *id)
+{
+	for (size_t i = 0; i < e->img->ngroups; i++)
+		if (strcmp(e->img->groups[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+int phfs_group_connect(struct phfs *fs, const struct node *node)
+{
+	struct ph_err err = {0};
+	struct snapshot *snap;
+	const struct snap_image *e;
+	const struct ph_group *g;
+	char what[2 * TREE_NAME_MAX + 16], *id = NULL, *name = NULL;
+	bool pending = false;
+	int ret;
+
+	snprintf(what, sizeof(what), "%s/groups/%s", node->image, node->leaf);
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	e = snapshot_find(snap, node->image);
+	if (!e && !(pending = staging_pending_exists(fs->staging, node->image))) {
+		snapshot_put(snap);
+		return -ENOENT;
+	}
+	g = snapshot_find_group(snap, node->leaf);
+	if (!g) {
+		snapshot_put(snap);
+		ph_err_set(&err, ENOENT, NULL,
+			   "no group is named '%s' (or has that id); ls shows group names, "
+			   "and PrimeHub's groups are listed in its admin UI",
+			   node->leaf);
+		phfs_refuse(fs, node->image, what, &err);
+		return -ENOENT;
+	}
+	id = strdup(g->id);
+	name = strdup(g->name ? g->name : g->id);
+	ret = id && name ? 0 : -ENOMEM;
+	/* Touching a connected group changes nothing and sends nothing. */
+	if (ret == 0 && e && image_has_group(e, id)) {
+		snapshot_put(snap);
+		goto out;
+	}
+	snapshot_put(snap);
+	if (ret < 0)
+		goto out;
+	if (pending)
+		ret = staging_pending_group_add(fs->staging, node->image, id, name);
+	else
+		ret = update_groups(fs, node->image, id, true, &err);
+	if (ret < 0) {
+		if (!err.msg[0])
+			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
+		phfs_refuse(fs, node->image, what, &err);
+	} else {
+		phfs_succeeded(fs, node->image);
+		log_info("connected group %s to image %s", name, node->image);
+	}
+out:
+	free(id);
+	free(name);
+	return ret;
+}
+
+static int group_disconnect(struct phfs *fs, const struct node *node)
+{
+	struct ph_err err = {0};
+	struct snapshot *snap;
+	const struct snap_image *e;
+	const struct ph_group *g;
+	char what[2 * TREE_NAME_MAX + 16], *id = NULL;
+	int ret;
+
+	snprintf(what, sizeof(what), "%s/groups/%s", node->image, node->leaf);
+	if (staging_pending_exists(fs->staging, node->image))
+		return staging_pending_group_remove(fs->staging, node->image, node->leaf);
+	if (staging_recent_spec_unlink(fs->staging, node->image, caller_pid(), PHFS_RM_GUARD_MS)) {
+		ph_err_set(&err, EPERM, NULL,
+			   "not disconnecting: this looks like rm -r of the image, which would "
+			   "strip its groups one by one and then fail; " RM_R_ADVICE);
+		phfs_refuse(fs, node->image, what, &err);
+		return -EPERM;
+	}
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	e = snapshot_find(snap, node->image);
+	g = e ? snapshot_find_group(snap, node->leaf) : NULL;
+	if (!e || !g || !image_has_group(e, g->id)) {
+		snapshot_put(snap);
+		return -ENOENT;
+	}
+	id = strdup(g->id);
+	snapshot_put(snap);
+	if (!id)
+		return -ENOMEM;
+	ret = update_groups(fs, node->image, id, false, &err);
+	if (ret < 0) {
+		phfs_refuse(fs, node->image, what, &err);
+	} else {
+		phfs_succeeded(fs, node->image);
+		log_info("disconnected group %s from image %s", node->leaf, node->image);
+	}
+	free(id);
+	return ret;
+}
+
+int phfs_mkdir(const char *path, mode_t mode)
+{
+	struct phfs *fs = phfs_ctx();
+	struct ph_err err = {0};
+	struct snapshot *snap;
+	struct node n;
+	int ret;
+
+	(void)mode;
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	if (n.kind != NODE_IMAGE) {
+		ph_err_set(&err, EPERM, NULL,
+			   "directories can only be made at the top of the mount (one per image)");
+		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	}
+	ret = spec_check_image_name(n.image, &err);
+	if (ret < 0) {
+		phfs_refuse(fs, "", path + 1, &err);
+		return ret;
+	}
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	if (snapshot_find(snap, n.image))
+		ret = -EEXIST;
+	snapshot_put(snap);
+	if (ret == 0)
+		ret = staging_pending_add(fs->staging, n.image);
+	if (ret == -EEXIST) {
+		ph_err_set(&err, EEXIST, NULL, "an image named %s already exists", n.image);
+		phfs_refuse(fs, "", path + 1, &err);
+		return ret;
+	}
+	if (ret == 0) {
+		phfs_succeeded(fs, "");
+		log_info("new image directory %s: it is created on PrimeHub when its spec.json "
+			 "is first saved",
+			 n.image);
+	}
+	return ret;
+}
+
+int phfs_rmdir(const char *path)
+{
+	struct phfs *fs = phfs_ctx();
+	struct ph_err err = {0};
+	struct snapshot *snap;
+	bool exists;
+	struct node n;
+	int ret;
+
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	if (n.kind == NODE_GROUPS) {
+		ph_err_set(&err, EPERM, NULL, "groups/ is part of every image; " RM_R_ADVICE);
+		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	}
+	if (n.kind != NODE_IMAGE)
+		return n.kind == NODE_ROOT ? -EBUSY : -ENOTDIR;
+	if (staging_pending_exists(fs->staging, n.image)) {
+		/* Never created: just forget it. */
+		staging_drop_dir(fs->staging, n.image);
+		phfs_succeeded(fs, "");
+		return 0;
+	}
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	exists = snapshot_find(snap, n.image) != NULL;
+	snapshot_put(snap);
+	if (!exists)
+		return -ENOENT;
+	ret = ph_delete_image(fs->api, n.image, &err);
+	if (ret < 0 && ret != -ENOENT) {
+		phfs_refuse(fs, "", path + 1, &err);
+		return ret;
+	}
+	/* Deleted (or already gone): drop it from the view and every note. */
+	store_remove_image(fs->store, n.image);
+	staging_drop_dir(fs->staging, n.image);
+	phfs_succeeded(fs, "");
+	log_info("deleted image %s", n.image);
+	return 0;
+}
+
+int phfs_unlink(const char *path)
+{
+	struct phfs *fs = phfs_ctx();
+	struct ph_err err = {0};
+	struct node n;
+	int ret;
+
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	switch (n.kind) {
+	case NODE_SCRATCH:
+		return staging_scratch_unlink(fs->staging, n.image, n.leaf);
+	case NODE_GROUP:
+		return group_disconnect(fs, &n);
+	case NODE_REJECTED:
+		/* Dismissing the kept draft is the user's call. */
+		staging_clear_rejected(fs->staging, n.image);
+		return 0;
+	case NODE_IMAGE_ERROR:
+	case NODE_ROOT_ERROR:
+		staging_clear_error(fs->staging, n.image);
+		return 0;
+	case NODE_SPEC:
+		staging_note_spec_unlink(fs->staging, n.image, caller_pid());
+		ph_err_set(&err, EPERM, NULL, "spec.json cannot be removed; " RM_R_ADVICE);
+		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	case NODE_STATUS:
+	case NODE_BUILD_LOG:
+		ph_err_set(&err, EPERM, NULL, "%s is read-only server state; " RM_R_ADVICE,
+			   n.kind == NODE_STATUS ? "status.json" : "build.log");
+		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	default:
+		return -EPERM;
+	}
+}
+
+int phfs_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct phfs *fs = phfs_ctx();
+	struct ph_err err = {0};
+	struct node a, b;
+	int ret;
+
+	ret = tree_parse(from, &a);
+	if (ret == 0)
+		ret = tree_parse(to, &b);
+	if (ret < 0)
+		return ret;
+	if (flags & RENAME_EXCHANGE)
+		return -EINVAL;
+	if (a.kind == NODE_IMAGE) {
+		ph_err_set(&err, EPERM, NULL,
+			   "images cannot be renamed (PrimeHub image names never change); make a "
+			   "new one with mkdir and copy spec.json into it");
+		phfs_refuse(fs, "", from + 1, &err);
+		return -EPERM;
+	}
+	if (a.kind != NODE_SCRATCH) {
+		/* vim then writes in place, Emacs backs up elsewhere. */
+		ph_err_set(&err, EPERM, NULL, "%s cannot be renamed or moved", from + 1);
+		if (a.kind == NODE_SPEC)
+			log_debug("refused rename of %s (editors then save in place)", from);
+		else
+			phfs_refuse(fs, a.image, from + 1, &err);
+		return -EPERM;
+	}
+	if (strcmp(a.image, b.image) != 0)
+		return -EXDEV; /* mv copies across image directories */
+	if (b.kind == NODE_SPEC) {
+		if (flags & RENAME_NOREPLACE)
+			return -EEXIST;
+		return phfs_rename_onto_spec(fs, &a, &b);
+	}
+	if (b.kind != NODE_SCRATCH)
+		return -EPERM;
+	if ((flags & RENAME_NOREPLACE) && staging_scratch_exists(fs->staging, b.image, b.leaf))
+		return -EEXIST;
+	return staging_scratch_rename(fs->staging, a.image, a.leaf, b.leaf);
+}

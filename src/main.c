@@ -1,2 +1,247 @@
-/* main.c - not written yet. */
-#include "primehubfs/error.h"
+/*
+ * main.c - command line, configuration, the mount-time check, and the FUSE
+ * loop.  Shaped like sshfs's main: parse options with a fuse_opt table,
+ * connect and check before daemonizing, then fuse_loop_mt.
+ *
+ *   primehubfs [ENDPOINT] MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "primehubfs/config.h"
+#include "primehubfs/fs.h"
+#include <fuse_lowlevel.h>
+#include "primehubfs/graphql.h"
+#include "primehubfs/http.h"
+#include "primehubfs/log.h"
+#include "primehubfs/primehub.h"
+
+struct options {
+	char *config;
+	char *token_file;
+	char *cafile;
+	int ttl;              /* seconds */
+	int timeout;          /* seconds, whole request */
+	int connect_timeout;  /* seconds */
+	int show_help;
+	int show_version;
+	char *nonopt[2];      /* ENDPOINT and MOUNTPOINT as given */
+	int nnonopt;
+};
+
+#define OPTION(t, p) {t, offsetof(struct options, p), 1}
+static const struct fuse_opt option_spec[] = {
+	OPTION("config=%s", config),
+	OPTION("token_file=%s", token_file),
+	OPTION("cafile=%s", cafile),
+	OPTION("ttl=%d", ttl),
+	OPTION("timeout=%d", timeout),
+	OPTION("connect_timeout=%d", connect_timeout),
+	OPTION("-h", show_help),
+	OPTION("--help", show_help),
+	OPTION("-V", show_version),
+	OPTION("--version", show_version),
+	FUSE_OPT_END,
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [ENDPOINT] MOUNTPOINT [options]\n"
+	       "\n"
+	       "Mount a PrimeHub server's admin images as files.\n"
+	       "\n"
+	       "ENDPOINT is the GraphQL URL, https://HOST/api/graphql.  Without it, it comes\n"
+	       "from PRIMEHUB_API_ENDPOINT, else from \"endpoint\" in ~/.primehub/config.json.\n"
+	       "The API token comes from PRIMEHUB_API_TOKEN, else -o token_file=PATH, else\n"
+	       "\"api-token\" in the config file (never from the command line).\n"
+	       "\n"
+	       "primehubfs options:\n"
+	       "    -o config=PATH         config file instead of ~/.primehub/config.json\n"
+	       "    -o token_file=PATH     read the API token from PATH\n"
+	       "    -o ttl=SECONDS         how long fetched data counts as fresh (default 5)\n"
+	       "    -o timeout=SECONDS     limit for one request to PrimeHub (default 15)\n"
+	       "    -o connect_timeout=SECONDS  limit for connecting (default 5)\n"
+	       "    -o cafile=PATH         CA certificates to trust for https\n"
+	       "    -f                     stay in the foreground, log to stderr\n"
+	       "    -d                     debug: foreground, every FUSE call logged\n"
+	       "    -s                     single-threaded\n"
+	       "    -h, --help             this help\n"
+	       "    -V, --version          the version\n"
+	       "\n"
+	       "When a save, mkdir, touch or rm is refused, the reason is written to the\n"
+	       ".error file of that directory (the mount's top for mkdir) and to the log\n"
+	       "(stderr with -f, syslog otherwise); a refused spec.json is kept beside it as\n"
+	       "spec.json.rejected until the next good save.\n"
+	       "\n",
+	       prog);
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (o->nnonopt == 2) {
+			fprintf(stderr, "primehubfs: unexpected argument '%s'\n", arg);
+			return -1;
+		}
+		o->nonopt[o->nnonopt++] = strdup(arg);
+		return 0; /* the mount point is put back after parsing */
+	}
+	return 1;
+}
+
+/* fuse_interrupted() is only meaningful on a FUSE request thread; the
+ * refresher thread has no FUSE context. */
+static int request_interrupted(void *arg)
+{
+	(void)arg;
+	return fuse_get_context() ? fuse_interrupted() : 0;
+}
+
+static int run(struct fuse_args *args, struct options *o)
+{
+	struct fuse_cmdline_opts cl = {0};
+	struct ph_config_input cin = {0};
+	struct ph_config cfg = {0};
+	struct http_options hopts = {0};
+	struct http_client *http = NULL;
+	struct gql_client *gql = NULL;
+	struct ph_api *api = NULL;
+	struct phfs *fs = NULL;
+	struct fuse *fuse = NULL;
+	struct ph_err err = {0};
+	char *user = NULL;
+	int ret = 1;
+
+	if (fuse_parse_cmdline(args, &cl) != 0)
+		return 1;
+	if (!cl.mountpoint) {
+		fprintf(stderr, "primehubfs: no mount point given (see --help)\n");
+		goto out;
+	}
+	log_setup(cl.debug, !cl.foreground);
+
+	cin.endpoint_arg = o->nnonopt == 2 ? o->nonopt[0] : NULL;
+	cin.config_path = o->config;
+	cin.token_file = o->token_file;
+	cin.getenv_fn = getenv;
+	if (config_resolve(&cin, &cfg, &err) < 0) {
+		fprintf(stderr, "primehubfs: %s\n", err.msg);
+		goto out;
+	}
+
+	hopts.timeout_ms = (o->timeout > 0 ? o->timeout : 15) * 1000L;
+	hopts.connect_timeout_ms = (o->connect_timeout > 0 ? o->connect_timeout : 5) * 1000L;
+	hopts.ca_file = o->cafile;
+	if (http_client_new(&hopts, &http, &err) < 0 ||
+	    gql_client_new(http, cfg.endpoint, cfg.token, &gql, &err) < 0 ||
+	    ph_api_new(gql, &api) < 0) {
+		fprintf(stderr, "primehubfs: %s\n", err.msg[0] ? err.msg : "out of memory");
+		goto out;
+	}
+	gql_client_set_abort(gql, request_interrupted, NULL);
+
+	/* Refuse to mount, with one clear line, when the endpoint does not
+	 * answer, the token is rejected or the user is no administrator. */
+	if (ph_check_admin(api, &user, &err) < 0) {
+		fprintf(stderr, "primehubfs: cannot mount %s: %s\n", cfg.endpoint, err.msg);
+		goto out;
+	}
+
+	if (phfs_new(api, (o->ttl >= 0 ? o->ttl : 5) * 1000L, &fs) < 0) {
+		fprintf(stderr, "primehubfs: out of memory\n");
+		goto out;
+	}
+	fuse = fuse_new(args, phfs_operations(), sizeof(struct fuse_operations), fs);
+	if (!fuse)
+		goto out;
+	phfs_set_fuse(fs, fuse);
+	if (fuse_mount(fuse, cl.mountpoint) != 0)
+		goto out_fuse;
+	if (fuse_daemonize(cl.foreground) != 0)
+		goto out_unmount;
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+		goto out_unmount;
+	if (phfs_start(fs) < 0) {
+		fprintf(stderr, "primehubfs: cannot start the refresher thread\n");
+		goto out_signals;
+	}
+	log_info("mounted %s (as %s, token from %s) on %s", cfg.endpoint, user,
+		 cfg.token_source, cl.mountpoint);
+
+	if (cl.singlethread) {
+		ret = fuse_loop(fuse);
+	} else {
+		struct fuse_loop_config lc = {
+			.clone_fd = cl.clone_fd,
+			.max_idle_threads = cl.max_idle_threads,
+		};
+		ret = fuse_loop_mt(fuse, &lc);
+	}
+	ret = ret ? 1 : 0;
+out_signals:
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+out_fuse:
+	/* Handles are gone once unmounted; the refresher stops in phfs_free. */
+	fuse_destroy(fuse);
+	fuse = NULL;
+out:
+	phfs_free(fs);
+	ph_api_free(api);
+	gql_client_free(gql);
+	http_client_free(http);
+	config_clear(&cfg);
+	free(user);
+	free(cl.mountpoint);
+	return ret;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options o = {.ttl = -1};
+	int ret;
+
+	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) == -1)
+		return 1;
+	if (o.show_help) {
+		usage(argv[0]);
+		fuse_lib_help(&args);
+		ret = 0;
+		goto out;
+	}
+	if (o.show_version) {
+		printf("primehubfs version %s\n", PRIMEHUBFS_VERSION);
+		printf("FUSE library version %s\n", fuse_pkgversion());
+		ret = 0;
+		goto out;
+	}
+	if (o.nnonopt == 0) {
+		fprintf(stderr, "usage: %s [ENDPOINT] MOUNTPOINT [options] (see --help)\n",
+			argv[0]);
+		ret = 1;
+		goto out;
+	}
+	/* The last non-option is the mount point; give it back to libfuse. */
+	if (fuse_opt_add_arg(&args, o.nonopt[o.nnonopt - 1]) != 0) {
+		ret = 1;
+		goto out;
+	}
+	ret = run(&args, &o);
+out:
+	fuse_opt_free_args(&args);
+	free(o.config);
+	free(o.token_file);
+	free(o.cafile);
+	free(o.nonopt[0]);
+	free(o.nonopt[1]);
+	return ret;
+}

@@ -1,2 +1,643 @@
-/* snapshot.c - not written yet. */
-#include "primehubfs/error.h"
+/* snapshot.c - immutable snapshots and the store that refreshes them; see
+ * primehubfs/snapshot.h for the freshness rules. */
+#include "primehubfs/snapshot.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "primehubfs/log.h"
+#include "primehubfs/spec.h"
+
+struct snap_dir {
+	int refs;
+	struct ph_group *groups;
+	size_t ngroups;
+	struct ph_secret *secrets;
+	size_t nsecrets;
+};
+
+struct store {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;      /* refresher: work to do */
+	pthread_cond_t fetched;   /* waiters: a fetch finished */
+	pthread_t thread;
+	bool started, stop;
+
+	long ttl_ms;
+	store_fetch_fn fetch;
+	void *fetch_arg;
+	store_changed_fn changed;
+	void *changed_arg;
+
+	struct snapshot *cur;
+	bool refresh_wanted;
+	bool force_fetch;         /* store_invalidate: next get waits for a fetch */
+	uint64_t fetch_gen;       /* completed fetch attempts */
+	uint64_t mutation_gen;    /* own mutations published */
+	uint64_t fetches;
+	struct ph_err last_err;   /* of the last failed fetch */
+	int last_ret;
+	struct timespec last_access;
+
+	/* Change notifications waiting for the refresher thread. */
+	struct ph_strlist pending_ids;
+	bool pending_root;
+};
+
+/* ---- time helpers ---- */
+
+static struct timespec now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts;
+}
+
+static long long ms_between(struct timespec a, struct timespec b)
+{
+	return (long long)(b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+}
+
+static bool ts_after(struct timespec a, struct timespec b)
+{
+	return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec);
+}
+
+/* ---- entries ---- */
+
+struct snap_image *snap_image_get(const struct snap_image *e)
+{
+	struct snap_image *m = (struct snap_image *)e;
+
+	__atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+	return m;
+}
+
+void snap_image_put(struct snap_image *e)
+{
+	if (!e || __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	ph_image_free(e->img);
+	free(e->spec);
+	free(e->status);
+	free(e);
+}
+
+struct snap_image *snap_image_new(struct ph_image *img, const struct snap_image *previous)
+{
+	struct snap_image *e = calloc(1, sizeof(*e));
+
+	if (!e) {
+		ph_image_free(img);
+		return NULL;
+	}
+	e->refs = 1;
+	e->img = img;
+	e->spec = spec_render(img, &e->spec_len);
+	e->status = spec_render_status(img, &e->status_len);
+	if (!e->spec || !e->status) {
+		snap_image_put(e);
+		return NULL;
+	}
+	/* mtime moves only when the bytes do, so the kernel's AUTO_INVAL_DATA
+	 * keeps page-cached content exactly as long as it is right. */
+	if (previous && previous->spec_len == e->spec_len &&
+	    previous->status_len == e->status_len &&
+	    memcmp(previous->spec, e->spec, e->spec_len) == 0 &&
+	    memcmp(previous->status, e->status, e->status_len) == 0)
+		e->mtime = previous->mtime;
+	else
+		clock_gettime(CLOCK_REALTIME, &e->mtime);
+	return e;
+}
+
+static bool same_texts(const struct snap_image *a, const struct snap_image *b)
+{
+	return a->spec_len == b->spec_len && a->status_len == b->status_len &&
+	       memcmp(a->spec, b->spec, a->spec_len) == 0 &&
+	       memcmp(a->status, b->status, a->status_len) == 0;
+}
+
+/* ---- snapshots ---- */
+
+static void snap_dir_put(struct snap_dir *d)
+{
+	if (!d || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (size_t i = 0; i < d->ngroups; i++)
+		ph_group_clear(&d->groups[i]);
+	free(d->groups);
+	for (size_t i = 0; i < d->nsecrets; i++)
+		ph_secret_clear(&d->secrets[i]);
+	free(d->secrets);
+	free(d);
+}
+
+static struct snapshot *snapshot_ref(struct snapshot *s)
+{
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+	return s;
+}
+
+void snapshot_put(struct snapshot *snap)
+{
+	if (!snap || __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (size_t i = 0; i < snap->nimages; i++)
+		snap_image_put(snap->images[i]);
+	free(snap->images);
+	snap_dir_put(snap->dir);
+	free(snap);
+}
+
+static int cmp_entry_id(const void *key, const void *elem)
+{
+	const struct snap_image *const *e = elem;
+
+	return strcmp(key, (*e)->img->id);
+}
+
+static int cmp_entries(const void *a, const void *b)
+{
+	const struct snap_image *const *x = a, *const *y = b;
+
+	return strcmp((*x)->img->id, (*y)->img->id);
+}
+
+/* Index of id, or of where it would be inserted (with *found false). */
+static size_t snapshot_slot(const struct snapshot *snap, const char *id, bool *found)
+{
+	size_t lo = 0, hi = snap->nimages;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(id, snap->images[mid]->img->id);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	*found = false;
+	return lo;
+}
+
+const struct snap_image *snapshot_find(const struct snapshot *snap, const char *id)
+{
+	struct snap_image *const *e;
+
+	if (!snap || !snap->nimages)
+		return NULL;
+	e = bsearch(id, snap->images, snap->nimages, sizeof(*snap->images), cmp_entry_id);
+	return e ? *e : NULL;
+}
+
+const struct ph_group *snapshot_find_group(const struct snapshot *snap, const char *name_or_id)
+{
+	const struct snap_dir *d = snap->dir;
+
+	for (size_t i = 0; i < d->ngroups; i++)
+		if (d->groups[i].name && strcmp(d->groups[i].name, name_or_id) == 0)
+			return &d->groups[i];
+	for (size_t i = 0; i < d->ngroups; i++)
+		if (strcmp(d->groups[i].id, name_or_id) == 0)
+			return &d->groups[i];
+	return NULL;
+}
+
+const struct ph_secret *snapshot_secrets(const struct snapshot *snap, size_t *n)
+{
+	*n = snap->dir->nsecrets;
+	return snap->dir->secrets;
+}
+
+/* Build a snapshot from a fetched tree (consumed).  Entries whose texts did
+ * not change are taken over from prev, which keeps their mtime and memory. */
+static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
+			      struct snapshot **out)
+{
+	struct snapshot *s = calloc(1, sizeof(*s));
+	size_t n = 0;
+
+	if (!s)
+		goto nomem;
+	s->refs = 1;
+	s->fetched = now_mono();
+	clock_gettime(CLOCK_REALTIME, &s->ctime);
+	s->dir = calloc(1, sizeof(*s->dir));
+	s->images = calloc(tree->nimages ? tree->nimages : 1, sizeof(*s->images));
+	if (!s->dir || !s->images)
+		goto nomem;
+	s->dir->refs = 1;
+	s->dir->groups = tree->groups;
+	s->dir->ngroups = tree->ngroups;
+	s->dir->secrets = tree->secrets;
+	s->dir->nsecrets = tree->nsecrets;
+	tree->groups = NULL;
+	tree->secrets = NULL;
+	tree->ngroups = tree->nsecrets = 0;
+
+	for (size_t i = 0; i < tree->nimages; i++) {
+		struct ph_image *img = tree->images[i];
+		const struct snap_image *old = prev ? snapshot_find(prev, img->id) : NULL;
+		struct snap_image *e;
+
+		tree->images[i] = NULL;
+		e = snap_image_new(img, old);
+		if (!e)
+			goto nomem;
+		if (old && same_texts(old, e)) {
+			snap_image_put(e);
+			e = snap_image_get(old);
+		}
+		s->images[n++] = e;
+		s->nimages = n;
+	}
+	qsort(s->images, s->nimages, sizeof(*s->images), cmp_entries);
+	/* Ids are names and unique on the server; drop duplicates defensively
+	 * so bsearch and readdir stay sane whatever the server sends. */
+	for (size_t i = 1; i < s->nimages;) {
+		if (strcmp(s->images[i - 1]->img->id, s->images[i]->img->id) == 0) {
+			snap_image_put(s->images[i]);
+			memmove(&s->images[i], &s->images[i + 1],
+				(s->nimages - i - 1) * sizeof(*s->images));
+			s->nimages--;
+		} else {
+			i++;
+		}
+	}
+	ph_tree_free(tree);
+	*out = s;
+	return 0;
+nomem:
+	ph_tree_free(tree);
+	snapshot_put(s);
+	return -ENOMEM;
+}
+
+/* ---- the store ---- */
+
+static void queue_change(struct store *st, const char *id)
+{
+	if (!st->changed)
+		return;
+	if (!id) {
+		st->pending_root = true;
+		return;
+	}
+	for (size_t i = 0; i < st->pending_ids.n; i++)
+		if (strcmp(st->pending_ids.items[i], id) == 0)
+			return;
+	ph_strlist_append(&st->pending_ids, id);
+}
+
+/* Diff two snapshots into change notifications (lock held). */
+static void queue_diff(struct store *st, const struct snapshot *old, const struct snapshot *new)
+{
+	size_t i = 0, j = 0;
+
+	while (i < old->nimages || j < new->nimages) {
+		int c;
+
+		if (i == old->nimages)
+			c = 1;
+		else if (j == new->nimages)
+			c = -1;
+		else
+			c = strcmp(old->images[i]->img->id, new->images[j]->img->id);
+		if (c == 0) {
+			if (old->images[i] != new->images[j])
+				queue_change(st, new->images[j]->img->id);
+			i++;
+			j++;
+		} else {
+			queue_change(st, NULL);
+			queue_change(st, c < 0 ? old->images[i]->img->id : new->images[j]->img->id);
+			if (c < 0)
+				i++;
+			else
+				j++;
+		}
+	}
+}
+
+/* One fetch; called on the refresher thread with the lock held, returns
+ * with it held. */
+static void store_do_fetch(struct store *st)
+{
+	uint64_t mutations_before = st->mutation_gen;
+	struct snapshot *prev = st->cur ? snapshot_ref(st->cur) : NULL;
+	struct snapshot *fresh = NULL;
+	struct ph_tree tree = {0};
+	struct ph_err err = {0};
+	int ret;
+
+	st->refresh_wanted = false;
+	pthread_mutex_unlock(&st->lock);
+
+	ret = st->fetch(st->fetch_arg, &tree, &err);
+	if (ret == 0) {
+		ret = snapshot_from_tree(&tree, prev, &fresh);
+		if (ret < 0)
+			ph_err_set(&err, ENOMEM, NULL, "out of memory building the image list");
+	} else {
+		ph_tree_free(&tree);
+	}
+
+	pthread_mutex_lock(&st->lock);
+	st->fetches++;
+	st->last_ret = ret;
+	st->last_err = err;
+	if (ret < 0) {
+		log_warn("refreshing the image list failed: %s", err.msg);
+	} else if (st->mutation_gen != mutations_before) {
+		/* An own mutation landed while we fetched: this answer may predate
+		 * it, and publishing it would undo what the user just saw succeed.
+		 * Keep the current snapshot and fetch again. */
+		snapshot_put(fresh);
+		st->refresh_wanted = true;
+	} else {
+		st->force_fetch = false;
+		if (st->cur)
+			queue_diff(st, st->cur, fresh);
+		snapshot_put(st->cur);
+		st->cur = fresh;
+	}
+	st->fetch_gen++;
+	pthread_cond_broadcast(&st->fetched);
+	if (prev) {
+		/* Dropping the last reference may free thousands of entries:
+		 * not under the lock. */
+		pthread_mutex_unlock(&st->lock);
+		snapshot_put(prev);
+		pthread_mutex_lock(&st->lock);
+	}
+}
+
+static void store_notify(struct store *st)
+{
+	struct ph_strlist ids = st->pending_ids;
+	bool root = st->pending_root;
+
+	st->pending_ids = (struct ph_strlist){0};
+	st->pending_root = false;
+	pthread_mutex_unlock(&st->lock);
+	if (root)
+		st->changed(st->changed_arg, NULL);
+	for (size_t i = 0; i < ids.n; i++)
+		st->changed(st->changed_arg, ids.items[i]);
+	ph_strlist_free(&ids);
+	pthread_mutex_lock(&st->lock);
+}
+
+static void *store_thread(void *arg)
+{
+	struct store *st = arg;
+
+	pthread_mutex_lock(&st->lock);
+	while (!st->stop) {
+		if (st->refresh_wanted) {
+			store_do_fetch(st);
+		} else if (st->pending_ids.n || st->pending_root) {
+			store_notify(st);
+		} else if (st->cur && st->ttl_ms > 0 && ts_after(st->last_access, st->cur->fetched)) {
+			/* In use: renew the snapshot when it expires, so readers
+			 * see data at most about ttl old without ever waiting. */
+			struct timespec due = st->cur->fetched;
+			long long age;
+
+			due.tv_sec += st->ttl_ms / 1000;
+			due.tv_nsec += (st->ttl_ms % 1000) * 1000000;
+			if (due.tv_nsec >= 1000000000) {
+				due.tv_sec++;
+				due.tv_nsec -= 1000000000;
+			}
+			age = ms_between(st->cur->fetched, now_mono());
+			if (age >= st->ttl_ms)
+				st->refresh_wanted = true;
+			else
+				pthread_cond_timedwait(&st->wake, &st->lock, &due);
+		} else {
+			pthread_cond_wait(&st->wake, &st->lock);
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_fn changed,
+	      void *changed_arg, struct store **out)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	pthread_condattr_t ca;
+
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_init(&st->lock, NULL);
+	/* Timed waits use CLOCK_MONOTONIC: a clock change must not stall refreshes. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&st->fetched, NULL);
+	st->ttl_ms = ttl_ms;
+	st->fetch = fetch;
+	st->fetch_arg = fetch_arg;
+	st->changed = changed;
+	st->changed_arg = changed_arg;
+	*out = st;
+	return 0;
+}
+
+int store_start(struct store *st)
+{
+	int ret = pthread_create(&st->thread, NULL, store_thread, st);
+
+	if (ret)
+		return -ret;
+	st->started = true;
+	return 0;
+}
+
+void store_free(struct store *st)
+{
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->lock);
+	st->stop = true;
+	pthread_cond_broadcast(&st->wake);
+	pthread_cond_broadcast(&st->fetched);
+	pthread_mutex_unlock(&st->lock);
+	if (st->started)
+		pthread_join(st->thread, NULL);
+	snapshot_put(st->cur);
+	ph_strlist_free(&st->pending_ids);
+	pthread_cond_destroy(&st->wake);
+	pthread_cond_destroy(&st->fetched);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
+{
+	struct timespec now = now_mono();
+	uint64_t target;
+	int ret = 0;
+
+	pthread_mutex_lock(&st->lock);
+	st->last_access = now;
+	if (st->cur && !st->force_fetch) {
+		long long age = ms_between(st->cur->fetched, now);
+
+		if (age < st->ttl_ms)
+			goto serve;
+		if (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR) {
+			/* Stale but recent: serve it, refresh behind the reader. */
+			if (!st->refresh_wanted) {
+				st->refresh_wanted = true;
+				pthread_cond_signal(&st->wake);
+			}
+			goto serve;
+		}
+	}
+	/* No snapshot yet, or an old one after an idle spell: wait for one fetch
+	 * (shared with every other waiter; only the refresher fetches). */
+	target = st->fetch_gen + 1;
+	st->refresh_wanted = true;
+	pthread_cond_signal(&st->wake);
+	while (st->fetch_gen < target && !st->stop)
+		pthread_cond_wait(&st->fetched, &st->lock);
+	if (!st->cur) {
+		if (st->stop)
+			ret = ph_err_set(err, EIO, NULL, "primehubfs is shutting down");
+		else if (err)
+			*err = st->last_err;
+		if (!ret)
+			ret = st->last_ret < 0 ? st->last_ret : -EIO;
+		pthread_mutex_unlock(&st->lock);
+		return ret;
+	}
+	/* A failed refresh with an older snapshot at hand: show the old data
+	 * (the log says the refresh failed) rather than failing every ls. */
+serve:
+	*out = snapshot_ref(st->cur);
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}
+
+/* Publish a copy of cur with entry e put at its place (or removed when e is
+ * NULL).  Lock held. */
+static int store_publish_edit(struct store *st, const char *id, struct snap_image *e)
+{
+	struct snapshot *old = st->cur, *s;
+	bool found;
+	size_t slot, n;
+
+	if (!old) {
+		/* Nothing shown yet: the next get fetches anyway. */
+		snap_image_put(e);
+		return 0;
+	}
+	slot = snapshot_slot(old, id, &found);
+	n = old->nimages + (e && !found ? 1 : 0) - (!e && found ? 1 : 0);
+	s = calloc(1, sizeof(*s));
+	if (s)
+		s->images = calloc(n ? n : 1, sizeof(*s->images));
+	if (!s || !s->images) {
+		free(s);
+		snap_image_put(e);
+		return -ENOMEM;
+	}
+	s->refs = 1;
+	s->fetched = old->fetched; /* an own edit does not make the rest fresher */
+	s->ctime = old->ctime;
+	s->dir = old->dir;
+	__atomic_add_fetch(&s->dir->refs, 1, __ATOMIC_RELAXED);
+	for (size_t i = 0, j = 0; i < old->nimages; i++) {
+		if (i == slot && found) {
+			if (e)
+				s->images[j++] = e;
+			continue;
+		}
+		if (i == slot && e && !found)
+			s->images[j++] = e;
+		s->images[j++] = snap_image_get(old->images[i]);
+	}
+	if (e && !found && slot == old->nimages)
+		s->images[n - 1] = e;
+	s->nimages = n;
+	st->cur = s;
+	st->mutation_gen++;
+	queue_change(st, id);
+	if (!found || !e) {
+		queue_change(st, NULL);
+		clock_gettime(CLOCK_REALTIME, &s->ctime);
+	}
+	pthread_cond_signal(&st->wake);
+	/* old is released by the caller, outside the lock. */
+	return 0;
+}
+
+int store_put_image(struct store *st, struct ph_image *img)
+{
+	struct snapshot *old;
+	struct snap_image *e;
+	int ret;
+
+	pthread_mutex_lock(&st->lock);
+	old = st->cur;
+	e = snap_image_new(img, old ? snapshot_find(old, img->id) : NULL);
+	if (!e) {
+		pthread_mutex_unlock(&st->lock);
+		return -ENOMEM;
+	}
+	ret = store_publish_edit(st, e->img->id, e);
+	if (ret < 0 || st->cur == old)
+		old = NULL; /* still the store's */
+	pthread_mutex_unlock(&st->lock);
+	snapshot_put(old);
+	return ret;
+}
+
+int store_remove_image(struct store *st, const char *id)
+{
+	struct snapshot *old;
+	int ret;
+
+	pthread_mutex_lock(&st->lock);
+	old = st->cur;
+	if (!old || !snapshot_find(old, id)) {
+		pthread_mutex_unlock(&st->lock);
+		return 0;
+	}
+	ret = store_publish_edit(st, id, NULL);
+	if (ret < 0 || st->cur == old)
+		old = NULL; /* still the store's */
+	pthread_mutex_unlock(&st->lock);
+	snapshot_put(old);
+	return ret;
+}
+
+void store_invalidate(struct store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->force_fetch = true;
+	pthread_mutex_unlock(&st->lock);
+}
+
+uint64_t store_fetch_count(struct store *st)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&st->lock);
+	n = st->fetches;
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}

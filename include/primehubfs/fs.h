@@ -1,0 +1,28 @@
+/*
+ * fs.h - the FUSE layer's face to main: make the mount's context, hand
+ * libfuse the operation table.
+ *
+ * Ownership: phfs_new borrows api (main frees it after phfs_free) and owns
+ * the store, staging and caches it makes.
+ */
+#ifndef PRIMEHUBFS_FS_H
+#define PRIMEHUBFS_FS_H
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 35
+#endif
+#include <fuse.h>
+#include "primehubfs/primehub.h"
+
+struct phfs;
+
+int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out);
+void phfs_free(struct phfs *fs);
+/* After fuse_new: lets the refresher tell the kernel what changed. */
+void phfs_set_fuse(struct phfs *fs, struct fuse *fuse);
+/* After daemonizing: threads do not survive fork. */
+int phfs_start(struct phfs *fs);
+
+const struct fuse_operations *phfs_operations(void);
+
+#endif

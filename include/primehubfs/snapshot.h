@@ -1,0 +1,101 @@
+/*
+ * snapshot.h - the server's images, groups and pull secrets as one immutable,
+ * reference-counted snapshot, and the store that publishes new ones.
+ *
+ * A snapshot never changes once published: readers take a reference
+ * (store_get), use it without any lock, and drop it (snapshot_put).  A refresh
+ * builds a whole new snapshot and swaps it in; an own mutation publishes a
+ * copy with one image replaced (copy-on-write of the pointer array; entries
+ * are shared and reference-counted, so that copy is cheap even at 10,000
+ * images).  Each entry carries its spec.json and status.json text rendered
+ * once, so st_size always equals the bytes read serves.
+ *
+ * Freshness (-o ttl): a snapshot younger than ttl is served as is.  Older,
+ * it is still served at once while ONE background refresh runs (readers
+ * never wait on the network when a snapshot exists), and while the mount is
+ * in use the refresher renews it as it expires, so what is shown is at most
+ * about ttl old.  After an idle spell longer than STORE_IDLE_FACTOR * ttl
+ * the first reader waits for a fresh one instead of being shown old data.
+ * Every fetch runs on the store's refresher thread, never two at once.
+ *
+ * Ownership: store_new/store_free.  store_get returns a counted reference the
+ * caller drops with snapshot_put; pointers into it stay valid until then.
+ * snap_image entries can be held on their own with snap_image_get/put.
+ */
+#ifndef PRIMEHUBFS_SNAPSHOT_H
+#define PRIMEHUBFS_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include "primehubfs/error.h"
+#include "primehubfs/image.h"
+#include "primehubfs/primehub.h"
+
+#define STORE_IDLE_FACTOR 3
+
+struct snap_image {
+	int refs;                 /* atomic */
+	struct ph_image *img;
+	char *spec;               /* rendered spec.json */
+	size_t spec_len;
+	char *status;             /* rendered status.json */
+	size_t status_len;
+	struct timespec mtime;    /* last time spec or status text changed */
+};
+
+struct snap_dir;              /* groups and pull secrets, shared between snapshots */
+
+struct snapshot {
+	int refs;                 /* atomic */
+	struct snap_image **images; /* sorted by id */
+	size_t nimages;
+	struct snap_dir *dir;
+	struct timespec fetched;  /* CLOCK_MONOTONIC time of the fetch it came from */
+	struct timespec ctime;    /* CLOCK_REALTIME of the same moment, for st_mtime of dirs */
+};
+
+/* Fetch the whole tree (ph_fetch_tree in the daemon, a fake in tests). */
+typedef int (*store_fetch_fn)(void *arg, struct ph_tree *out, struct ph_err *err);
+/* Called on the refresher thread (never a FUSE request thread) with the id of
+ * each image whose files changed, or NULL for "the root listing changed". */
+typedef void (*store_changed_fn)(void *arg, const char *image_id);
+
+struct store;
+
+int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_fn changed,
+	      void *changed_arg, struct store **out);
+void store_free(struct store *st);
+
+/* Start the refresher thread (after fork/daemonize). */
+int store_start(struct store *st);
+
+/* A counted reference to the current snapshot, fetching the first one (or a
+ * fresh one after an idle spell) if needed.  -errno from the fetch. */
+int store_get(struct store *st, struct snapshot **out, struct ph_err *err);
+
+/* Publish an image as a mutation's answer returned it (takes ownership of
+ * img, also on error).  Replaces the entry of the same id or adds it. */
+int store_put_image(struct store *st, struct ph_image *img);
+int store_remove_image(struct store *st, const char *id);
+
+/* The next store_get fetches anew (e.g. after a partial failure). */
+void store_invalidate(struct store *st);
+
+/* Counters, for the debug log and tests. */
+uint64_t store_fetch_count(struct store *st);
+
+void snapshot_put(struct snapshot *snap);
+const struct snap_image *snapshot_find(const struct snapshot *snap, const char *id);
+/* A group by exact name, or else by id. */
+const struct ph_group *snapshot_find_group(const struct snapshot *snap, const char *name_or_id);
+const struct ph_secret *snapshot_secrets(const struct snapshot *snap, size_t *n);
+
+struct snap_image *snap_image_get(const struct snap_image *e); /* takes a reference */
+void snap_image_put(struct snap_image *e);
+
+/* Build an entry (renders spec and status); NULL on ENOMEM.  Takes img. */
+struct snap_image *snap_image_new(struct ph_image *img, const struct snap_image *previous);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * fs_internal.h - shared by the FUSE glue files (fs.c: the operation table,
+ * attributes and listings; fs_read.c: read-only content; fs_write.c:
+ * spec.json saves and scratch files; fs_dir.c: mkdir/rmdir, groups, rename,
+ * unlink).  This layer knows no JSON and no HTTP: it resolves paths with
+ * tree, reads snapshots, keeps local state in staging, asks spec to turn a
+ * save into an update and primehub to send it.
+ */
+#ifndef PRIMEHUBFS_FS_INTERNAL_H
+#define PRIMEHUBFS_FS_INTERNAL_H
+
+#include "primehubfs/fs.h"
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "primehubfs/error.h"
+#include "primehubfs/primehub.h"
+#include "primehubfs/snapshot.h"
+#include "primehubfs/staging.h"
+#include "primehubfs/tree.h"
+
+/* How long after a refused unlink of spec.json the same process may not
+ * disconnect that image's groups: this is `rm -r IMAGE` at work. */
+#define PHFS_RM_GUARD_MS 10000
+
+struct phfs_log_cache; /* build.log texts, fs_read.c */
+
+/* The one context of a mount (fuse_get_context()->private_data). */
+struct phfs {
+	struct ph_api *api;
+	struct store *store;
+	struct staging *staging;
+	struct fuse *fuse;          /* for fuse_invalidate_path, set after fuse_new */
+	long ttl_ms;
+	uid_t uid;
+	gid_t gid;
+	struct phfs_log_cache *logs;
+};
+
+/* An open file. */
+struct phfs_handle {
+	struct node node;
+	pthread_mutex_t lock;
+	/* Read-only content held for the life of the handle (so a read never
+	 * sees bytes of two versions): either an entry's text or an own copy. */
+	struct snap_image *entry;   /* spec.json/status.json: a counted reference */
+	const char *ro_text;        /* points into entry or own_text */
+	size_t ro_len;
+	char *own_text;
+	/* spec.json opened for writing. */
+	bool writable;
+	bool pending;               /* a pending image: the first save creates it */
+	char *base;                 /* the text the writer started from */
+	size_t base_len;
+	char *buf;                  /* what they have written so far */
+	size_t buf_len, buf_cap;
+	bool dirty;                 /* written since the last commit */
+	/* Scratch file. */
+	struct scratch *scratch;
+};
+
+static inline struct phfs *phfs_ctx(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static inline struct phfs_handle *phfs_fh(const struct fuse_file_info *fi)
+{
+	return fi ? (struct phfs_handle *)(uintptr_t)fi->fh : NULL;
+}
+
+/* fs.c */
+int phfs_snapshot(struct phfs *fs, struct snapshot **snap);
+/* Tell the user why: the log, and the .error file of `dir` ("" = root). */
+void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err);
+void phfs_succeeded(struct phfs *fs, const char *dir);
+bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char *image,
+		       bool *pending);
+struct phfs_handle *phfs_handle_new(const struct node *node);
+void phfs_handle_free(struct phfs_handle *h);
+void phfs_invalidate(struct phfs *fs, const char *image_id); /* store_changed_fn */
+
+/* fs_read.c */
+int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h);
+int phfs_build_log_size(struct phfs *fs, const struct snap_image *e, size_t *size);
+struct phfs_log_cache *phfs_log_cache_new(void);
+void phfs_log_cache_free(struct phfs_log_cache *c);
+
+/* fs_write.c */
+int phfs_open_spec(struct phfs *fs, struct phfs_handle *h, int flags);
+int phfs_spec_write(struct phfs_handle *h, const char *buf, size_t size, off_t off);
+int phfs_spec_truncate(struct phfs_handle *h, off_t size);
+int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h);
+int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_t len,
+		     const char *base, size_t base_len);
+int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct node *to);
+
+/* fs_dir.c */
+int phfs_mkdir(const char *path, mode_t mode);
+int phfs_rmdir(const char *path);
+int phfs_unlink(const char *path);
+int phfs_rename(const char *from, const char *to, unsigned int flags);
+int phfs_group_connect(struct phfs *fs, const struct node *node);
+
+#endif
