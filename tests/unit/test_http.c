@@ -1,0 +1,575 @@
+/*
+ * test_http.c - http.c and the operations of primehub.c over loopback,
+ * with a tiny canned HTTP/1.1 server in a thread (no emulator needed):
+ * keep-alive reuse, timeouts, refused connections, interrupts, max_body,
+ * the headers GraphQL requests carry, and the build-log error mapping.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "primehubfs/graphql.h"
+#include "primehubfs/http.h"
+#include "primehubfs/primehub.h"
+#include "unit.h"
+
+#define MAX_CONNS 32
+
+struct conn {
+	int fd;
+	char buf[65536];
+	size_t len;
+};
+
+static struct {
+	int listen_fd;
+	int port;
+	atomic_int accepted; /* TCP connections opened to us */
+	atomic_int stop;
+	pthread_mutex_t lock;
+	char last_request[65536]; /* headers + body of the last request */
+	pthread_t thread;
+} srv;
+
+static void send_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void respond(int fd, int status, const char *ctype, const char *body)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n", status,
+	                 ctype, strlen(body));
+
+	send_all(fd, head, (size_t)n);
+	send_all(fd, body, strlen(body));
+}
+
+#define JSON "application/json"
+
+/* The canned answers, by path and (for GraphQL) operation name. */
+static void handle(int fd, const char *req, const char *body)
+{
+	char path[256] = "";
+
+	sscanf(req, "%*s %255s", path);
+	if (strcmp(path, "/ok") == 0) {
+		respond(fd, 200, "text/plain", "hello");
+	} else if (strcmp(path, "/empty") == 0) {
+		respond(fd, 204, "text/plain", "");
+	} else if (strcmp(path, "/big") == 0) {
+		char *b = malloc(100001);
+
+		memset(b, 'x', 100000);
+		b[100000] = '\0';
+		respond(fd, 200, "text/plain", b);
+		free(b);
+	} else if (strcmp(path, "/bigchunked") == 0) {
+		/* No Content-Length: only the write callback can stop it. */
+		const char *h = "HTTP/1.1 200 X\r\nTransfer-Encoding: chunked\r\n\r\n";
+		char chunk[4096 + 16];
+
+		send_all(fd, h, strlen(h));
+		memset(chunk, 'y', sizeof(chunk));
+		for (int i = 0; i < 10; i++) {
+			int n = sprintf(chunk, "1000\r\n");
+
+			memset(chunk + n, 'y', 4096);
+			memcpy(chunk + n + 4096, "\r\n", 2);
+			send_all(fd, chunk, (size_t)n + 4098);
+		}
+		send_all(fd, "0\r\n\r\n", 5);
+	} else if (strncmp(path, "/badtoken/", 10) == 0) {
+		respond(fd, 500, JSON,
+		        "{\"errors\":[{\"message\":\"Context creation failed: Invalid API "
+		        "Token\",\"extensions\":{\"code\":\"INTERNAL_SERVER_ERROR\"}}]}");
+	} else if (strncmp(path, "/user/", 6) == 0) {
+		respond(fd, 200, JSON,
+		        "{\"data\":{\"me\":{\"username\":\"bob\",\"isAdmin\":false}}}");
+	} else if (strncmp(path, "/api/graphql", 12) == 0) {
+		if (strstr(body, "PrimehubfsWhoAmI"))
+			respond(fd, 200, JSON,
+			        "{\"data\":{\"me\":{\"username\":\"phadmin\",\"isAdmin\":true}}}");
+		else if (strstr(body, "PrimehubfsImage") && strstr(body, "\"nope\""))
+			respond(fd, 200, JSON, "{\"data\":{\"image\":null}}");
+		else if (strstr(body, "PrimehubfsImage"))
+			respond(fd, 200, JSON,
+			        "{\"data\":{\"image\":{\"id\":\"tf-2\",\"name\":\"tf-2\","
+			        "\"useImagePullSecret\":null}}}");
+		else if (strstr(body, "PrimehubfsCreateImage"))
+			respond(fd, 200, JSON,
+			        "{\"data\":null,\"errors\":[{\"message\":\"Resource already "
+			        "exist\",\"extensions\":{\"code\":\"RESOURCE_CONFLICT\"}}]}");
+		else if (strstr(body, "PrimehubfsUpdateImage"))
+			respond(fd, 200, JSON,
+			        "{\"data\":{\"updateImage\":null},\"errors\":[{\"message\":"
+			        "\"Request failed with status code 404\",\"extensions\":{\"code\":"
+			        "\"INTERNAL_SERVER_ERROR\"}}]}");
+		else if (strstr(body, "PrimehubfsDeleteImage"))
+			respond(fd, 200, JSON, "{\"data\":{\"deleteImage\":{\"id\":\"tf-2\"}}}");
+		else if (strstr(body, "PrimehubfsTree"))
+			respond(
+			    fd, 200, JSON,
+			    "{\"data\":{\"images\":[{\"id\":\"a\",\"name\":\"a\"}],\"groups\":[],"
+			    "\"secrets\":[{\"id\":\"image-r\",\"name\":\"r\",\"type\":"
+			    "\"kubernetes\"}]}}");
+		else
+			respond(fd, 400, "text/plain", "Must provide query string.");
+	} else if (strcmp(path, "/api/logs/images/built/job?follow=false") == 0) {
+		respond(fd, 200, "text/plain", "Step 1/3 : FROM jupyter/base-notebook\n");
+	} else if (strncmp(path, "/api/logs/images/plain/job", 26) == 0) {
+		respond(fd, 400, JSON, "{\"code\":\"InternalError\",\"message\":\"no job found\"}");
+	} else if (strncmp(path, "/api/logs/images/forbidden/job", 30) == 0) {
+		respond(fd, 403, "text/html", "<html><body>Forbidden</body></html>");
+	} else {
+		respond(fd, 404, "text/plain", "Not Found");
+	}
+}
+
+/* Serve complete requests found in c->buf; false when the peer is gone. */
+static void serve_buffered(struct conn *c)
+{
+	for (;;) {
+		char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+		size_t hlen, blen = 0, total;
+		char *cl, saved;
+
+		if (!end)
+			return;
+		hlen = (size_t)(end - c->buf) + 4;
+		saved = c->buf[hlen - 1];
+		c->buf[hlen - 1] = '\0';
+		cl = strcasestr(c->buf, "\r\nContent-Length:");
+		if (cl)
+			blen = strtoul(cl + 17, NULL, 10);
+		c->buf[hlen - 1] = saved;
+		total = hlen + blen;
+		if (c->len < total)
+			return;
+		pthread_mutex_lock(&srv.lock);
+		memcpy(srv.last_request, c->buf, total);
+		srv.last_request[total] = '\0';
+		pthread_mutex_unlock(&srv.lock);
+		{
+			char req[65536];
+
+			memcpy(req, c->buf, total);
+			req[total] = '\0';
+			req[hlen - 1] = '\0';
+			handle(c->fd, req, req + hlen);
+		}
+		memmove(c->buf, c->buf + total, c->len - total);
+		c->len -= total;
+	}
+}
+
+static void *server_main(void *arg)
+{
+	static struct conn conns[MAX_CONNS];
+	int nconns = 0;
+
+	(void)arg;
+	while (!srv.stop) {
+		struct pollfd pfd[MAX_CONNS + 1];
+
+		pfd[0].fd = srv.listen_fd;
+		pfd[0].events = POLLIN;
+		for (int i = 0; i < nconns; i++) {
+			pfd[i + 1].fd = conns[i].fd;
+			pfd[i + 1].events = POLLIN;
+		}
+		if (poll(pfd, (nfds_t)nconns + 1, 50) <= 0)
+			continue;
+		for (int i = nconns - 1; i >= 0; i--) {
+			ssize_t r;
+
+			if (!pfd[i + 1].revents)
+				continue;
+			r = recv(conns[i].fd, conns[i].buf + conns[i].len,
+			         sizeof(conns[i].buf) - 1 - conns[i].len, 0);
+			if (r <= 0) {
+				close(conns[i].fd);
+				conns[i] = conns[--nconns];
+				continue;
+			}
+			conns[i].len += (size_t)r;
+			serve_buffered(&conns[i]);
+		}
+		if ((pfd[0].revents & POLLIN) && nconns < MAX_CONNS) {
+			int fd = accept(srv.listen_fd, NULL, NULL);
+
+			if (fd >= 0) {
+				srv.accepted++;
+				conns[nconns].fd = fd;
+				conns[nconns].len = 0;
+				nconns++;
+			}
+		}
+	}
+	for (int i = 0; i < nconns; i++)
+		close(conns[i].fd);
+	return NULL;
+}
+
+/* A listening socket on 127.0.0.1; *port gets its port. */
+static int listen_loopback(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 16) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
+		perror("listen_loopback");
+		exit(2);
+	}
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int get(struct http_client *c, const char *path, size_t max_body, struct http_response *resp,
+               struct ph_err *err)
+{
+	char url[128];
+	struct http_request req = {.method = "GET", .url = url, .max_body = max_body};
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", srv.port, path);
+	ph_err_clear(err);
+	return http_perform(c, &req, resp, err);
+}
+
+static void test_keepalive(struct http_client *c)
+{
+	struct http_response resp;
+	struct ph_err err;
+	int before = srv.accepted;
+
+	for (int i = 0; i < 5; i++) {
+		CHECK_INT(get(c, "/ok", 0, &resp, &err), 0);
+		CHECK_INT(resp.status, 200);
+		CHECK_STR(resp.body, "hello");
+		CHECK_INT(resp.len, 5);
+		CHECK_STR(resp.content_type, "text/plain");
+		http_response_free(&resp);
+	}
+	/* One TCP connection for five sequential requests. */
+	CHECK_INT(srv.accepted - before, 1);
+
+	CHECK_INT(get(c, "/nowhere", 0, &resp, &err), 0); /* any status is a response */
+	CHECK_INT(resp.status, 404);
+	http_response_free(&resp);
+
+	CHECK_INT(get(c, "/empty", 0, &resp, &err), 0);
+	CHECK_INT(resp.status, 204);
+	CHECK(resp.body != NULL && resp.len == 0 && resp.body[0] == '\0');
+	http_response_free(&resp);
+}
+
+static void test_max_body(struct http_client *c)
+{
+	struct http_response resp;
+	struct ph_err err;
+
+	CHECK_INT(get(c, "/big", 1000, &resp, &err), -EFBIG);
+	CHECK_CONTAINS(err.msg, "larger than 1000 bytes");
+	CHECK(resp.body == NULL);
+	CHECK_INT(get(c, "/bigchunked", 10000, &resp, &err), -EFBIG);
+	CHECK_CONTAINS(err.msg, "larger than 10000 bytes");
+	CHECK_INT(get(c, "/big", 100000, &resp, &err), 0); /* exactly the limit is fine */
+	CHECK_INT(resp.len, 100000);
+	http_response_free(&resp);
+	CHECK_INT(get(c, "/bigchunked", 0, &resp, &err), 0);
+	CHECK_INT(resp.len, 40960);
+	http_response_free(&resp);
+}
+
+struct worker {
+	struct http_client *c;
+	int failures;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < 25; i++) {
+		struct http_response resp;
+		struct ph_err err;
+
+		if (get(w->c, "/ok", 0, &resp, &err) != 0 || resp.status != 200)
+			w->failures++;
+		http_response_free(&resp);
+	}
+	return NULL;
+}
+
+static void test_threads(struct http_client *c)
+{
+	struct worker w[8];
+	pthread_t t[8];
+	int failures = 0, before = srv.accepted;
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (struct worker){.c = c};
+		pthread_create(&t[i], NULL, worker_main, &w[i]);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		failures += w[i].failures;
+	}
+	CHECK_INT(failures, 0);
+	/* At most one connection per concurrent handle. */
+	CHECK(srv.accepted - before <= 8);
+}
+
+static void test_refused(struct http_client *c)
+{
+	struct http_request req = {.method = "POST", .body = "{}", .body_len = 2};
+	struct http_response resp;
+	struct ph_err err;
+	char url[128], want[256];
+	int port, fd = listen_loopback(&port);
+	double t0;
+
+	close(fd); /* now nothing listens there */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/graphql", port);
+	snprintf(want, sizeof(want), "cannot connect to %s: Connection refused", url);
+	req.url = url;
+	t0 = now();
+	CHECK_INT(http_perform(c, &req, &resp, &err), -ECONNREFUSED);
+	CHECK(now() - t0 < 2.0);
+	CHECK_STR(err.msg, want);
+	CHECK_INT(err.errnum, ECONNREFUSED);
+
+	req.url = "http://host.invalid/api/graphql";
+	CHECK(http_perform(c, &req, &resp, &err) == -EHOSTUNREACH);
+	CHECK_CONTAINS(err.msg, "host.invalid");
+
+	req.url = "ftp://127.0.0.1/";
+	CHECK_INT(http_perform(c, &req, &resp, &err), -EIO);
+	req.method = "DELETE";
+	CHECK_INT(http_perform(c, &req, &resp, &err), -EINVAL);
+}
+
+static int abort_after_calls(void *arg)
+{
+	int *calls = arg;
+
+	return ++*calls > 3;
+}
+
+static int abort_now(void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
+/* A server that accepts (the kernel does) and never answers. */
+static void test_silent(void)
+{
+	struct http_options o = {.connect_timeout_ms = 500, .timeout_ms = 800};
+	struct http_client *c = NULL;
+	struct http_request req = {.method = "POST", .body = "{}", .body_len = 2};
+	struct http_response resp;
+	struct ph_err err;
+	char url[128];
+	int port, fd = listen_loopback(&port), calls = 0;
+	double t0, dt;
+
+	CHECK_INT(http_client_new(&o, &c, &err), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/graphql", port);
+	req.url = url;
+	t0 = now();
+	CHECK_INT(http_perform(c, &req, &resp, &err), -ETIMEDOUT);
+	dt = now() - t0;
+	CHECK(dt >= 0.7 && dt < 3.0);
+	CHECK_CONTAINS(err.msg, url);
+
+	/* Interrupted while waiting: the progress callback stops it. */
+	o.timeout_ms = 10000;
+	http_client_free(c);
+	CHECK_INT(http_client_new(&o, &c, &err), 0);
+	req.abort_cb = abort_after_calls;
+	req.abort_arg = &calls;
+	t0 = now();
+	CHECK_INT(http_perform(c, &req, &resp, &err), -EINTR);
+	CHECK(now() - t0 < 5.0);
+	CHECK(calls > 3);
+	CHECK_CONTAINS(err.msg, "interrupted");
+
+	/* Already interrupted: not even a connection. */
+	req.abort_cb = abort_now;
+	CHECK_INT(http_perform(c, &req, &resp, &err), -EINTR);
+	http_client_free(c);
+	close(fd);
+}
+
+static void test_operations(struct http_client *http)
+{
+	struct gql_client *gql = NULL;
+	struct ph_api *api = NULL;
+	struct ph_image_input in = {0};
+	struct ph_image *img = NULL;
+	struct ph_tree tree;
+	struct ph_err err;
+	char url[128], *user = NULL, *text = NULL;
+	size_t len;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/graphql", srv.port);
+	CHECK_INT(gql_client_new(http, url, "secret-token", &gql, &err), 0);
+	CHECK_INT(ph_api_new(gql, &api), 0);
+
+	CHECK_INT(ph_check_admin(api, &user, &err), 0);
+	CHECK_STR(user, "phadmin");
+	free(user);
+	pthread_mutex_lock(&srv.lock);
+	CHECK_CONTAINS(srv.last_request, "POST /api/graphql HTTP/1.1");
+	CHECK_CONTAINS(srv.last_request, "Authorization: Bearer secret-token\r\n");
+	CHECK_CONTAINS(srv.last_request, "Content-Type: application/json\r\n");
+	CHECK_CONTAINS(srv.last_request, "Accept: application/json\r\n");
+	CHECK(strcasestr(srv.last_request, "Expect:") == NULL);
+	CHECK_CONTAINS(srv.last_request, "\"query\":\"query PrimehubfsWhoAmI");
+	pthread_mutex_unlock(&srv.lock);
+
+	CHECK_INT(ph_fetch_tree(api, &tree, &err), 0);
+	CHECK_INT(tree.nimages, 1);
+	CHECK_INT(tree.nsecrets, 1);
+	ph_tree_free(&tree);
+	pthread_mutex_lock(&srv.lock);
+	CHECK_CONTAINS(srv.last_request, "\"variables\":{\"mode\":\"SYSTEM_ONLY\",\"pullSecrets\":"
+	                                 "{\"ifDockerConfigJson\":true}}");
+	CHECK_CONTAINS(srv.last_request, "fragment ImageFields on Image");
+	pthread_mutex_unlock(&srv.lock);
+
+	CHECK_INT(ph_get_image(api, "nope", &img, &err), 0);
+	CHECK(img == NULL);
+	CHECK_INT(ph_get_image(api, "tf-2", &img, &err), 0);
+	CHECK_STR(img ? img->id : NULL, "tf-2");
+	ph_image_free(img);
+	pthread_mutex_lock(&srv.lock);
+	CHECK_CONTAINS(srv.last_request, "\"variables\":{\"where\":{\"id\":\"tf-2\"}}");
+	pthread_mutex_unlock(&srv.lock);
+
+	in.set = PH_IN_NAME;
+	in.name = strdup("tf-2");
+	CHECK_INT(ph_create_image(api, &in, &img, &err), -EEXIST);
+	CHECK(img == NULL);
+	CHECK_CONTAINS(err.msg, "createImage tf-2: ");
+	CHECK_CONTAINS(err.msg, "Resource already exist");
+	ph_image_input_clear(&in);
+
+	ph_strlist_append(&in.connect, "no-such-group");
+	CHECK_INT(ph_update_image(api, "tf-2", &in, &img, &err), -ENOENT);
+	CHECK(img == NULL);
+	CHECK_CONTAINS(err.msg, "updateImage tf-2: a group id does not exist");
+	pthread_mutex_lock(&srv.lock);
+	CHECK_CONTAINS(srv.last_request,
+	               "\"variables\":{\"data\":{\"groups\":{\"connect\":[{\"id\":"
+	               "\"no-such-group\"}]}},\"where\":{\"id\":\"tf-2\"}}");
+	pthread_mutex_unlock(&srv.lock);
+	ph_image_input_clear(&in);
+
+	CHECK_INT(ph_delete_image(api, "tf-2", &err), 0);
+
+	/* Build logs: GET with follow=false, errors from status + JSON body. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/logs/images/built/job", srv.port);
+	CHECK_INT(ph_fetch_build_log(api, url, &text, &len, &err), 0);
+	CHECK_STR(text, "Step 1/3 : FROM jupyter/base-notebook\n");
+	CHECK_INT(len, strlen("Step 1/3 : FROM jupyter/base-notebook\n"));
+	free(text);
+	pthread_mutex_lock(&srv.lock);
+	CHECK_CONTAINS(srv.last_request, "GET /api/logs/images/built/job?follow=false HTTP/1.1");
+	CHECK_CONTAINS(srv.last_request, "Accept: application/json\r\n");
+	CHECK_CONTAINS(srv.last_request, "Authorization: Bearer secret-token\r\n");
+	pthread_mutex_unlock(&srv.lock);
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/logs/images/plain/job", srv.port);
+	CHECK_INT(ph_fetch_build_log(api, url, &text, &len, &err), -ENOENT);
+	CHECK_STR(err.msg, "build log: no build job yet (HTTP 400: no job found)");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/logs/images/forbidden/job", srv.port);
+	CHECK_INT(ph_fetch_build_log(api, url, &text, &len, &err), -EACCES);
+	CHECK_CONTAINS(err.msg, "HTML page");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/logs/images/gone/job", srv.port);
+	CHECK_INT(ph_fetch_build_log(api, url, &text, &len, &err), -ENOENT);
+	CHECK_INT(ph_fetch_build_log(api, "file:///etc/passwd", &text, &len, &err), -EPROTO);
+	CHECK(text == NULL);
+	ph_api_free(api);
+	gql_client_free(gql);
+
+	/* A rejected token names the endpoint. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/badtoken/graphql", srv.port);
+	CHECK_INT(gql_client_new(http, url, "bad", &gql, &err), 0);
+	CHECK_INT(ph_api_new(gql, &api), 0);
+	CHECK_INT(ph_check_admin(api, NULL, &err), -EACCES);
+	{
+		char want[256];
+
+		snprintf(want, sizeof(want), "token rejected by %s: Invalid API Token", url);
+		CHECK_STR(err.msg, want);
+	}
+	CHECK_INT(ph_fetch_tree(api, &tree, &err), -EACCES);
+	CHECK_CONTAINS(err.msg, "listing images: token rejected by");
+	ph_api_free(api);
+	gql_client_free(gql);
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/user/graphql", srv.port);
+	CHECK_INT(gql_client_new(http, url, "tok", &gql, &err), 0);
+	CHECK_INT(ph_api_new(gql, &api), 0);
+	CHECK_INT(ph_check_admin(api, &user, &err), -EACCES);
+	CHECK(user == NULL);
+	CHECK_STR(err.msg, "user bob is not a PrimeHub administrator (admin images need the "
+	                   "realm-admin role)");
+	ph_api_free(api);
+	gql_client_free(gql);
+}
+
+int main(void)
+{
+	struct http_client *c = NULL;
+	struct ph_err err;
+
+	pthread_mutex_init(&srv.lock, NULL);
+	srv.listen_fd = listen_loopback(&srv.port);
+	pthread_create(&srv.thread, NULL, server_main, NULL);
+
+	CHECK_INT(http_client_new(NULL, &c, &err), 0);
+	test_keepalive(c);
+	test_max_body(c);
+	test_threads(c);
+	test_refused(c);
+	test_operations(c);
+	http_client_free(c);
+	test_silent();
+
+	srv.stop = 1;
+	pthread_join(srv.thread, NULL);
+	close(srv.listen_fd);
+	UNIT_DONE();
+}
