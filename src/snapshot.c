@@ -33,6 +33,7 @@ struct store {
 
 	struct snapshot *cur;
 	bool refresh_wanted;
+	bool fetching;            /* a fetch is under way (on the refresher) */
 	bool force_fetch;         /* store_invalidate: next get waits for a fetch */
 	uint64_t fetch_gen;       /* completed fetch attempts */
 	uint64_t mutation_gen;    /* own mutations published */
@@ -340,6 +341,7 @@ static void store_do_fetch(struct store *st)
 	int ret;
 
 	st->refresh_wanted = false;
+	st->fetching = true;
 	pthread_mutex_unlock(&st->lock);
 
 	ret = st->fetch(st->fetch_arg, &tree, &err);
@@ -352,6 +354,7 @@ static void store_do_fetch(struct store *st)
 	}
 
 	pthread_mutex_lock(&st->lock);
+	st->fetching = false;
 	st->fetches++;
 	st->last_ret = ret;
 	st->last_err = err;
@@ -499,8 +502,9 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 		if (age < st->ttl_ms)
 			goto serve;
 		if (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR) {
-			/* Stale but recent: serve it, refresh behind the reader. */
-			if (!st->refresh_wanted) {
+			/* Stale but recent: serve it, refresh behind the reader
+			 * (unless a refresh is already under way). */
+			if (!st->refresh_wanted && !st->fetching) {
 				st->refresh_wanted = true;
 				pthread_cond_signal(&st->wake);
 			}
@@ -510,8 +514,10 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 	/* No snapshot yet, or an old one after an idle spell: wait for one fetch
 	 * (shared with every other waiter; only the refresher fetches). */
 	target = st->fetch_gen + 1;
-	st->refresh_wanted = true;
-	pthread_cond_signal(&st->wake);
+	if (!st->fetching) {
+		st->refresh_wanted = true;
+		pthread_cond_signal(&st->wake);
+	}
 	while (st->fetch_gen < target && !st->stop)
 		pthread_cond_wait(&st->fetched, &st->lock);
 	if (!st->cur) {

@@ -1,5 +1,190 @@
+/* test_snapshot.c - the store: one fetch at a time, stale-while-refresh,
+ * copy-on-write edits, exact texts. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "primehubfs/snapshot.h"
+#include "primehubfs/spec.h"
 #include "unit.h"
+
+struct fake {
+	pthread_mutex_t lock;
+	int calls;
+	int in_flight, max_in_flight;
+	int delay_ms;
+	int fail;
+	const char *display; /* displayName the next fetch reports */
+	int nimages;
+};
+
+static struct ph_image *make_image(const char *id, const char *display)
+{
+	struct ph_image *img = calloc(1, sizeof(*img));
+
+	img->id = strdup(id);
+	img->name = strdup(id);
+	img->display_name = strdup(display);
+	img->type = strdup("both");
+	img->url = strdup("infuseai/docker-stacks:base-notebook-63fdf50a");
+	img->url_for_gpu = strdup("infuseai/docker-stacks:base-notebook-63fdf50a-gpu");
+	img->is_ready = true;
+	return img;
+}
+
+static int fake_fetch(void *arg, struct ph_tree *out, struct ph_err *err)
+{
+	struct fake *f = arg;
+	int fail;
+
+	pthread_mutex_lock(&f->lock);
+	f->calls++;
+	f->in_flight++;
+	if (f->in_flight > f->max_in_flight)
+		f->max_in_flight = f->in_flight;
+	fail = f->fail;
+	pthread_mutex_unlock(&f->lock);
+	usleep((useconds_t)f->delay_ms * 1000);
+	memset(out, 0, sizeof(*out));
+	if (!fail) {
+		out->images = calloc((size_t)f->nimages, sizeof(*out->images));
+		for (int i = 0; i < f->nimages; i++) {
+			char id[32];
+
+			/* Unsorted on purpose: the store sorts. */
+			snprintf(id, sizeof(id), "img-%03d", f->nimages - 1 - i);
+			out->images[i] = make_image(id, f->display);
+		}
+		out->nimages = (size_t)f->nimages;
+		out->groups = calloc(1, sizeof(*out->groups));
+		out->groups[0].id = strdup("71ac1e32-65fa-4e8e-a735-ba282e3149b1");
+		out->groups[0].name = strdup("example-group-1");
+		out->ngroups = 1;
+	}
+	pthread_mutex_lock(&f->lock);
+	f->in_flight--;
+	pthread_mutex_unlock(&f->lock);
+	if (fail)
+		return ph_err_set(err, EIO, NULL, "server down");
+	return 0;
+}
+
+static struct store *st;
+
+static void *reader(void *arg)
+{
+	struct snapshot *snap;
+
+	(void)arg;
+	if (store_get(st, &snap, NULL) == 0)
+		snapshot_put(snap);
+	return NULL;
+}
+
 int main(void)
 {
+	struct fake f = {.lock = PTHREAD_MUTEX_INITIALIZER, .display = "one", .nimages = 50};
+	struct snapshot *snap, *old;
+	const struct snap_image *e;
+	struct ph_err err;
+	pthread_t t[16];
+	size_t len;
+	char *text;
+
+	/* ttl 400 ms */
+	CHECK_INT(store_new(400, fake_fetch, &f, NULL, NULL, &st), 0);
+	CHECK_INT(store_start(st), 0);
+
+	/* 16 readers on an empty store: exactly one fetch. */
+	f.delay_ms = 100;
+	for (int i = 0; i < 16; i++)
+		pthread_create(&t[i], NULL, reader, NULL);
+	for (int i = 0; i < 16; i++)
+		pthread_join(t[i], NULL);
+	CHECK_INT(f.calls, 1);
+	CHECK_INT(f.max_in_flight, 1);
+
+	CHECK_INT(store_get(st, &snap, &err), 0);
+	CHECK_INT(snap->nimages, 50);
+	CHECK_STR(snap->images[0]->img->id, "img-000"); /* sorted */
+	e = snapshot_find(snap, "img-007");
+	CHECK(e != NULL);
+	CHECK(snapshot_find(snap, "nope") == NULL);
+	/* The entry's text is exactly what spec renders. */
+	text = spec_render(e->img, &len);
+	CHECK_INT(e->spec_len, len);
+	CHECK(text && memcmp(text, e->spec, len) == 0);
+	free(text);
+	CHECK(snapshot_find_group(snap, "example-group-1") != NULL);
+	CHECK(snapshot_find_group(snap, "71ac1e32-65fa-4e8e-a735-ba282e3149b1") != NULL);
+	CHECK(snapshot_find_group(snap, "example") == NULL);
+	CHECK_INT(f.calls, 1); /* fresh: no fetch */
+
+	/* Stale: served at once (no waiting) while one slow refresh runs. */
+	f.display = "two";
+	f.delay_ms = 300;
+	old = snap;
+	usleep(450 * 1000);
+	{
+		struct timespec a, b;
+
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		CHECK_INT(store_get(st, &snap, &err), 0);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		CHECK(snap == old); /* the old one */
+		CHECK((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 < 100);
+	}
+	snapshot_put(snap);
+	usleep(600 * 1000);
+	CHECK_INT(f.calls, 2); /* one refresh, not one per stale reader */
+	CHECK_INT(f.max_in_flight, 1);
+	CHECK_INT(store_get(st, &snap, &err), 0);
+	CHECK(snap != old);
+	CHECK_STR(snapshot_find(snap, "img-007")->img->display_name, "two");
+	/* The old snapshot is intact while held. */
+	CHECK_STR(snapshot_find(old, "img-007")->img->display_name, "one");
+	snapshot_put(old);
+	snapshot_put(snap);
+
+	/* An own edit is visible at once, without a fetch, and does not make
+	 * the rest look fresher. */
+	f.delay_ms = 0;
+	{
+		int calls = f.calls;
+
+		CHECK_INT(store_put_image(st, make_image("img-007", "edited")), 0);
+		CHECK_INT(store_put_image(st, make_image("aaa-new", "new")), 0);
+		CHECK_INT(store_get(st, &snap, &err), 0);
+		CHECK_STR(snapshot_find(snap, "img-007")->img->display_name, "edited");
+		CHECK_INT(snap->nimages, 51);
+		CHECK_STR(snap->images[0]->img->id, "aaa-new");
+		snapshot_put(snap);
+		CHECK_INT(store_remove_image(st, "img-010"), 0);
+		CHECK_INT(store_get(st, &snap, &err), 0);
+		CHECK(snapshot_find(snap, "img-010") == NULL);
+		CHECK_INT(snap->nimages, 50);
+		snapshot_put(snap);
+		CHECK_INT(f.calls, calls);
+	}
+
+	/* Invalidate: the next get waits for a fetch; a failing fetch with a
+	 * snapshot at hand still shows the old data. */
+	store_invalidate(st);
+	f.fail = 1;
+	CHECK_INT(store_get(st, &snap, &err), 0);
+	CHECK(snap->nimages == 50);
+	snapshot_put(snap);
+	store_free(st);
+
+	/* A first fetch that fails returns its error. */
+	f.calls = 0;
+	CHECK_INT(store_new(400, fake_fetch, &f, NULL, NULL, &st), 0);
+	CHECK_INT(store_start(st), 0);
+	CHECK_INT(store_get(st, &snap, &err), -EIO);
+	CHECK_CONTAINS(err.msg, "server down");
+	store_free(st);
 	UNIT_DONE();
 }
