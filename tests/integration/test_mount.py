@@ -1,0 +1,118 @@
+"""Mount-time behaviour: where the endpoint and token come from, and the
+clear one-line refusals when the server cannot be used."""
+import json
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import USER_TOKEN, Emulator, primehubfs_binary
+
+
+def try_mount(args, env_extra, timeout=30):
+    """Run primehubfs expecting it to refuse; returns (code, output)."""
+    d = tempfile.mkdtemp(prefix="phfs-mnt-")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PRIMEHUB_API_TOKEN", "PRIMEHUB_API_ENDPOINT")}
+    env["HOME"] = tempfile.mkdtemp(prefix="phfs-home-")
+    env.update(env_extra)
+    try:
+        r = subprocess.run([primehubfs_binary(), *[a if a != "MNT" else d for a in args], "-f"],
+                           capture_output=True, text=True, timeout=timeout, env=env,
+                           stdin=subprocess.DEVNULL)
+        assert not os.path.ismount(d)
+        return r.returncode, r.stdout + r.stderr
+    finally:
+        if os.path.ismount(d):
+            subprocess.run(["fusermount3", "-uz", d])
+        os.rmdir(d)
+
+
+def test_bad_token_is_refused_at_mount(emulator):
+    code, out = try_mount([emulator.endpoint, "MNT"], {"PRIMEHUB_API_TOKEN": "wrong"})
+    assert code != 0
+    lines = [l for l in out.splitlines() if l.strip()]
+    assert len(lines) == 1, out
+    assert "Invalid API Token" in lines[0] and emulator.endpoint in lines[0]
+
+
+def test_unreachable_endpoint_is_refused_at_mount():
+    code, out = try_mount(["http://127.0.0.1:9/api/graphql", "MNT"],
+                          {"PRIMEHUB_API_TOKEN": "x"})
+    assert code != 0
+    assert len(out.strip().splitlines()) == 1, out
+    assert "127.0.0.1:9" in out and "connect" in out.lower()
+
+
+def test_non_admin_is_refused_at_mount(emulator):
+    code, out = try_mount([emulator.endpoint, "MNT"], {"PRIMEHUB_API_TOKEN": USER_TOKEN})
+    assert code != 0
+    assert "not a PrimeHub administrator" in out
+
+
+def test_missing_endpoint_and_token_explained():
+    code, out = try_mount(["MNT"], {})
+    assert code != 0 and "no PrimeHub endpoint" in out
+    code, out = try_mount(["http://127.0.0.1:9/api/graphql", "MNT"], {})
+    assert code != 0 and "no API token" in out
+
+
+def test_help_and_version():
+    r = subprocess.run([primehubfs_binary(), "--help"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0
+    for word in ("token_file", "ttl=", "config=", ".error", "spec.json.rejected"):
+        assert word in r.stdout
+    r = subprocess.run([primehubfs_binary(), "--version"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0 and "primehubfs version" in r.stdout
+
+
+def write_config(path, endpoint, token):
+    with open(path, "w") as f:
+        json.dump({"endpoint": endpoint, "api-token": token,
+                   "group": {"id": None, "name": None, "displayName": None}}, f)
+
+
+def test_config_file_env_and_token_file_precedence(emulator, make_mount, tmp_path):
+    home = tmp_path / "home"
+    (home / ".primehub").mkdir(parents=True)
+    default_cfg = home / ".primehub" / "config.json"
+    token_file = tmp_path / "token"
+    other_cfg = tmp_path / "other.json"
+
+    # 1. Everything from ~/.primehub/config.json.
+    write_config(default_cfg, emulator.endpoint, emulator.token)
+    m = make_mount(emulator, endpoint=False,
+                   env={"HOME": str(home), "PRIMEHUB_API_TOKEN": None})
+    assert "tf-2" in os.listdir(m.path)
+
+    # 2. token_file beats the config file's api-token.
+    write_config(default_cfg, emulator.endpoint, "wrong-token")
+    token_file.write_text(emulator.token + "\n")
+    m = make_mount(emulator, f"token_file={token_file}", endpoint=False,
+                   env={"HOME": str(home), "PRIMEHUB_API_TOKEN": None})
+    assert "tf-2" in os.listdir(m.path)
+
+    # 3. PRIMEHUB_API_TOKEN beats token_file (here the env one is wrong: refused).
+    code, out = try_mount(["MNT", "-o", f"token_file={token_file}"],
+                          {"HOME": str(home), "PRIMEHUB_API_TOKEN": "wrong-env-token"})
+    assert code != 0 and "Invalid API Token" in out
+
+    # 4. PRIMEHUB_API_ENDPOINT beats the config file's endpoint...
+    write_config(default_cfg, "http://127.0.0.1:9/api/graphql", emulator.token)
+    m = make_mount(emulator, endpoint=False,
+                   env={"HOME": str(home), "PRIMEHUB_API_TOKEN": None,
+                        "PRIMEHUB_API_ENDPOINT": emulator.endpoint})
+    assert "tf-2" in os.listdir(m.path)
+    # ...and the command line beats PRIMEHUB_API_ENDPOINT.
+    m = make_mount(emulator, env={"HOME": str(home), "PRIMEHUB_API_TOKEN": None,
+                                  "PRIMEHUB_API_ENDPOINT": "http://127.0.0.1:9/api/graphql"})
+    assert "tf-2" in os.listdir(m.path)
+
+    # 5. -o config= names another file.
+    write_config(other_cfg, emulator.endpoint, emulator.token)
+    m = make_mount(emulator, f"config={other_cfg}", endpoint=False,
+                   env={"HOME": str(home), "PRIMEHUB_API_TOKEN": None})
+    assert "tf-2" in os.listdir(m.path)
