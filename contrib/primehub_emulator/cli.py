@@ -1,0 +1,71 @@
+"""Command line: bind, seed or load state, print the endpoint, serve.
+
+The first line on stdout is the GraphQL endpoint URL, printed only once the
+socket is listening, so a test can start the emulator with ``--port 0`` and
+read where it is.  Nothing else goes to stdout.
+"""
+
+import argparse
+import signal
+import sys
+
+from . import builds, server
+from .pipeline import GraphQLService
+from .resolvers import build_schema
+from .store import Store
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="primehub-emulator",
+        description="Emulate the PrimeHub GraphQL API (admin images subset) on loopback.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    parser.add_argument("--token", default="primehub-emulator-token",
+                        help="API token of the admin user phadmin")
+    parser.add_argument("--user-token", default=None,
+                        help="API token of the non-admin user phuser (optional)")
+    parser.add_argument("--images", type=int, default=0, metavar="N",
+                        help="add N synthetic admin images to the seed")
+    parser.add_argument("--state", default=None, metavar="FILE",
+                        help="load state from FILE if it exists; save it after every change")
+    parser.add_argument("--clock", choices=("manual", "real"), default="real",
+                        help="build clock: manual (moved by POST /-/clock/advance) or real")
+    parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                        help="delay every GraphQL and log request by MS milliseconds")
+    parser.add_argument("--errors", choices=("v3", "v4"), default="v3",
+                        help="not-found / invalid-name error texts of console v3 or v4")
+    parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    args = parser.parse_args(argv)
+    if args.images < 0:
+        parser.error("--images must be >= 0")
+    if args.user_token is not None and args.user_token == args.token:
+        parser.error("--user-token must differ from --token")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    httpd = server.bind(args.host, args.port)
+    host, port = httpd.server_address[:2]
+    shown_host = "[%s]" % host if ":" in host else host
+    base_url = "http://%s:%d" % (shown_host, port)
+
+    store = Store(base_url, errors=args.errors, clock=builds.Clock(args.clock),
+                  state_file=args.state, synthetic_images=args.images)
+    service = GraphQLService(store, build_schema())
+    app = server.App(store, service, args.token, args.user_token,
+                     latency_ms=args.latency_ms, verbose=args.verbose)
+    server.attach(httpd, app)
+
+    def on_signal(signum, frame):
+        app.shutdown_async()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    sys.stdout.write(base_url + "/api/graphql\n")
+    sys.stdout.flush()
+    server.wait_forever(httpd)
+    store.save()
+    return 0
