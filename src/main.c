@@ -145,8 +145,6 @@ static int run(struct fuse_args *args, struct options *o)
 		fprintf(stderr, "primehubfs: %s\n", err.msg[0] ? err.msg : "out of memory");
 		goto out;
 	}
-	gql_client_set_abort(gql, request_interrupted, NULL);
-
 	/* Refuse to mount, with one clear line, when the endpoint does not
 	 * answer, the token is rejected or the user is no administrator. */
 	if (ph_check_admin(api, &user, &err) < 0) {
@@ -162,6 +160,8 @@ static int run(struct fuse_args *args, struct options *o)
 	if (!fuse)
 		goto out;
 	phfs_set_fuse(fs, fuse);
+	/* Only now: fuse_get_context() is not valid before fuse_new. */
+	gql_client_set_abort(gql, request_interrupted, NULL);
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
 		goto out_fuse;
 	if (fuse_daemonize(cl.foreground) != 0)
@@ -178,11 +178,17 @@ static int run(struct fuse_args *args, struct options *o)
 	if (cl.singlethread) {
 		ret = fuse_loop(fuse);
 	} else {
-		struct fuse_loop_config lc = {
-			.clone_fd = cl.clone_fd,
-			.max_idle_threads = cl.max_idle_threads,
-		};
-		ret = fuse_loop_mt(fuse, &lc);
+		struct fuse_loop_config *lc = fuse_loop_cfg_create();
+
+		if (!lc) {
+			ret = 1;
+			goto out_signals;
+		}
+		fuse_loop_cfg_set_clone_fd(lc, (unsigned)cl.clone_fd);
+		fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
+		ret = fuse_loop_mt(fuse, lc);
+		fuse_loop_cfg_destroy(lc);
 	}
 	ret = ret ? 1 : 0;
 out_signals:

@@ -9,7 +9,7 @@
 #define PRIMEHUBFS_FS_H
 
 #ifndef FUSE_USE_VERSION
-#define FUSE_USE_VERSION 35
+#define FUSE_USE_VERSION 312
 #endif
 #include <fuse.h>
 #include "primehubfs/primehub.h"

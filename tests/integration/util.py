@@ -1,0 +1,115 @@
+"""Helpers for driving real programs against a mount."""
+import errno
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+IMAGE_QUERY = """query($where: ImageWhereUniqueInput!) { image(where: $where) {
+  id name displayName description type url urlForGpu global useImagePullSecret
+  groups { id name } imageSpec { baseImage pullSecret packages { apt pip conda } cancel }
+  jobStatus { phase } } }"""
+
+UPDATE = """mutation($data: ImageUpdateInput!, $where: ImageWhereUniqueInput!) {
+  updateImage(data: $data, where: $where) { id } }"""
+
+
+def save(path, data, flags=os.O_WRONLY | os.O_TRUNC):
+    """Write and close like a careful program; returns 0 or the errno that
+    write/close reported."""
+    if isinstance(data, str):
+        data = data.encode()
+    fd = os.open(path, flags)
+    try:
+        try:
+            os.write(fd, data)
+        except OSError as e:
+            return e.errno
+    finally:
+        try:
+            os.close(fd)
+        except OSError as e:
+            return e.errno
+    return 0
+
+
+def server_update(emu, image_id, data):
+    """Another client changing an image (as the web UI or the CLI would)."""
+    out = emu.gql(UPDATE, {"where": {"id": image_id}, "data": data})
+    assert not out.get("errors"), out
+    return out
+
+
+def server_image(emu, image_id):
+    return emu.gql(IMAGE_QUERY, {"where": {"id": image_id}})["data"]["image"]
+
+
+def ops(emu):
+    """GraphQL operations served since the last reset, by root field."""
+    return emu.stats()["operations"]
+
+
+def mutations(emu):
+    return {k: v for k, v in ops(emu).items()
+            if k in ("createImage", "updateImage", "deleteImage", "rebuildImage",
+                     "cancelImageBuild")}
+
+
+class Tmux:
+    """A terminal program in a detached tmux session: type keys, read the screen."""
+
+    def __init__(self, cmd, cwd=None, env=None):
+        self.sock = "phfs-" + uuid.uuid4().hex[:8]
+        self.name = "t"
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["TERM"] = "xterm"
+        subprocess.run(["tmux", "-L", self.sock, "-f", "/dev/null", "new-session", "-d",
+                        "-s", self.name, "-x", "160", "-y", "50", cmd],
+                       check=True, cwd=cwd, env=full_env, timeout=20)
+
+    def keys(self, *keys):
+        subprocess.run(["tmux", "-L", self.sock, "send-keys", "-t", self.name, *keys],
+                       check=True, timeout=20)
+
+    def literal(self, text):
+        subprocess.run(["tmux", "-L", self.sock, "send-keys", "-t", self.name, "-l", text],
+                       check=True, timeout=20)
+
+    def screen(self):
+        r = subprocess.run(["tmux", "-L", self.sock, "capture-pane", "-p", "-t", self.name],
+                           capture_output=True, text=True, timeout=20)
+        return r.stdout
+
+    def alive(self):
+        return subprocess.run(["tmux", "-L", self.sock, "has-session", "-t", self.name],
+                              capture_output=True, timeout=20).returncode == 0
+
+    def wait_for(self, text, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.screen():
+                return True
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared on screen:\n{self.screen()}")
+
+    def wait_exit(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return
+            time.sleep(0.1)
+        screen = self.screen()
+        self.kill()
+        raise AssertionError(f"program did not exit:\n{screen}")
+
+    def kill(self):
+        subprocess.run(["tmux", "-L", self.sock, "kill-server"], capture_output=True, timeout=20)
+
+
+def need(program):
+    path = shutil.which(program)
+    if not path:
+        raise AssertionError(f"{program} is not installed: tests/run.sh installs it")
+    return path
