@@ -22,7 +22,6 @@
 
 #define AUTH_PREFIX  "Authorization: Bearer "
 #define TOKEN_PREFIX "Context creation failed:"
-#define SNIPPET_MAX  100 /* characters of a non-JSON body quoted in a message */
 
 struct gql_client {
 	struct http_client *http; /* borrowed */
@@ -140,21 +139,59 @@ char *gql_encode_request(const char *document, const cJSON *variables)
 	return text;
 }
 
-/* The first SNIPPET_MAX characters of a body, on one line, for a message. */
-static void body_snippet(const char *body, size_t len, char *out, size_t outsz)
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
 {
-	size_t n = 0;
+	size_t k;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		k = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		k = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		k = 4;
+	else
+		return 0;
+	if (k > n)
+		return 0;
+	for (size_t i = 1; i < k; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return k;
+}
+
+/*
+ * The first NET_SNIPPET_MAX bytes of a body, for a message: one line (control
+ * characters become spaces) of valid UTF-8 (a bad byte becomes '?'), because
+ * it ends up in the log and in .error files that tools read as text.
+ */
+void net_snippet(const char *body, size_t len, char *out, size_t outsz)
+{
+	const unsigned char *p = (const unsigned char *)body;
+	size_t i = 0, n = 0;
 
 	if (!body || !len) {
 		snprintf(out, outsz, "(empty answer)");
 		return;
 	}
-	for (size_t i = 0; i < len && i < SNIPPET_MAX && n + 4 < outsz; i++) {
-		unsigned char ch = (unsigned char)body[i];
+	while (i < len && i < NET_SNIPPET_MAX && n + 8 < outsz) {
+		size_t k = utf8_len(p + i, len - i);
 
-		out[n++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+		if (k == 0) {
+			out[n++] = '?';
+			i++;
+		} else if (k == 1) {
+			out[n++] = (p[i] < 0x20 || p[i] == 0x7f) ? ' ' : (char)p[i];
+			i++;
+		} else {
+			memcpy(out + n, p + i, k);
+			n += k;
+			i += k;
+		}
 	}
-	if (len > SNIPPET_MAX && n + 4 < outsz) {
+	if (i < len && n + 4 <= outsz) {
 		memcpy(out + n, "...", 3);
 		n += 3;
 	}
@@ -271,10 +308,10 @@ static int decode(long status, const char *body, size_t len, const char *endpoin
 	root = body ? cJSON_ParseWithLength(body, len) : NULL;
 	if (!cJSON_IsObject(root)) {
 		/* §8.2: plain-text 400/405, a proxy's HTML 502, garbage. */
-		char snip[SNIPPET_MAX + 8];
+		char snip[NET_SNIPPET_MAX + 16];
 
 		cJSON_Delete(root);
-		body_snippet(body, len, snip, sizeof(snip));
+		net_snippet(body, len, snip, sizeof(snip));
 		return ph_err_set(err, EIO, NULL, "HTTP %ld from server: %s", status, snip);
 	}
 	errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
@@ -287,9 +324,9 @@ static int decode(long status, const char *body, size_t len, const char *endpoin
 		ret = ph_err_set(err, EPROTO, NULL,
 		                 "unexpected answer from server: errors is not a list");
 	} else if (status < 200 || status > 299) {
-		char snip[SNIPPET_MAX + 8];
+		char snip[NET_SNIPPET_MAX + 16];
 
-		body_snippet(body, len, snip, sizeof(snip));
+		net_snippet(body, len, snip, sizeof(snip));
 		ret = ph_err_set(err, EIO, NULL, "HTTP %ld from server: %s", status, snip);
 	} else if (!cJSON_IsObject(data)) {
 		ret = ph_err_set(err, EPROTO, NULL,

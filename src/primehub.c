@@ -337,21 +337,13 @@ static void log_error_text(const struct http_response *resp, char *out, size_t o
 {
 	cJSON *root = cJSON_ParseWithLength(resp->body, resp->len);
 	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
-	size_t n = 0;
 
 	if (cJSON_IsString(msg) && msg->valuestring) {
 		snprintf(out, outsz, "%s", msg->valuestring);
 	} else if (resp->content_type && strncasecmp(resp->content_type, "text/html", 9) == 0) {
 		snprintf(out, outsz, "(an HTML page)");
 	} else {
-		for (size_t i = 0; i < resp->len && i < 100 && n + 4 < outsz; i++) {
-			unsigned char ch = (unsigned char)resp->body[i];
-
-			out[n++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
-		}
-		out[n] = '\0';
-		if (!n)
-			snprintf(out, outsz, "(empty answer)");
+		net_snippet(resp->body, resp->len, out, outsz);
 	}
 	cJSON_Delete(root);
 }

@@ -233,6 +233,13 @@ static void test_garbage(void)
 	CHECK(strlen(err.msg) < 160); /* only the first 100 characters */
 	CHECK_CONTAINS(err.msg, "...");
 
+	/* Quoted bodies are valid UTF-8 on one line, whatever came in. */
+	CHECK_INT(decode(200, "<html>\x00\xff\xfe caf\xc3\xa9 \xe2\x82", &data, &err), -EIO);
+	CHECK_STR(err.msg, "HTTP 200 from server: <html>");
+	CHECK_INT(gql_decode_response(200, "<p>\x00\xff\xfe caf\xc3\xa9 \xe2\x82", 15, &data, &err),
+	          -EIO);
+	CHECK_STR(err.msg, "HTTP 200 from server: <p> ?? caf\xc3\xa9 ??");
+
 	CHECK_INT(decode(200, "", &data, &err), -EIO);
 	CHECK_STR(err.msg, "HTTP 200 from server: (empty answer)");
 	CHECK_INT(gql_decode_response(200, NULL, 0, &data, &err), -EIO);
