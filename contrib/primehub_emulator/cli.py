@@ -46,7 +46,12 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    httpd = server.bind(args.host, args.port)
+    try:
+        httpd = server.bind(args.host, args.port)
+    except OSError as exc:
+        sys.stderr.write("primehub-emulator: cannot listen on %s:%d: %s\n"
+                         % (args.host, args.port, exc.strerror or exc))
+        return 1
     host, port = httpd.server_address[:2]
     shown_host = "[%s]" % host if ":" in host else host
     base_url = "http://%s:%d" % (shown_host, port)

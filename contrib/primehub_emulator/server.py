@@ -340,12 +340,14 @@ class Handler(BaseHTTPRequestHandler):
 
         if self._delay_and_fault():
             return
+        if decode_error is not None:
+            # koa-bodyparser runs before Apollo, so a malformed body is
+            # refused before authentication is even looked at.
+            self._send(decode_error)
+            return
         user, auth_error = self._authenticate()
         if auth_error:
             self._json(500, {"errors": [error_body(auth_error, "INTERNAL_SERVER_ERROR")]})
-            return
-        if decode_error is not None:
-            self._send(decode_error)
             return
         if self.command not in ("GET", "POST"):
             self._send(plain(405, "Apollo Server supports only GET/POST requests.",

@@ -974,3 +974,27 @@ def test_emulator_script_runs_with_the_system_python():
     assert os.access(EMULATOR, os.X_OK)
     out = subprocess.run([EMULATOR, "--help"], stdout=subprocess.PIPE, timeout=30)
     assert out.returncode == 0 and b"--clock" in out.stdout
+
+
+def test_http_layer_answers(emu):
+    auth = {"Authorization": "Bearer " + ADMIN_TOKEN}
+    reply = emu.request("POST", "/api/graphql", b"{not json", {"Content-Type": "application/json"})
+    assert reply.status == 400 and reply.json["code"] == "INTERNAL_ERROR"  # before auth
+    reply = emu.request("POST", "/api/graphql", b"query=x", dict(auth, **{
+        "Content-Type": "text/plain"}))
+    assert reply.status == 500
+    assert reply.text == "POST body missing. Did you forget use body-parser middleware?"
+    reply = emu.request("PUT", "/api/graphql", b"{}", dict(auth, **{
+        "Content-Type": "application/json"}))
+    assert reply.status == 405 and reply.text == "Apollo Server supports only GET/POST requests."
+    reply = emu.request("GET", "/api/graphql", None, auth)
+    assert reply.status == 400 and reply.text == "GET query missing."
+    assert emu.request("GET", "/nowhere", None, auth).status == 404
+
+
+def test_introspection_goes_through_graphql_core(emu):
+    data = emu.ok('{ __type(name: "ImageUpdateInput") { inputFields { name } } '
+                  'images(first: 1) { __typename id } }')
+    names = [f["name"] for f in data["__type"]["inputFields"]]
+    assert "imageSpec" not in names and "useImagePullSecret" in names
+    assert data["images"] == [{"__typename": "Image", "id": "base-notebook"}]
