@@ -28,7 +28,8 @@ def parse_args(argv):
     parser.add_argument("--images", type=int, default=0, metavar="N",
                         help="add N synthetic admin images to the seed")
     parser.add_argument("--state", default=None, metavar="FILE",
-                        help="load state from FILE if it exists; save it after every change")
+                        help="load state from FILE if it exists (then --images is ignored); "
+                             "save it atomically after every change")
     parser.add_argument("--clock", choices=("manual", "real"), default="real",
                         help="build clock: manual (moved by POST /-/clock/advance) or real")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",

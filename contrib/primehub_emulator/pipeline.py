@@ -50,6 +50,15 @@ class Response(object):
         self.headers = headers or {}
 
 
+def _reject_constant(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def loads_strict(text):
+    """JSON.parse: no NaN/Infinity (Python's json accepts them)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def json_bytes(value):
     """Compact JSON as JSON.stringify writes it, plus Apollo's newline."""
     return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
@@ -175,7 +184,7 @@ class GraphQLService(object):
         extensions = params.get("extensions")
         if isinstance(extensions, str) and extensions != "":
             try:
-                json.loads(extensions)
+                loads_strict(extensions)
             except ValueError:
                 return plain(400, "Extensions are invalid JSON.")
         query = params.get("query")
@@ -183,7 +192,7 @@ class GraphQLService(object):
             return plain(400, "GraphQL queries must be strings.")
         if isinstance(variables, str) and variables != "":
             try:
-                variables = json.loads(variables)
+                variables = loads_strict(variables)
             except ValueError:
                 return plain(400, "Variables are invalid JSON.")
         if not isinstance(variables, dict):

@@ -26,7 +26,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .pipeline import Response, error_body, json_bytes, plain
+from .pipeline import Response, error_body, json_bytes, loads_strict, plain
 
 MAX_BODY = 64 * 1024 * 1024
 FAULT_MODES = ("none", "http500", "api_unavailable", "hang", "garbage")
@@ -302,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
             if not text:
                 return {}, None
             try:
-                value = json.loads(text)
+                value = loads_strict(text)
             except ValueError as exc:
                 return None, Response(400, json_bytes({"code": "INTERNAL_ERROR",
                                                        "message": str(exc)}))
@@ -463,11 +463,11 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/-/state" and method == "GET":
             self._json(200, app.store.state_view())
         elif path == "/-/latency" and method == "POST":
-            try:
-                app.latency_ms = max(0.0, float(payload.get("ms", 0)))
-            except (TypeError, ValueError):
-                self._json(400, {"error": "ms must be a number"})
+            ms = payload.get("ms", 0)
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 0:
+                self._json(400, {"error": "ms must be a number >= 0"})
                 return
+            app.latency_ms = ms
             self._json(200, {"ms": app.latency_ms})
         elif path == "/-/faults" and method == "POST":
             mode = payload.get("mode", "none")

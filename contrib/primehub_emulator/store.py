@@ -289,8 +289,14 @@ class Store(object):
         self.version = 0
         state = None
         if state_file and os.path.exists(state_file):
-            with open(state_file, "r", encoding="utf-8") as fh:
-                state = json.load(fh)
+            try:
+                with open(state_file, "r", encoding="utf-8") as fh:
+                    state = json.load(fh)
+                if not isinstance(state, dict) or state.get("format") != 1:
+                    raise ValueError("not a primehub-emulator state file")
+            except ValueError as exc:
+                raise SystemExit("primehub-emulator: cannot load state %s: %s"
+                                 % (state_file, exc))
             self.clock.restore(state.get("clock"))
         if state is None:
             state = initial_state(synthetic_images)

@@ -14,7 +14,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import ADMIN_TOKEN, EMULATOR, USER_TOKEN
+from emulator_harness import ADMIN_TOKEN, EMULATOR, USER_TOKEN
 
 GROUP_1 = "71ac1e32-65fa-4e8e-a735-ba282e3149b1"
 GROUP_2 = "0fdaea59-705a-4546-8d13-2d52511342b0"
