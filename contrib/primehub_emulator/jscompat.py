@@ -134,7 +134,7 @@ def inspect(value, _seen=()):
     if isinstance(value, (list, tuple)):
         if not value:
             return "[]"
-        if len(_seen) + 1 > 3:
+        if len(_seen) + 1 > 2:  # seenValues includes this array
             return "[Array]"
         seen = _seen + (id(value),)
         shown = [inspect(v, seen) for v in value[:10]]
@@ -147,7 +147,7 @@ def inspect(value, _seen=()):
     if isinstance(value, dict):
         if not value:
             return "{}"
-        if len(_seen) + 1 > 3:
+        if len(_seen) + 1 > 2:  # seenValues includes this object
             return "[Object]"
         seen = _seen + (id(value),)
         return "{ " + ", ".join("%s: %s" % (k, inspect(v, seen)) for k, v in value.items()) + " }"

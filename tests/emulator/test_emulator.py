@@ -257,6 +257,13 @@ def test_other_variable_errors(emu):
     reply = emu.gql(LIST, {"page": "2"})
     assert only_error(reply)[0] == ('Variable "$page" got invalid value "2"; Expected type Int. '
                                     'Int cannot represent non-integer value: "2"')
+    reply = create(emu, {"name": "x", "imageSpec": {"packages": {"pip": 5}}})
+    assert only_error(reply)[0] == (
+        'Variable "$data" got invalid value { name: "x", imageSpec: { packages: [Object] } }; '
+        "Expected type String. String cannot represent a non string value: 5")
+    reply = emu.gql("query Q($m: QueryImageMode) { images(mode: $m) { id } }", {"m": "SYSTEM"})
+    assert only_error(reply)[0] == ('Variable "$m" got invalid value "SYSTEM"; Expected type '
+                                    "QueryImageMode. Did you mean SYSTEM_ONLY?")
     reply = create(emu, {"displayName": "no name"})
     assert reply.status == 400
     assert only_error(reply)[0] == ('Variable "$data" got invalid value { displayName: "no name" }; '
