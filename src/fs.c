@@ -87,8 +87,10 @@ void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struc
 	snprintf(line, sizeof(line), "%s %s: %s [%s] (by %s)", stamp, what,
 		 err->msg[0] ? err->msg : strerror(err->errnum), errno_name(err->errnum), caller);
 	log_error("refused %s", line + strlen(stamp) + 1);
+	/* No kernel invalidation needed (nor allowed here, on a request
+	 * thread): negative lookups are not cached and listings are read
+	 * afresh, so .error shows at once. */
 	staging_set_error(fs->staging, dir, line);
-	phfs_invalidate(fs, dir[0] ? dir : NULL);
 }
 
 void phfs_succeeded(struct phfs *fs, const char *dir)
@@ -106,7 +108,7 @@ bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char 
 	return *pending;
 }
 
-struct phfs_handle *phfs_handle_new(const struct node *node)
+struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node)
 {
 	struct phfs_handle *h = calloc(1, sizeof(*h));
 
@@ -114,13 +116,27 @@ struct phfs_handle *phfs_handle_new(const struct node *node)
 		return NULL;
 	h->node = *node;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles;
+	if (h->next)
+		h->next->prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->handles_lock);
 	return h;
 }
 
-void phfs_handle_free(struct phfs_handle *h)
+void phfs_handle_free(struct phfs *fs, struct phfs_handle *h)
 {
 	if (!h)
 		return;
+	pthread_mutex_lock(&fs->handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->handles_lock);
 	snap_image_put(h->entry);
 	free(h->own_text);
 	free(h->base);
@@ -504,7 +520,7 @@ static int phfs_open(const char *path, struct fuse_file_info *fi)
 	if (acc != O_RDONLY && !(st.st_mode & 0200))
 		return -EACCES; /* status.json, build.log, .error are read-only */
 
-	h = phfs_handle_new(&n);
+	h = phfs_handle_new(fs, &n);
 	if (!h)
 		return -ENOMEM;
 	switch (n.kind) {
@@ -523,7 +539,7 @@ static int phfs_open(const char *path, struct fuse_file_info *fi)
 		ret = phfs_open_readonly(fs, h);
 	}
 	if (ret < 0) {
-		phfs_handle_free(h);
+		phfs_handle_free(fs, h);
 		return ret;
 	}
 	fi->fh = (uintptr_t)h;
@@ -557,7 +573,7 @@ static int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		ret = phfs_group_connect(fs, &n);
 		if (ret < 0)
 			return ret;
-		h = phfs_handle_new(&n);
+		h = phfs_handle_new(fs, &n);
 		if (!h)
 			return -ENOMEM;
 		fi->fh = (uintptr_t)h;
@@ -582,7 +598,7 @@ static int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return -ENOENT;
 	}
 	snapshot_put(snap);
-	h = phfs_handle_new(&n);
+	h = phfs_handle_new(fs, &n);
 	if (!h)
 		return -ENOMEM;
 	ret = staging_scratch_create(fs->staging, n.image, n.leaf, mode,
@@ -596,7 +612,7 @@ static int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 			snprintf(what, sizeof(what), "%s/%s", n.image, n.leaf);
 			phfs_refuse(fs, n.image, what, &err);
 		}
-		phfs_handle_free(h);
+		phfs_handle_free(fs, h);
 		return ret;
 	}
 	fi->fh = (uintptr_t)h;
@@ -723,7 +739,7 @@ static int phfs_release(const char *path, struct fuse_file_info *fi)
 	(void)path;
 	/* Never commits: the kernel ignores release's result, so an error here
 	 * would reach nobody. */
-	phfs_handle_free(phfs_fh(fi));
+	phfs_handle_free(phfs_ctx(), phfs_fh(fi));
 	return 0;
 }
 
@@ -890,6 +906,7 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 		return -ENOMEM;
 	fs->api = api;
 	fs->ttl_ms = ttl_ms;
+	pthread_mutex_init(&fs->handles_lock, NULL);
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->logs = phfs_log_cache_new();
@@ -918,6 +935,9 @@ void phfs_free(struct phfs *fs)
 {
 	if (!fs)
 		return;
+	while (fs->handles)
+		phfs_handle_free(fs, fs->handles);
+	pthread_mutex_destroy(&fs->handles_lock);
 	store_free(fs->store);
 	staging_free(fs->staging);
 	phfs_log_cache_free(fs->logs);

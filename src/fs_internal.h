@@ -35,10 +35,15 @@ struct phfs {
 	uid_t uid;
 	gid_t gid;
 	struct phfs_log_cache *logs;
+	/* Open handles, so the ones whose RELEASE never came (the kernel may
+	 * drop queued releases at unmount) are still freed. */
+	pthread_mutex_t handles_lock;
+	struct phfs_handle *handles;
 };
 
 /* An open file. */
 struct phfs_handle {
+	struct phfs_handle *prev, *next; /* in phfs.handles */
 	struct node node;
 	pthread_mutex_t lock;
 	/* Read-only content held for the life of the handle (so a read never
@@ -55,6 +60,7 @@ struct phfs_handle {
 	char *buf;                  /* what they have written so far */
 	size_t buf_len, buf_cap;
 	bool dirty;                 /* written since the last commit */
+	bool too_big;               /* a write went past SPEC_MAX_SIZE */
 	/* Scratch file. */
 	struct scratch *scratch;
 };
@@ -76,8 +82,8 @@ void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struc
 void phfs_succeeded(struct phfs *fs, const char *dir);
 bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char *image,
 		       bool *pending);
-struct phfs_handle *phfs_handle_new(const struct node *node);
-void phfs_handle_free(struct phfs_handle *h);
+struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node);
+void phfs_handle_free(struct phfs *fs, struct phfs_handle *h);
 void phfs_invalidate(struct phfs *fs, const char *image_id); /* store_changed_fn */
 
 /* fs_read.c */

@@ -122,8 +122,15 @@ int phfs_spec_write(struct phfs_handle *h, const char *buf, size_t size, off_t o
 		return -EINVAL;
 	/* Refuse at once rather than after buffering a huge file: the limit
 	 * is PrimeHub's, spec.json will never legitimately be this big. */
-	if (end > SPEC_MAX_SIZE)
+	if (end > SPEC_MAX_SIZE) {
+		/* The writer may not look at write's result (a short write is
+		 * not an error to many programs): close must say it too. */
+		pthread_mutex_lock(&h->lock);
+		h->too_big = true;
+		h->dirty = true;
+		pthread_mutex_unlock(&h->lock);
 		return -EFBIG;
+	}
 	pthread_mutex_lock(&h->lock);
 	ret = buf_reserve(h, end + 1);
 	if (ret == 0) {
@@ -148,6 +155,7 @@ int phfs_spec_truncate(struct phfs_handle *h, off_t size)
 	if ((size_t)size > SPEC_MAX_SIZE)
 		return -EFBIG;
 	pthread_mutex_lock(&h->lock);
+	h->too_big = false; /* truncating starts the content anew */
 	if ((size_t)size > h->buf_len) {
 		ret = buf_reserve(h, (size_t)size + 1);
 		if (ret == 0)
@@ -347,6 +355,18 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
 	text = dup_bytes(h->buf ? h->buf : "", h->buf_len);
 	len = h->buf_len;
 	h->dirty = false;
+	if (h->too_big) {
+		struct ph_err err;
+
+		h->too_big = false;
+		pthread_mutex_unlock(&h->lock);
+		ph_err_set(&err, EFBIG, NULL, "spec.json is limited to %d bytes; nothing was sent",
+			   SPEC_MAX_SIZE);
+		if (text)
+			keep_rejected(fs, h->node.image, text, len, &err);
+		free(text);
+		return -EFBIG;
+	}
 	pthread_mutex_unlock(&h->lock);
 	if (!text)
 		return -ENOMEM;

@@ -109,6 +109,13 @@ class Emulator:
                 f.close()
 
 
+def no_core_dumps():
+    """A crashing daemon must die at once: a core dump of a FUSE server can
+    wait forever on a page locked by a request to that same server."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 class Mount:
     """A real primehubfs mount in the foreground, with its log captured."""
 
@@ -132,7 +139,8 @@ class Mount:
                 if v is None:
                     full_env.pop(k)
         self.proc = subprocess.Popen(args, stdout=self.logfile, stderr=subprocess.STDOUT,
-                                     env=full_env, stdin=subprocess.DEVNULL)
+                                     env=full_env, stdin=subprocess.DEVNULL,
+                                     preexec_fn=no_core_dumps)
         self.mounted = False
         if wait:
             self.wait_mounted()

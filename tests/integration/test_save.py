@@ -62,7 +62,7 @@ def test_pull_secret_survives_an_update(emulator, mnt):
                 edited(mnt, "pytorch-1", description="keeps theirs")) == 0
     assert emulator.image_state("pytorch-1")["spec"]["pullSecret"] == "image-my-image-registry"
     st = emulator.image_state("tf-1")
-    assert st["spec"]["description"] == "keeps the secret"
+    assert st["spec"]["description"] == "keeps it"
     assert st["spec"]["pullSecret"] == "image-my-image-registry"
 
 
