@@ -109,9 +109,10 @@ class App(object):
                  verbose=False):
         self.store = store
         self.service = service
-        self.tokens = {admin_token: store.users[0]["id"]}
+        by_name = {u["username"]: u["id"] for u in store.users}
+        self.tokens = {admin_token: by_name["phadmin"]}
         if user_token:
-            self.tokens[user_token] = store.users[1]["id"]
+            self.tokens[user_token] = by_name["phuser"]
         self.latency_ms = latency_ms
         self.verbose = verbose
         self.stats = Stats()

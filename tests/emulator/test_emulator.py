@@ -1005,3 +1005,12 @@ def test_introspection_goes_through_graphql_core(emu):
     names = [f["name"] for f in data["__type"]["inputFields"]]
     assert "imageSpec" not in names and "useImagePullSecret" in names
     assert data["images"] == [{"__typename": "Image", "id": "base-notebook"}]
+
+
+def test_real_clock_follows_wall_time(start_emulator):
+    emu = start_emulator("--clock", "real")
+    _custom(emu, "live")
+    assert _phase(emu, "live") == "Pending"
+    reply = emu.control("clock/advance", {"seconds": 10})
+    assert reply["mode"] == "real" and reply["clock"] > time.time() + 5
+    assert _phase(emu, "live") == "Running"
