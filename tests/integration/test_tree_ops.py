@@ -55,9 +55,20 @@ def test_mkdir_bad_name_and_taken_name(emulator, mnt):
     assert "[name] should be lower case alphanumeric" in read(mnt.p(".error")).decode()
     with pytest.raises(FileExistsError):
         os.mkdir(mnt.p("tf-2"))
-    assert "already exists" in read(mnt.p(".error")).decode()
     os.mkdir(mnt.p("good-name"))
     assert not os.path.exists(mnt.p(".error"))   # a success empties it
+
+
+def test_create_of_a_name_taken_meanwhile_is_eexist(emulator, mnt):
+    """Someone else created the name after our snapshot: the save says so."""
+    os.mkdir(mnt.p("raced"))
+    out = emulator.gql('mutation($d: ImageCreateInput!) { createImage(data: $d) { id } }',
+                       {"d": {"name": "raced", "description": "theirs"}})
+    assert not out.get("errors")
+    text = read(mnt.p("raced", "spec.json"))
+    assert save(mnt.p("raced", "spec.json"), text) == errno.EEXIST
+    assert emulator.image_state("raced")["spec"]["description"] == "theirs"
+    assert "already" in read(mnt.p("raced", ".error")).decode()
 
 
 def test_rmdir_pending_sends_nothing(emulator, mnt):
