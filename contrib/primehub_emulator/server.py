@@ -22,7 +22,6 @@ import json
 import socket
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -518,4 +517,3 @@ def wait_forever(server, poll=0.1):
         server.serve_forever(poll_interval=poll)
     finally:
         server.server_close()
-        time.sleep(0)
