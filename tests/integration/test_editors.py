@@ -2,6 +2,7 @@
 the change arrives on the server, and no scratch file reaches it."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ def vim(mnt, *settings, new="edited with vim", image_id="tf-1"):
     cmd = ["vim", "-u", "NONE", "-i", "NONE", "-N"]
     for s in settings:
         cmd += ["-c", f"set {s}"]
-    t = Tmux(" ".join(cmd) + " " + mnt.p(image_id, "spec.json"), cwd=mnt.p(image_id))
+    t = Tmux(shlex.join(cmd + [mnt.p(image_id, "spec.json")]), cwd=mnt.p(image_id))
     try:
         t.wait_for('"name"')
         t.keys(f":%s/{OLD.replace('(', '.').replace(')', '.')}/{new}/", "Enter")
@@ -106,9 +107,11 @@ def test_emacs_batch(emulator, mnt):
     need("emacs")
     emulator.reset_stats()
     home = tempfile.mkdtemp(prefix="phfs-emacs-home-")
-    lisp = ('(progn (find-file "%s") (goto-char (point-min)) (search-forward "%s") '
-            '(replace-match "edited with emacs" t t) (save-buffer) (kill-emacs 0))'
-            % (mnt.p("tf-1", "spec.json"), OLD))
+    # displayName holds the same text: replace the description's only.
+    lisp = ('(progn (find-file "%s") (goto-char (point-min)) '
+            '(search-forward "\\"description\\": \\"%s") '
+            '(replace-match "\\"description\\": \\"edited with emacs" t t) '
+            '(save-buffer) (kill-emacs 0))' % (mnt.p("tf-1", "spec.json"), OLD))
     r = subprocess.run(["emacs", "-Q", "--batch", "--eval", lisp], capture_output=True,
                        text=True, timeout=60, env=dict(os.environ, HOME=home))
     assert r.returncode == 0, r.stderr
