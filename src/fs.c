@@ -332,6 +332,14 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
+	if (n.kind == NODE_ROOT) {
+		/* stat of the mount point (mount(8), ismount, shells' prompts)
+		 * must not cost a request. */
+		snap = store_peek(fs->store);
+		fill_stat(fs, st, tree_mode(NODE_ROOT), 0, snap ? snap->ctime : fs->mounted_at);
+		snapshot_put(snap);
+		return 0;
+	}
 	ret = phfs_snapshot(fs, &snap);
 	if (ret < 0)
 		return ret;
@@ -907,6 +915,7 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->api = api;
 	fs->ttl_ms = ttl_ms;
 	pthread_mutex_init(&fs->handles_lock, NULL);
+	clock_gettime(CLOCK_REALTIME, &fs->mounted_at);
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->logs = phfs_log_cache_new();

@@ -538,6 +538,16 @@ serve:
 	return 0;
 }
 
+struct snapshot *store_peek(struct store *st)
+{
+	struct snapshot *snap;
+
+	pthread_mutex_lock(&st->lock);
+	snap = st->cur ? snapshot_ref(st->cur) : NULL;
+	pthread_mutex_unlock(&st->lock);
+	return snap;
+}
+
 /* Publish a copy of cur with entry e put at its place (or removed when e is
  * NULL).  Lock held. */
 static int store_publish_edit(struct store *st, const char *id, struct snap_image *e)

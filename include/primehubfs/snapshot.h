@@ -75,6 +75,9 @@ int store_start(struct store *st);
  * fresh one after an idle spell) if needed.  -errno from the fetch. */
 int store_get(struct store *st, struct snapshot **out, struct ph_err *err);
 
+/* The current snapshot if there is one, never fetching (NULL if none). */
+struct snapshot *store_peek(struct store *st);
+
 /* Publish an image as a mutation's answer returned it (takes ownership of
  * img, also on error).  Replaces the entry of the same id or adds it. */
 int store_put_image(struct store *st, struct ph_image *img);
