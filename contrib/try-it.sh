@@ -9,19 +9,8 @@ MNT=${1:-$PWD/primehub-demo}
 
 PACKAGES="build-essential meson ninja-build pkg-config libfuse3-dev fuse3 \
 libcurl4-openssl-dev libcjson-dev python3 python3-graphql-core"
-missing=""
-for p in $PACKAGES; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-		missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-	echo "== installing:$missing"
-	SUDO=""
-	[ "$(id -u)" = 0 ] || SUDO=sudo
-	$SUDO apt-get update -qq
-	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
-fi
+# shellcheck disable=SC2086
+contrib/install-deps.sh $PACKAGES
 [ -d build ] || meson setup build >/dev/null
 meson compile -C build >/dev/null
 

@@ -33,7 +33,7 @@ static int read_small_file(const char *path, char **out, struct ph_err *err)
 	if (n > CONFIG_MAX_FILE) {
 		free(buf);
 		return ph_err_set(err, EFBIG, NULL, "%s is larger than %d bytes", path,
-				  CONFIG_MAX_FILE);
+		                  CONFIG_MAX_FILE);
 	}
 	buf[n] = '\0';
 	*out = buf;
@@ -61,7 +61,7 @@ static char *trimmed_copy(const char *s)
 /* Load ~/.primehub/config.json (or the named file) as a cJSON object.
  * *json stays NULL when the default file does not exist. */
 static int load_config_file(const struct ph_config_input *in, cJSON **json, char *path_out,
-			    size_t path_size, struct ph_err *err)
+                            size_t path_size, struct ph_err *err)
 {
 	const char *home;
 	char *text;
@@ -104,9 +104,9 @@ static int check_endpoint(const char *endpoint, const char *source, struct ph_er
 {
 	if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0)
 		return ph_err_set(err, EINVAL, NULL,
-				  "endpoint '%s' (from %s) is not an http:// or https:// URL; "
-				  "it looks like https://HOST/api/graphql",
-				  endpoint, source);
+		                  "endpoint '%s' (from %s) is not an http:// or https:// URL; "
+		                  "it looks like https://HOST/api/graphql",
+		                  endpoint, source);
 	return 0;
 }
 
@@ -132,9 +132,9 @@ int config_resolve(const struct ph_config_input *in, struct ph_config *out, stru
 	} else {
 		cJSON_Delete(json);
 		return ph_err_set(err, EINVAL, NULL,
-				  "no PrimeHub endpoint: give it before the mount point, set "
-				  "PRIMEHUB_API_ENDPOINT, or put \"endpoint\" in %s",
-				  in->config_path ? in->config_path : "~/.primehub/config.json");
+		                  "no PrimeHub endpoint: give it before the mount point, set "
+		                  "PRIMEHUB_API_ENDPOINT, or put \"endpoint\" in %s",
+		                  in->config_path ? in->config_path : "~/.primehub/config.json");
 	}
 	ret = check_endpoint(value, out->endpoint_source, err);
 	if (ret == 0 && !(out->endpoint = strdup(value)))
@@ -159,9 +159,9 @@ int config_resolve(const struct ph_config_input *in, struct ph_config *out, stru
 		out->token = trimmed_copy(value);
 	} else {
 		ret = ph_err_set(err, EINVAL, NULL,
-				 "no API token: set PRIMEHUB_API_TOKEN, use -o token_file=PATH, or "
-				 "put \"api-token\" in %s",
-				 in->config_path ? in->config_path : "~/.primehub/config.json");
+		                 "no API token: set PRIMEHUB_API_TOKEN, use -o token_file=PATH, or "
+		                 "put \"api-token\" in %s",
+		                 in->config_path ? in->config_path : "~/.primehub/config.json");
 		goto fail;
 	}
 	if (!out->token) {
@@ -170,7 +170,7 @@ int config_resolve(const struct ph_config_input *in, struct ph_config *out, stru
 	}
 	if (!out->token[0]) {
 		ret = ph_err_set(err, EINVAL, NULL, "the API token from %s is empty",
-				 out->token_source);
+		                 out->token_source);
 		goto fail;
 	}
 	cJSON_Delete(json);

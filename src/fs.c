@@ -55,23 +55,40 @@ static void describe_caller(char *out, size_t size)
 static const char *errno_name(int e)
 {
 	switch (e) {
-	case EINVAL: return "EINVAL";
-	case ENOENT: return "ENOENT";
-	case EEXIST: return "EEXIST";
-	case EACCES: return "EACCES";
-	case EPERM: return "EPERM";
-	case EIO: return "EIO";
-	case EFBIG: return "EFBIG";
-	case EBUSY: return "EBUSY";
-	case ENOSPC: return "ENOSPC";
-	case ETIMEDOUT: return "ETIMEDOUT";
-	case EINTR: return "EINTR";
-	case EPROTO: return "EPROTO";
-	case ENOTEMPTY: return "ENOTEMPTY";
-	case EXDEV: return "EXDEV";
-	case ECONNREFUSED: return "ECONNREFUSED";
-	case EHOSTUNREACH: return "EHOSTUNREACH";
-	default: return "error";
+	case EINVAL:
+		return "EINVAL";
+	case ENOENT:
+		return "ENOENT";
+	case EEXIST:
+		return "EEXIST";
+	case EACCES:
+		return "EACCES";
+	case EPERM:
+		return "EPERM";
+	case EIO:
+		return "EIO";
+	case EFBIG:
+		return "EFBIG";
+	case EBUSY:
+		return "EBUSY";
+	case ENOSPC:
+		return "ENOSPC";
+	case ETIMEDOUT:
+		return "ETIMEDOUT";
+	case EINTR:
+		return "EINTR";
+	case EPROTO:
+		return "EPROTO";
+	case ENOTEMPTY:
+		return "ENOTEMPTY";
+	case EXDEV:
+		return "EXDEV";
+	case ECONNREFUSED:
+		return "ECONNREFUSED";
+	case EHOSTUNREACH:
+		return "EHOSTUNREACH";
+	default:
+		return "error";
 	}
 }
 
@@ -85,7 +102,7 @@ void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struc
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(line, sizeof(line), "%s %s: %s [%s] (by %s)", stamp, what,
-		 err->msg[0] ? err->msg : strerror(err->errnum), errno_name(err->errnum), caller);
+	         err->msg[0] ? err->msg : strerror(err->errnum), errno_name(err->errnum), caller);
 	log_error("refused %s", line + strlen(stamp) + 1);
 	/* No kernel invalidation needed (nor allowed here, on a request
 	 * thread): negative lookups are not cached and listings are read
@@ -99,7 +116,7 @@ void phfs_succeeded(struct phfs *fs, const char *dir)
 }
 
 bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char *image,
-		       bool *pending)
+                       bool *pending)
 {
 	*pending = false;
 	if (snapshot_find(snap, image))
@@ -171,7 +188,7 @@ void phfs_invalidate(struct phfs *fs, const char *image_id)
 /* ---- attributes ---- */
 
 static void fill_stat(const struct phfs *fs, struct stat *st, mode_t mode, size_t size,
-		      struct timespec mtime)
+                      struct timespec mtime)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = mode;
@@ -190,7 +207,7 @@ static int note_size(struct phfs *fs, const char *image, enum node_kind kind, si
 {
 	char *text;
 	int ret = kind == NODE_REJECTED ? staging_get_rejected(fs->staging, image, &text, size)
-					: staging_get_error(fs->staging, image, &text, size);
+	                                : staging_get_error(fs->staging, image, &text, size);
 
 	if (ret < 0)
 		return ret;
@@ -203,7 +220,7 @@ static int note_size(struct phfs *fs, const char *image, enum node_kind kind, si
 /* Attributes of a node, from the snapshot and staging (no network except for
  * build.log, whose size is its content's). */
 static int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
-			  struct stat *st)
+                          struct stat *st)
 {
 	const struct snap_image *e = NULL;
 	struct timespec t = snap->ctime;
@@ -279,7 +296,8 @@ static int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const st
 			if (ret < 0)
 				return ret;
 			for (size_t i = 0; i < names.n; i++)
-				if (!strcmp(names.items[i], n->leaf) || !strcmp(ids.items[i], n->leaf))
+				if (!strcmp(names.items[i], n->leaf) ||
+				    !strcmp(ids.items[i], n->leaf))
 					found = true;
 			ph_strlist_free(&ids);
 			ph_strlist_free(&names);
@@ -351,8 +369,8 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 /* ---- listings ---- */
 
 static int fill_entry(struct phfs *fs, const struct snapshot *snap, void *buf,
-		      fuse_fill_dir_t filler, const char *name, const struct node *n,
-		      enum fuse_readdir_flags flags)
+                      fuse_fill_dir_t filler, const char *name, const struct node *n,
+                      enum fuse_readdir_flags flags)
 {
 	struct stat st;
 
@@ -366,7 +384,7 @@ static int fill_entry(struct phfs *fs, const struct snapshot *snap, void *buf,
 }
 
 static int readdir_root(struct phfs *fs, const struct snapshot *snap, void *buf,
-			fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
+                        fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
 {
 	struct ph_strlist pending;
 	struct node n = {.kind = NODE_IMAGE};
@@ -398,7 +416,7 @@ static int readdir_root(struct phfs *fs, const struct snapshot *snap, void *buf,
 }
 
 static int readdir_image(struct phfs *fs, const struct snapshot *snap, const struct node *dir,
-			 void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
+                         void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
 {
 	const struct snap_image *e = snapshot_find(snap, dir->image);
 	struct ph_strlist scratch;
@@ -433,7 +451,7 @@ static int readdir_image(struct phfs *fs, const struct snapshot *snap, const str
 }
 
 static int readdir_groups(struct phfs *fs, const struct snapshot *snap, const struct node *dir,
-			  void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
+                          void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
 {
 	const struct snap_image *e = snapshot_find(snap, dir->image);
 	struct node n = *dir;
@@ -466,7 +484,7 @@ static int readdir_groups(struct phfs *fs, const struct snapshot *snap, const st
 }
 
 static int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
-			struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+                        struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
 	struct phfs *fs = phfs_ctx();
 	struct snapshot *snap;
@@ -492,8 +510,8 @@ static int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off
 		break;
 	case NODE_GROUPS:
 		ret = snapshot_find(snap, n.image) || staging_pending_exists(fs->staging, n.image)
-			      ? readdir_groups(fs, snap, &n, buf, filler, flags)
-			      : -ENOENT;
+		          ? readdir_groups(fs, snap, &n, buf, filler, flags)
+		          : -ENOENT;
 		break;
 	default:
 		ret = -ENOTDIR;
@@ -591,7 +609,7 @@ static int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	case NODE_ROOT_ERROR:
 	case NODE_IMAGE:
 		ph_err_set(&err, EPERM, NULL,
-			   "only image directories live at the top; make one with mkdir NAME");
+		           "only image directories live at the top; make one with mkdir NAME");
 		phfs_refuse(fs, "", path, &err);
 		return -EPERM;
 	default:
@@ -609,8 +627,8 @@ static int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	h = phfs_handle_new(fs, &n);
 	if (!h)
 		return -ENOMEM;
-	ret = staging_scratch_create(fs->staging, n.image, n.leaf, mode,
-				     (fi->flags & O_EXCL) != 0, &h->scratch, &err);
+	ret = staging_scratch_create(fs->staging, n.image, n.leaf, mode, (fi->flags & O_EXCL) != 0,
+	                             &h->scratch, &err);
 	if (ret == 0 && (fi->flags & O_TRUNC))
 		ret = scratch_truncate(fs->staging, h->scratch, 0, &err);
 	if (ret < 0) {
@@ -627,8 +645,7 @@ static int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return 0;
 }
 
-static int phfs_read(const char *path, char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+static int phfs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct phfs_handle *h = phfs_fh(fi);
 	const char *src;
@@ -650,7 +667,7 @@ static int phfs_read(const char *path, char *buf, size_t size, off_t off,
 }
 
 static int phfs_write(const char *path, const char *buf, size_t size, off_t off,
-		      struct fuse_file_info *fi)
+                      struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
 	struct phfs_handle *h = phfs_fh(fi);
@@ -674,7 +691,7 @@ static int phfs_write(const char *path, const char *buf, size_t size, off_t off,
 			char what[TREE_NAME_MAX + 16];
 
 			ph_err_set(&err, EFBIG, NULL, "spec.json is limited to %d bytes",
-				   SPEC_MAX_SIZE);
+			           SPEC_MAX_SIZE);
 			snprintf(what, sizeof(what), "%s/spec.json", h->node.image);
 			phfs_refuse(fs, h->node.image, what, &err);
 		}
@@ -713,8 +730,8 @@ static int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi
 		struct ph_err err;
 
 		ph_err_set(&err, EPERM, "spec.json",
-			   "truncate spec.json through an open file; a bare truncate would "
-			   "save nothing");
+		           "truncate spec.json through an open file; a bare truncate would "
+		           "save nothing");
 		phfs_refuse(fs, n.image, path + 1, &err);
 		return -EPERM;
 	}
@@ -754,56 +771,57 @@ static int phfs_release(const char *path, struct fuse_file_info *fi)
 /* chmod/chown/utimens: editors and cp -p call them after saving; they are
  * kept on scratch files and accepted as no-ops elsewhere, since PrimeHub has
  * no such attributes. */
-static int phfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+/* The scratch file a path or handle names, as a counted reference, or NULL. */
+static struct scratch *scratch_at(struct phfs *fs, const char *path, struct fuse_file_info *fi)
 {
-	struct phfs *fs = phfs_ctx();
 	struct phfs_handle *h = phfs_fh(fi);
 	struct scratch *s = NULL;
 	struct node n;
 
-	if (h && h->scratch) {
-		scratch_chmod(h->scratch, mode);
-		return 0;
-	}
-	if (tree_parse(path, &n) == 0 && n.kind == NODE_SCRATCH &&
-	    staging_scratch_open(fs->staging, n.image, n.leaf, &s) == 0) {
-		scratch_chmod(s, mode);
-		scratch_put(s);
-		return 0;
-	}
-	return phfs_getattr(path, &(struct stat){0}, NULL);
+	if (h)
+		return h->scratch ? scratch_get(h->scratch) : NULL;
+	if (tree_parse(path, &n) == 0 && n.kind == NODE_SCRATCH)
+		staging_scratch_open(fs->staging, n.image, n.leaf, &s);
+	return s;
+}
+
+/* For the no-op attribute changes: succeed on what exists, ENOENT else. */
+static int exists(const char *path, struct fuse_file_info *fi)
+{
+	return fi ? 0 : phfs_getattr(path, &(struct stat){0}, NULL);
+}
+
+static int phfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct scratch *s = scratch_at(phfs_ctx(), path, fi);
+
+	if (!s)
+		return exists(path, fi);
+	scratch_chmod(s, mode);
+	scratch_put(s);
+	return 0;
 }
 
 static int phfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
 	(void)uid;
 	(void)gid;
-	if (phfs_fh(fi))
-		return 0;
-	return phfs_getattr(path, &(struct stat){0}, NULL);
+	return exists(path, fi);
 }
 
 static int phfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
-	struct phfs *fs = phfs_ctx();
-	struct phfs_handle *h = phfs_fh(fi);
-	struct scratch *s = NULL;
-	struct node n;
 	const struct timespec *mt = tv && tv[1].tv_nsec != UTIME_NOW ? &tv[1] : NULL;
+	struct scratch *s;
 
 	if (mt && mt->tv_nsec == UTIME_OMIT)
-		return 0;
-	if (h && h->scratch) {
-		scratch_touch(h->scratch, mt);
-		return 0;
-	}
-	if (tree_parse(path, &n) == 0 && n.kind == NODE_SCRATCH &&
-	    staging_scratch_open(fs->staging, n.image, n.leaf, &s) == 0) {
-		scratch_touch(s, mt);
-		scratch_put(s);
-		return 0;
-	}
-	return phfs_getattr(path, &(struct stat){0}, NULL);
+		return exists(path, fi);
+	s = scratch_at(phfs_ctx(), path, fi);
+	if (!s)
+		return exists(path, fi);
+	scratch_touch(s, mt);
+	scratch_put(s);
+	return 0;
 }
 
 static int phfs_statfs(const char *path, struct statvfs *sv)
@@ -835,7 +853,7 @@ static int phfs_link(const char *from, const char *to)
 }
 
 static int phfs_setxattr(const char *path, const char *name, const char *value, size_t size,
-			 int flags)
+                         int flags)
 {
 	(void)path;
 	(void)name;
@@ -864,28 +882,28 @@ static void *phfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 }
 
 static const struct fuse_operations phfs_oper = {
-	.init = phfs_init,
-	.getattr = phfs_getattr,
-	.readdir = phfs_readdir,
-	.open = phfs_open,
-	.create = phfs_create,
-	.read = phfs_read,
-	.write = phfs_write,
-	.truncate = phfs_truncate,
-	.flush = phfs_flush,
-	.fsync = phfs_fsync,
-	.release = phfs_release,
-	.mkdir = phfs_mkdir,
-	.rmdir = phfs_rmdir,
-	.unlink = phfs_unlink,
-	.rename = phfs_rename,
-	.chmod = phfs_chmod,
-	.chown = phfs_chown,
-	.utimens = phfs_utimens,
-	.statfs = phfs_statfs,
-	.symlink = phfs_symlink,
-	.link = phfs_link,
-	.setxattr = phfs_setxattr,
+    .init = phfs_init,
+    .getattr = phfs_getattr,
+    .readdir = phfs_readdir,
+    .open = phfs_open,
+    .create = phfs_create,
+    .read = phfs_read,
+    .write = phfs_write,
+    .truncate = phfs_truncate,
+    .flush = phfs_flush,
+    .fsync = phfs_fsync,
+    .release = phfs_release,
+    .mkdir = phfs_mkdir,
+    .rmdir = phfs_rmdir,
+    .unlink = phfs_unlink,
+    .rename = phfs_rename,
+    .chmod = phfs_chmod,
+    .chown = phfs_chown,
+    .utimens = phfs_utimens,
+    .statfs = phfs_statfs,
+    .symlink = phfs_symlink,
+    .link = phfs_link,
+    .setxattr = phfs_setxattr,
 };
 
 const struct fuse_operations *phfs_operations(void)

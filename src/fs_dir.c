@@ -21,7 +21,8 @@
 #include "primehubfs/log.h"
 #include "primehubfs/spec.h"
 
-#define RM_R_ADVICE "to delete the image use rmdir IMAGE; to disconnect groups use rm IMAGE/groups/NAME"
+#define RM_R_ADVICE                                                                                \
+	"to delete the image use rmdir IMAGE; to disconnect groups use rm IMAGE/groups/NAME"
 
 static pid_t caller_pid(void)
 {
@@ -32,7 +33,7 @@ static pid_t caller_pid(void)
  * useImagePullSecret and groupName from any update that leaves them out,
  * so they are re-sent as the server holds them right now. */
 static int update_groups(struct phfs *fs, const char *image, const char *group_id, bool connect,
-			 struct ph_err *err)
+                         struct ph_err *err)
 {
 	struct ph_image_input in = {0};
 	struct ph_image *current = NULL, *result = NULL;
@@ -42,12 +43,13 @@ static int update_groups(struct phfs *fs, const char *image, const char *group_i
 	if (ret < 0)
 		return ret;
 	if (!current)
-		return ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub", image);
+		return ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub",
+		                  image);
 	if (current->use_image_pull_secret) {
 		in.set |= PH_IN_USE_IMAGE_PULL_SECRET;
 		ret = ph_strdup_opt(&in.use_image_pull_secret, current->use_image_pull_secret)
-			      ? 0
-			      : -ENOMEM;
+		          ? 0
+		          : -ENOMEM;
 	}
 	if (ret == 0 && current->group_name) {
 		in.set |= PH_IN_GROUP_NAME;
@@ -99,9 +101,9 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 	if (!g) {
 		snapshot_put(snap);
 		ph_err_set(&err, ENOENT, NULL,
-			   "no group is named '%s' (or has that id); ls shows group names, "
-			   "and PrimeHub's groups are listed in its admin UI",
-			   node->leaf);
+		           "no group is named '%s' (or has that id); ls shows group names, "
+		           "and PrimeHub's groups are listed in its admin UI",
+		           node->leaf);
 		phfs_refuse(fs, node->image, what, &err);
 		return -ENOENT;
 	}
@@ -148,8 +150,8 @@ static int group_disconnect(struct phfs *fs, const struct node *node)
 		return staging_pending_group_remove(fs->staging, node->image, node->leaf);
 	if (staging_recent_spec_unlink(fs->staging, node->image, caller_pid(), PHFS_RM_GUARD_MS)) {
 		ph_err_set(&err, EPERM, NULL,
-			   "not disconnecting: this looks like rm -r of the image, which would "
-			   "strip its groups one by one and then fail; " RM_R_ADVICE);
+		           "not disconnecting: this looks like rm -r of the image, which would "
+		           "strip its groups one by one and then fail; " RM_R_ADVICE);
 		phfs_refuse(fs, node->image, what, &err);
 		return -EPERM;
 	}
@@ -191,7 +193,7 @@ int phfs_mkdir(const char *path, mode_t mode)
 		return ret;
 	if (n.kind != NODE_IMAGE) {
 		ph_err_set(&err, EPERM, NULL,
-			   "directories can only be made at the top of the mount (one per image)");
+		           "directories can only be made at the top of the mount (one per image)");
 		phfs_refuse(fs, n.image, path + 1, &err);
 		return -EPERM;
 	}
@@ -216,8 +218,8 @@ int phfs_mkdir(const char *path, mode_t mode)
 	if (ret == 0) {
 		phfs_succeeded(fs, "");
 		log_info("new image directory %s: it is created on PrimeHub when its spec.json "
-			 "is first saved",
-			 n.image);
+		         "is first saved",
+		         n.image);
 	}
 	return ret;
 }
@@ -298,7 +300,7 @@ int phfs_unlink(const char *path)
 	case NODE_STATUS:
 	case NODE_BUILD_LOG:
 		ph_err_set(&err, EPERM, NULL, "%s is read-only server state; " RM_R_ADVICE,
-			   n.kind == NODE_STATUS ? "status.json" : "build.log");
+		           n.kind == NODE_STATUS ? "status.json" : "build.log");
 		phfs_refuse(fs, n.image, path + 1, &err);
 		return -EPERM;
 	default:
@@ -322,8 +324,8 @@ int phfs_rename(const char *from, const char *to, unsigned int flags)
 		return -EINVAL;
 	if (a.kind == NODE_IMAGE) {
 		ph_err_set(&err, EPERM, NULL,
-			   "images cannot be renamed (PrimeHub image names never change); make a "
-			   "new one with mkdir and copy spec.json into it");
+		           "images cannot be renamed (PrimeHub image names never change); make a "
+		           "new one with mkdir and copy spec.json into it");
 		phfs_refuse(fs, "", from + 1, &err);
 		return -EPERM;
 	}

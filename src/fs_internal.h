@@ -30,7 +30,7 @@ struct phfs {
 	struct ph_api *api;
 	struct store *store;
 	struct staging *staging;
-	struct fuse *fuse;          /* for fuse_invalidate_path, set after fuse_new */
+	struct fuse *fuse; /* for fuse_invalidate_path, set after fuse_new */
 	long ttl_ms;
 	struct timespec mounted_at; /* mtime of the root before the first listing */
 	uid_t uid;
@@ -49,19 +49,19 @@ struct phfs_handle {
 	pthread_mutex_t lock;
 	/* Read-only content held for the life of the handle (so a read never
 	 * sees bytes of two versions): either an entry's text or an own copy. */
-	struct snap_image *entry;   /* spec.json/status.json: a counted reference */
-	const char *ro_text;        /* points into entry or own_text */
+	struct snap_image *entry; /* spec.json/status.json: a counted reference */
+	const char *ro_text;      /* points into entry or own_text */
 	size_t ro_len;
 	char *own_text;
 	/* spec.json opened for writing. */
 	bool writable;
-	bool pending;               /* a pending image: the first save creates it */
-	char *base;                 /* the text the writer started from */
+	bool pending; /* a pending image: the first save creates it */
+	char *base;   /* the text the writer started from */
 	size_t base_len;
-	char *buf;                  /* what they have written so far */
+	char *buf; /* what they have written so far */
 	size_t buf_len, buf_cap;
-	bool dirty;                 /* written since the last commit */
-	bool too_big;               /* a write went past SPEC_MAX_SIZE */
+	bool dirty;   /* written since the last commit */
+	bool too_big; /* a write went past SPEC_MAX_SIZE */
 	/* Scratch file. */
 	struct scratch *scratch;
 };
@@ -82,7 +82,7 @@ int phfs_snapshot(struct phfs *fs, struct snapshot **snap);
 void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err);
 void phfs_succeeded(struct phfs *fs, const char *dir);
 bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char *image,
-		       bool *pending);
+                       bool *pending);
 struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node);
 void phfs_handle_free(struct phfs *fs, struct phfs_handle *h);
 void phfs_invalidate(struct phfs *fs, const char *image_id); /* store_changed_fn */
@@ -99,7 +99,7 @@ int phfs_spec_write(struct phfs_handle *h, const char *buf, size_t size, off_t o
 int phfs_spec_truncate(struct phfs_handle *h, off_t size);
 int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h);
 int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_t len,
-		     const char *base, size_t base_len);
+                     const char *base, size_t base_len);
 int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct node *to);
 
 /* fs_dir.c */

@@ -90,8 +90,8 @@ static int build_log_text(struct phfs *fs, const struct snap_image *e, char **te
 
 	/* No lock across the network. */
 	ret = e->img->log_endpoint
-		      ? ph_fetch_build_log(fs->api, e->img->log_endpoint, &fetched, &flen, &err)
-		      : ph_err_set(&err, ENOENT, NULL, "the server gave no log endpoint");
+	          ? ph_fetch_build_log(fs->api, e->img->log_endpoint, &fetched, &flen, &err)
+	          : ph_err_set(&err, ENOENT, NULL, "the server gave no log endpoint");
 	if (ret == -ENOENT || ret == -EACCES) {
 		char line[700];
 

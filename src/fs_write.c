@@ -108,7 +108,7 @@ int phfs_open_spec(struct phfs *fs, struct phfs_handle *h, int flags)
 	h->base = dup_bytes(text, len);
 	h->base_len = len;
 	ret = h->base ? buf_set(h, (flags & O_TRUNC) ? "" : text, (flags & O_TRUNC) ? 0 : len)
-		      : -ENOMEM;
+	              : -ENOMEM;
 	free(tmpl);
 	return ret;
 }
@@ -174,7 +174,7 @@ int phfs_spec_truncate(struct phfs_handle *h, off_t size)
 /* ---- the commit ---- */
 
 static void keep_rejected(struct phfs *fs, const char *image, const char *text, size_t len,
-			  const struct ph_err *err)
+                          const struct ph_err *err)
 {
 	char what[TREE_NAME_MAX + 16];
 
@@ -191,7 +191,7 @@ static void saved(struct phfs *fs, const char *image)
 
 /* createImage for a pending directory, with the groups staged in it. */
 static int commit_create(struct phfs *fs, const char *image, const char *text, size_t len,
-			 struct ph_err *err)
+                         struct ph_err *err)
 {
 	struct spec_context ctx = {.dir_name = image};
 	struct ph_image_input in = {0};
@@ -226,8 +226,8 @@ static int commit_create(struct phfs *fs, const char *image, const char *text, s
 
 /* Plan a save against `current`, with the pull secrets of the snapshot. */
 static int plan_against(struct phfs *fs, const char *image, const char *text, size_t len,
-			const char *base, size_t base_len, const struct ph_image *current,
-			struct spec_update *plan, struct ph_err *err)
+                        const char *base, size_t base_len, const struct ph_image *current,
+                        struct spec_update *plan, struct ph_err *err)
 {
 	struct spec_context ctx = {.dir_name = image};
 	struct snapshot *snap;
@@ -244,7 +244,7 @@ static int plan_against(struct phfs *fs, const char *image, const char *text, si
 
 /* updateImage / rebuildImage / cancelImageBuild for an existing image. */
 static int commit_update(struct phfs *fs, const char *image, const char *text, size_t len,
-			 const char *base, size_t base_len, struct ph_err *err)
+                         const char *base, size_t base_len, struct ph_err *err)
 {
 	struct spec_update plan = {0};
 	struct ph_image *current = NULL, *result = NULL;
@@ -259,7 +259,7 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 		return ph_err_set(err, -ret, NULL, "cannot reach PrimeHub");
 	e = snapshot_find(snap, image);
 	ret = e ? plan_against(fs, image, text, len, base, base_len, e->img, &plan, err)
-		: ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub", image);
+	        : ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub", image);
 	snapshot_put(snap);
 	if (ret < 0 || spec_update_empty(&plan))
 		goto out;
@@ -319,14 +319,14 @@ out:
 }
 
 int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_t len,
-		     const char *base, size_t base_len)
+                     const char *base, size_t base_len)
 {
 	struct ph_err err = {0};
 	bool pending = staging_pending_exists(fs->staging, image);
 	int ret;
 
 	ret = pending ? commit_create(fs, image, text, len, &err)
-		      : commit_update(fs, image, text, len, base, base_len, &err);
+	              : commit_update(fs, image, text, len, base, base_len, &err);
 	if (ret < 0) {
 		if (!err.msg[0])
 			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
@@ -361,7 +361,7 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
 		h->too_big = false;
 		pthread_mutex_unlock(&h->lock);
 		ph_err_set(&err, EFBIG, NULL, "spec.json is limited to %d bytes; nothing was sent",
-			   SPEC_MAX_SIZE);
+		           SPEC_MAX_SIZE);
 		if (text)
 			keep_rejected(fs, h->node.image, text, len, &err);
 		free(text);

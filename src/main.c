@@ -24,28 +24,31 @@ struct options {
 	char *config;
 	char *token_file;
 	char *cafile;
-	int ttl;              /* seconds */
-	int timeout;          /* seconds, whole request */
-	int connect_timeout;  /* seconds */
+	int ttl;             /* seconds */
+	int timeout;         /* seconds, whole request */
+	int connect_timeout; /* seconds */
 	int show_help;
 	int show_version;
-	char *nonopt[2];      /* ENDPOINT and MOUNTPOINT as given */
+	char *nonopt[2]; /* ENDPOINT and MOUNTPOINT as given */
 	int nnonopt;
 };
 
-#define OPTION(t, p) {t, offsetof(struct options, p), 1}
+#define OPTION(t, p)                                                                               \
+	{                                                                                          \
+		t, offsetof(struct options, p), 1                                                  \
+	}
 static const struct fuse_opt option_spec[] = {
-	OPTION("config=%s", config),
-	OPTION("token_file=%s", token_file),
-	OPTION("cafile=%s", cafile),
-	OPTION("ttl=%d", ttl),
-	OPTION("timeout=%d", timeout),
-	OPTION("connect_timeout=%d", connect_timeout),
-	OPTION("-h", show_help),
-	OPTION("--help", show_help),
-	OPTION("-V", show_version),
-	OPTION("--version", show_version),
-	FUSE_OPT_END,
+    OPTION("config=%s", config),
+    OPTION("token_file=%s", token_file),
+    OPTION("cafile=%s", cafile),
+    OPTION("ttl=%d", ttl),
+    OPTION("timeout=%d", timeout),
+    OPTION("connect_timeout=%d", connect_timeout),
+    OPTION("-h", show_help),
+    OPTION("--help", show_help),
+    OPTION("-V", show_version),
+    OPTION("--version", show_version),
+    FUSE_OPT_END,
 };
 
 static void usage(const char *prog)
@@ -172,8 +175,8 @@ static int run(struct fuse_args *args, struct options *o)
 		fprintf(stderr, "primehubfs: cannot start the refresher thread\n");
 		goto out_signals;
 	}
-	log_info("mounted %s (as %s, token from %s) on %s", cfg.endpoint, user,
-		 cfg.token_source, cl.mountpoint);
+	log_info("mounted %s (as %s, token from %s) on %s", cfg.endpoint, user, cfg.token_source,
+	         cl.mountpoint);
 
 	if (cl.singlethread) {
 		ret = fuse_loop(fuse);
@@ -232,7 +235,7 @@ int main(int argc, char *argv[])
 	}
 	if (o.nnonopt == 0) {
 		fprintf(stderr, "usage: %s [ENDPOINT] MOUNTPOINT [options] (see --help)\n",
-			argv[0]);
+		        argv[0]);
 		ret = 1;
 		goto out;
 	}

@@ -20,8 +20,8 @@ struct snap_dir {
 
 struct store {
 	pthread_mutex_t lock;
-	pthread_cond_t wake;      /* refresher: work to do */
-	pthread_cond_t fetched;   /* waiters: a fetch finished */
+	pthread_cond_t wake;    /* refresher: work to do */
+	pthread_cond_t fetched; /* waiters: a fetch finished */
 	pthread_t thread;
 	bool started, stop;
 
@@ -33,12 +33,12 @@ struct store {
 
 	struct snapshot *cur;
 	bool refresh_wanted;
-	bool fetching;            /* a fetch is under way (on the refresher) */
-	bool force_fetch;         /* store_invalidate: next get waits for a fetch */
-	uint64_t fetch_gen;       /* completed fetch attempts */
-	uint64_t mutation_gen;    /* own mutations published */
+	bool fetching;         /* a fetch is under way (on the refresher) */
+	bool force_fetch;      /* store_invalidate: next get waits for a fetch */
+	uint64_t fetch_gen;    /* completed fetch attempts */
+	uint64_t mutation_gen; /* own mutations published */
 	uint64_t fetches;
-	struct ph_err last_err;   /* of the last failed fetch */
+	struct ph_err last_err; /* of the last failed fetch */
 	int last_ret;
 	struct timespec last_access;
 
@@ -219,10 +219,19 @@ const struct ph_secret *snapshot_secrets(const struct snapshot *snap, size_t *n)
 	return snap->dir->secrets;
 }
 
+/* Can this id be a directory name? */
+static bool usable_name(const char *id)
+{
+	size_t len = strlen(id);
+
+	return len > 0 && len <= 255 && !strchr(id, '/') && strcmp(id, ".") != 0 &&
+	       strcmp(id, "..") != 0 && strcmp(id, ".error") != 0;
+}
+
 /* Build a snapshot from a fetched tree (consumed).  Entries whose texts did
  * not change are taken over from prev, which keeps their mtime and memory. */
 static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
-			      struct snapshot **out)
+                              struct snapshot **out)
 {
 	struct snapshot *s = calloc(1, sizeof(*s));
 	size_t n = 0;
@@ -251,6 +260,13 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 		struct snap_image *e;
 
 		tree->images[i] = NULL;
+		if (!usable_name(img->id)) {
+			/* Kubernetes names never look like this; a server that sends
+			 * one must not make us show a path that escapes the tree. */
+			log_warn("ignoring an image with the unusable id '%s'", img->id);
+			ph_image_free(img);
+			continue;
+		}
 		e = snap_image_new(img, old);
 		if (!e)
 			goto nomem;
@@ -268,7 +284,7 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 		if (strcmp(s->images[i - 1]->img->id, s->images[i]->img->id) == 0) {
 			snap_image_put(s->images[i]);
 			memmove(&s->images[i], &s->images[i + 1],
-				(s->nimages - i - 1) * sizeof(*s->images));
+			        (s->nimages - i - 1) * sizeof(*s->images));
 			s->nimages--;
 		} else {
 			i++;
@@ -410,7 +426,8 @@ static void *store_thread(void *arg)
 			store_do_fetch(st);
 		} else if (st->pending_ids.n || st->pending_root) {
 			store_notify(st);
-		} else if (st->cur && st->ttl_ms > 0 && ts_after(st->last_access, st->cur->fetched)) {
+		} else if (st->cur && st->ttl_ms > 0 &&
+		           ts_after(st->last_access, st->cur->fetched)) {
 			/* In use: renew the snapshot when it expires, so readers
 			 * see data at most about ttl old without ever waiting. */
 			struct timespec due = st->cur->fetched;
@@ -436,7 +453,7 @@ static void *store_thread(void *arg)
 }
 
 int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_fn changed,
-	      void *changed_arg, struct store **out)
+              void *changed_arg, struct store **out)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	pthread_condattr_t ca;

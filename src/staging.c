@@ -7,7 +7,7 @@
 #include <string.h>
 
 struct scratch {
-	int refs; /* atomic */
+	int refs;              /* atomic */
 	struct staging *owner; /* whose memory budget the buffer is charged to */
 	pthread_mutex_t lock;
 	char *data;
@@ -21,6 +21,13 @@ struct scratch_entry {
 	struct scratch *file;
 };
 
+enum note_kind { NOTE_ERROR, NOTE_REJECTED, NOTE_KINDS };
+
+struct note {
+	char *text;
+	size_t len;
+};
+
 /* Everything staged for one directory ("" is the root). */
 struct stage_dir {
 	char *image;
@@ -28,10 +35,7 @@ struct stage_dir {
 	struct ph_strlist group_ids, group_names;
 	struct scratch_entry *files;
 	size_t nfiles;
-	char *error;
-	size_t error_len;
-	char *rejected;
-	size_t rejected_len;
+	struct note notes[NOTE_KINDS];
 	pid_t unlink_pid;
 	struct timespec unlink_time;
 };
@@ -59,7 +63,7 @@ static struct scratch *scratch_new(struct staging *owner, mode_t mode)
 	return s;
 }
 
-static struct scratch *scratch_ref(struct scratch *s)
+struct scratch *scratch_get(struct scratch *s)
 {
 	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
 	return s;
@@ -99,8 +103,8 @@ static int scratch_reserve(struct staging *st, struct scratch *s, size_t want, s
 
 	if (want > STAGING_MAX_FILE_SIZE)
 		return ph_err_set(err, EFBIG, NULL,
-				  "scratch files are kept in memory and limited to %d MiB",
-				  STAGING_MAX_FILE_SIZE / (1024 * 1024));
+		                  "scratch files are kept in memory and limited to %d MiB",
+		                  STAGING_MAX_FILE_SIZE / (1024 * 1024));
 	if (want <= s->cap)
 		return 0;
 	cap = s->cap ? s->cap : 4096;
@@ -112,8 +116,8 @@ static int scratch_reserve(struct staging *st, struct scratch *s, size_t want, s
 	    STAGING_MAX_TOTAL) {
 		__atomic_sub_fetch(&st->total_bytes, cap - s->cap, __ATOMIC_RELAXED);
 		return ph_err_set(err, ENOSPC, NULL,
-				  "scratch files on this mount already hold %d MiB of memory",
-				  STAGING_MAX_TOTAL / (1024 * 1024));
+		                  "scratch files on this mount already hold %d MiB of memory",
+		                  STAGING_MAX_TOTAL / (1024 * 1024));
 	}
 	data = realloc(s->data, cap);
 	if (!data) {
@@ -126,7 +130,7 @@ static int scratch_reserve(struct staging *st, struct scratch *s, size_t want, s
 }
 
 int scratch_write(struct staging *st, struct scratch *s, const char *buf, size_t size, off_t off,
-		  struct ph_err *err)
+                  struct ph_err *err)
 {
 	size_t end;
 	int ret;
@@ -138,7 +142,8 @@ int scratch_write(struct staging *st, struct scratch *s, const char *buf, size_t
 	ret = scratch_reserve(st, s, end, err);
 	if (ret == 0) {
 		if ((size_t)off > s->len)
-			memset(s->data + s->len, 0, (size_t)off - s->len); /* a hole reads as zeros */
+			memset(s->data + s->len, 0,
+			       (size_t)off - s->len); /* a hole reads as zeros */
 		memcpy(s->data + off, buf, size);
 		if (end > s->len)
 			s->len = end;
@@ -252,8 +257,8 @@ static void free_dir(struct staging *st, struct stage_dir *d)
 	free(d->files);
 	ph_strlist_free(&d->group_ids);
 	ph_strlist_free(&d->group_names);
-	free(d->error);
-	free(d->rejected);
+	for (int k = 0; k < NOTE_KINDS; k++)
+		free(d->notes[k].text);
 	free(d->image);
 	free(d);
 }
@@ -261,7 +266,8 @@ static void free_dir(struct staging *st, struct stage_dir *d)
 /* Drop a record that holds nothing any more, so the index stays small. */
 static void maybe_drop_dir(struct staging *st, struct stage_dir *d)
 {
-	if (d->pending || d->nfiles || d->error || d->rejected || d->unlink_pid)
+	if (d->pending || d->nfiles || d->notes[NOTE_ERROR].text || d->notes[NOTE_REJECTED].text ||
+	    d->unlink_pid)
 		return;
 	for (size_t i = 0; i < st->ndirs; i++) {
 		if (st->dirs[i] == d) {
@@ -412,7 +418,7 @@ static void strlist_remove_at(struct ph_strlist *l, size_t i)
 }
 
 int staging_pending_group_add(struct staging *st, const char *image, const char *id,
-			      const char *name)
+                              const char *name)
 {
 	struct stage_dir *d;
 	int ret = 0;
@@ -452,7 +458,7 @@ int staging_pending_group_remove(struct staging *st, const char *image, const ch
 }
 
 int staging_pending_groups(struct staging *st, const char *image, struct ph_strlist *ids,
-			   struct ph_strlist *names)
+                           struct ph_strlist *names)
 {
 	struct stage_dir *d;
 	int ret = 0;
@@ -476,7 +482,7 @@ int staging_pending_groups(struct staging *st, const char *image, struct ph_strl
 /* ---- scratch index ---- */
 
 int staging_scratch_create(struct staging *st, const char *image, const char *name, mode_t mode,
-			   bool excl, struct scratch **out, struct ph_err *err)
+                           bool excl, struct scratch **out, struct ph_err *err)
 {
 	struct stage_dir *d;
 	struct scratch_entry *e, *files;
@@ -494,14 +500,14 @@ int staging_scratch_create(struct staging *st, const char *image, const char *na
 		if (excl)
 			ret = ph_err_set(err, EEXIST, NULL, "%s exists", name);
 		else
-			*out = scratch_ref(e->file);
+			*out = scratch_get(e->file);
 		goto out;
 	}
 	if (d->nfiles >= STAGING_MAX_FILES) {
 		ret = ph_err_set(err, ENOSPC, NULL,
-				 "an image directory holds at most %d scratch files (they are "
-				 "kept in memory, never sent to PrimeHub)",
-				 STAGING_MAX_FILES);
+		                 "an image directory holds at most %d scratch files (they are "
+		                 "kept in memory, never sent to PrimeHub)",
+		                 STAGING_MAX_FILES);
 		goto out;
 	}
 	files = realloc(d->files, (d->nfiles + 1) * sizeof(*files));
@@ -520,7 +526,7 @@ int staging_scratch_create(struct staging *st, const char *image, const char *na
 		goto out;
 	}
 	d->nfiles++;
-	*out = scratch_ref(e->file);
+	*out = scratch_get(e->file);
 out:
 	if (d && ret < 0)
 		maybe_drop_dir(st, d);
@@ -529,7 +535,7 @@ out:
 }
 
 int staging_scratch_open(struct staging *st, const char *image, const char *name,
-			 struct scratch **out)
+                         struct scratch **out)
 {
 	struct scratch_entry *e;
 	int ret = 0;
@@ -537,7 +543,7 @@ int staging_scratch_open(struct staging *st, const char *image, const char *name
 	pthread_mutex_lock(&st->lock);
 	e = find_file(find_dir(st, image), name);
 	if (e)
-		*out = scratch_ref(e->file);
+		*out = scratch_get(e->file);
 	else
 		ret = -ENOENT;
 	pthread_mutex_unlock(&st->lock);
@@ -573,8 +579,7 @@ int staging_scratch_unlink(struct staging *st, const char *image, const char *na
 	return ret;
 }
 
-int staging_scratch_rename(struct staging *st, const char *image, const char *from,
-			   const char *to)
+int staging_scratch_rename(struct staging *st, const char *image, const char *from, const char *to)
 {
 	struct stage_dir *d;
 	struct scratch_entry *src, *dst;
@@ -624,9 +629,9 @@ int staging_scratch_list(struct staging *st, const char *image, struct ph_strlis
 	return ret;
 }
 
-/* ---- notes ---- */
+/* ---- notes: .error and spec.json.rejected ---- */
 
-static int set_text(char **dst, size_t *dst_len, const char *text, size_t len)
+static int set_text(struct note *n, const char *text, size_t len)
 {
 	char *copy = malloc(len + 1);
 
@@ -634,108 +639,100 @@ static int set_text(char **dst, size_t *dst_len, const char *text, size_t len)
 		return -ENOMEM;
 	memcpy(copy, text, len);
 	copy[len] = '\0';
-	free(*dst);
-	*dst = copy;
-	*dst_len = len;
+	free(n->text);
+	n->text = copy;
+	n->len = len;
 	return 0;
 }
 
-static int get_text(const char *src, size_t src_len, char **text, size_t *len)
+static void note_set(struct staging *st, const char *image, enum note_kind kind, const char *text,
+                     size_t len)
 {
+	struct stage_dir *d;
+
+	pthread_mutex_lock(&st->lock);
+	d = get_dir(st, image);
+	if (d)
+		set_text(&d->notes[kind], text, len);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void note_clear(struct staging *st, const char *image, enum note_kind kind)
+{
+	struct stage_dir *d;
+
+	pthread_mutex_lock(&st->lock);
+	d = find_dir(st, image);
+	if (d && d->notes[kind].text) {
+		free(d->notes[kind].text);
+		d->notes[kind] = (struct note){0};
+		maybe_drop_dir(st, d);
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* A copy of a note; *text is NULL when there is none. */
+static int note_get(struct staging *st, const char *image, enum note_kind kind, char **text,
+                    size_t *len)
+{
+	struct stage_dir *d;
+	const struct note *n;
+	int ret = 0;
+
 	*text = NULL;
 	*len = 0;
-	if (!src)
-		return 0;
-	*text = malloc(src_len + 1);
-	if (!*text)
-		return -ENOMEM;
-	memcpy(*text, src, src_len + 1);
-	*len = src_len;
-	return 0;
+	pthread_mutex_lock(&st->lock);
+	d = find_dir(st, image);
+	n = d ? &d->notes[kind] : NULL;
+	if (n && n->text) {
+		*text = malloc(n->len + 1);
+		if (*text) {
+			memcpy(*text, n->text, n->len + 1);
+			*len = n->len;
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	return ret;
 }
 
 void staging_set_error(struct staging *st, const char *image, const char *line)
 {
-	struct stage_dir *d;
 	size_t n = strlen(line);
 	char *text = malloc(n + 2);
 
 	if (!text)
 		return;
 	memcpy(text, line, n);
-	text[n] = '\n';
-	text[n + 1] = '\0';
-	pthread_mutex_lock(&st->lock);
-	d = get_dir(st, image);
-	if (d)
-		set_text(&d->error, &d->error_len, text, n + 1);
-	pthread_mutex_unlock(&st->lock);
+	text[n] = '\n'; /* a file of one line */
+	note_set(st, image, NOTE_ERROR, text, n + 1);
 	free(text);
 }
 
 void staging_clear_error(struct staging *st, const char *image)
 {
-	struct stage_dir *d;
-
-	pthread_mutex_lock(&st->lock);
-	d = find_dir(st, image);
-	if (d && d->error) {
-		free(d->error);
-		d->error = NULL;
-		d->error_len = 0;
-		maybe_drop_dir(st, d);
-	}
-	pthread_mutex_unlock(&st->lock);
+	note_clear(st, image, NOTE_ERROR);
 }
 
 int staging_get_error(struct staging *st, const char *image, char **text, size_t *len)
 {
-	struct stage_dir *d;
-	int ret;
-
-	pthread_mutex_lock(&st->lock);
-	d = find_dir(st, image);
-	ret = get_text(d ? d->error : NULL, d ? d->error_len : 0, text, len);
-	pthread_mutex_unlock(&st->lock);
-	return ret;
+	return note_get(st, image, NOTE_ERROR, text, len);
 }
 
 void staging_set_rejected(struct staging *st, const char *image, const char *text, size_t len)
 {
-	struct stage_dir *d;
-
-	pthread_mutex_lock(&st->lock);
-	d = get_dir(st, image);
-	if (d)
-		set_text(&d->rejected, &d->rejected_len, text, len);
-	pthread_mutex_unlock(&st->lock);
+	note_set(st, image, NOTE_REJECTED, text, len);
 }
 
 void staging_clear_rejected(struct staging *st, const char *image)
 {
-	struct stage_dir *d;
-
-	pthread_mutex_lock(&st->lock);
-	d = find_dir(st, image);
-	if (d && d->rejected) {
-		free(d->rejected);
-		d->rejected = NULL;
-		d->rejected_len = 0;
-		maybe_drop_dir(st, d);
-	}
-	pthread_mutex_unlock(&st->lock);
+	note_clear(st, image, NOTE_REJECTED);
 }
 
 int staging_get_rejected(struct staging *st, const char *image, char **text, size_t *len)
 {
-	struct stage_dir *d;
-	int ret;
-
-	pthread_mutex_lock(&st->lock);
-	d = find_dir(st, image);
-	ret = get_text(d ? d->rejected : NULL, d ? d->rejected_len : 0, text, len);
-	pthread_mutex_unlock(&st->lock);
-	return ret;
+	return note_get(st, image, NOTE_REJECTED, text, len);
 }
 
 /* ---- rm -r guard ---- */
@@ -764,7 +761,7 @@ bool staging_recent_spec_unlink(struct staging *st, const char *image, pid_t pid
 	d = find_dir(st, image);
 	if (d && d->unlink_pid == pid) {
 		long long ms = (long long)(now.tv_sec - d->unlink_time.tv_sec) * 1000 +
-			       (now.tv_nsec - d->unlink_time.tv_nsec) / 1000000;
+		               (now.tv_nsec - d->unlink_time.tv_nsec) / 1000000;
 		yes = ms <= within_ms;
 	}
 	pthread_mutex_unlock(&st->lock);

@@ -9,12 +9,12 @@
  * spec.json (which cannot be removed) comes before groups/ - see fs_dir.c for
  * how that keeps rm -r from disconnecting groups one by one. */
 const struct tree_entry tree_image_entries[] = {
-	{"spec.json", NODE_SPEC, S_IFREG | 0644, false, false},
-	{"status.json", NODE_STATUS, S_IFREG | 0444, false, false},
-	{"build.log", NODE_BUILD_LOG, S_IFREG | 0444, true, false},
-	{".error", NODE_IMAGE_ERROR, S_IFREG | 0444, false, true},
-	{"spec.json" TREE_REJECTED_SUFFIX, NODE_REJECTED, S_IFREG | 0444, false, true},
-	{"groups", NODE_GROUPS, S_IFDIR | 0755, false, false},
+    {"spec.json", NODE_SPEC, S_IFREG | 0644, false, false},
+    {"status.json", NODE_STATUS, S_IFREG | 0444, false, false},
+    {"build.log", NODE_BUILD_LOG, S_IFREG | 0444, true, false},
+    {".error", NODE_IMAGE_ERROR, S_IFREG | 0444, false, true},
+    {"spec.json" TREE_REJECTED_SUFFIX, NODE_REJECTED, S_IFREG | 0444, false, true},
+    {"groups", NODE_GROUPS, S_IFDIR | 0755, false, false},
 };
 const unsigned tree_image_entry_count = sizeof(tree_image_entries) / sizeof(tree_image_entries[0]);
 

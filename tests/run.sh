@@ -10,21 +10,10 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential meson ninja-build pkg-config libfuse3-dev fuse3 \
 libcurl4-openssl-dev libcjson-dev python3 python3-pytest python3-pytest-timeout \
-python3-graphql-core vim nano emacs-nox sed coreutils curl psmisc jq"
+python3-graphql-core vim nano emacs-nox sed coreutils curl psmisc jq tmux"
 
-missing=""
-for p in $PACKAGES; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-		missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-	echo "== installing:$missing"
-	SUDO=""
-	[ "$(id -u)" = 0 ] || SUDO=sudo
-	$SUDO apt-get update -qq
-	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
-fi
+# shellcheck disable=SC2086
+contrib/install-deps.sh $PACKAGES
 if [ ! -e /dev/fuse ]; then
 	echo "tests/run.sh: /dev/fuse is missing: the integration tests need FUSE" >&2
 	exit 1

@@ -16,9 +16,9 @@
 #include "primehubfs/error.h"
 
 struct ph_config_input {
-	const char *endpoint_arg; /* first non-option argument, or NULL */
-	const char *config_path;  /* -o config=, or NULL for the default */
-	const char *token_file;   /* -o token_file=, or NULL */
+	const char *endpoint_arg;             /* first non-option argument, or NULL */
+	const char *config_path;              /* -o config=, or NULL for the default */
+	const char *token_file;               /* -o token_file=, or NULL */
 	char *(*getenv_fn)(const char *name); /* getenv, or a fake in tests */
 };
 

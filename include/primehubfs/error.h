@@ -22,15 +22,15 @@
 #endif
 
 struct ph_err {
-	int errnum;      /* positive errno, 0 when no error was recorded */
-	char field[64];  /* spec.json field the reason is about, "" if none */
-	char msg[512];   /* one line, no trailing newline */
+	int errnum;     /* positive errno, 0 when no error was recorded */
+	char field[64]; /* spec.json field the reason is about, "" if none */
+	char msg[512];  /* one line, no trailing newline */
 };
 
 /* Record an error; returns -errnum so callers can `return ph_err_set(...)`.
  * err may be NULL (the reason is then dropped).  field may be NULL. */
 int ph_err_set(struct ph_err *err, int errnum, const char *field, const char *fmt, ...)
-	PH_PRINTF(4, 5);
+    PH_PRINTF(4, 5);
 
 /* Prefix an existing message with more context ("createImage: " + msg). */
 void ph_err_prefix(struct ph_err *err, const char *fmt, ...) PH_PRINTF(2, 3);

@@ -31,7 +31,7 @@ struct gql_client;
 
 /* endpoint: the GraphQL URL; token: the API token (copied). */
 int gql_client_new(struct http_client *http, const char *endpoint, const char *token,
-		   struct gql_client **out, struct ph_err *err);
+                   struct gql_client **out, struct ph_err *err);
 void gql_client_free(struct gql_client *c);
 
 /* Called around every transfer to decide whether to abort (see http.h). */
@@ -49,11 +49,11 @@ const char *gql_client_auth_header(const struct gql_client *c); /* "Authorizatio
  * *data_out is set to it too so the caller can see what happened.
  */
 int gql_execute(struct gql_client *c, const char *document, const cJSON *variables,
-		cJSON **data_out, struct ph_err *err);
+                cJSON **data_out, struct ph_err *err);
 
 /* Pure: decode an HTTP status + body as above.  Exposed for unit tests. */
 int gql_decode_response(long http_status, const char *body, size_t len, cJSON **data_out,
-			struct ph_err *err);
+                        struct ph_err *err);
 
 /* Pure: the request body {"query": doc, "variables": vars}; malloc'd string. */
 char *gql_encode_request(const char *document, const cJSON *variables);

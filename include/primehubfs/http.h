@@ -26,31 +26,31 @@
 struct http_client;
 
 struct http_options {
-	long connect_timeout_ms;  /* default 5000 when 0 */
-	long timeout_ms;          /* whole transfer; default 15000 when 0 */
-	const char *ca_file;      /* NULL: system default */
-	bool insecure;            /* skip TLS verification (testing only) */
-	const char *user_agent;   /* NULL: "primehubfs/VERSION" */
+	long connect_timeout_ms; /* default 5000 when 0 */
+	long timeout_ms;         /* whole transfer; default 15000 when 0 */
+	const char *ca_file;     /* NULL: system default */
+	bool insecure;           /* skip TLS verification (testing only) */
+	const char *user_agent;  /* NULL: "primehubfs/VERSION" */
 };
 
 typedef int (*http_abort_fn)(void *arg); /* nonzero: abort the transfer now */
 
 struct http_request {
-	const char *method;          /* "GET" or "POST" */
+	const char *method; /* "GET" or "POST" */
 	const char *url;
-	const char *const *headers;  /* NULL-terminated "Name: value" list, may be NULL */
-	const char *body;            /* POST body, may be NULL */
+	const char *const *headers; /* NULL-terminated "Name: value" list, may be NULL */
+	const char *body;           /* POST body, may be NULL */
 	size_t body_len;
-	size_t max_body;             /* refuse (EFBIG) a response larger than this; 0: 64 MiB */
-	http_abort_fn abort_cb;      /* may be NULL */
+	size_t max_body;        /* refuse (EFBIG) a response larger than this; 0: 64 MiB */
+	http_abort_fn abort_cb; /* may be NULL */
 	void *abort_arg;
 };
 
 struct http_response {
-	long status;                 /* HTTP status code */
-	char *body;                  /* NUL-terminated for convenience; len excludes the NUL */
+	long status; /* HTTP status code */
+	char *body;  /* NUL-terminated for convenience; len excludes the NUL */
 	size_t len;
-	char *content_type;          /* may be NULL */
+	char *content_type; /* may be NULL */
 };
 
 int http_client_new(const struct http_options *opts, struct http_client **out, struct ph_err *err);
@@ -67,7 +67,7 @@ void http_client_free(struct http_client *c);
  * err gets a line such as "cannot connect to 127.0.0.1:8080: Connection refused".
  */
 int http_perform(struct http_client *c, const struct http_request *req, struct http_response *resp,
-		 struct ph_err *err);
+                 struct ph_err *err);
 void http_response_free(struct http_response *resp);
 
 #endif

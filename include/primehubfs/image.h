@@ -22,11 +22,11 @@ struct ph_strlist {
 /* ImageSpec: the recipe of a custom build. */
 struct ph_build_spec {
 	char *base_image;
-	char *pull_secret;          /* pull secret of the *base* image, NULL if none */
-	bool has_packages;          /* false: packages is null */
+	char *pull_secret; /* pull secret of the *base* image, NULL if none */
+	bool has_packages; /* false: packages is null */
 	struct ph_strlist apt, pip, conda;
 	bool cancel;
-	char *update_time;          /* server-set, read-only */
+	char *update_time; /* server-set, read-only */
 };
 
 struct ph_group {
@@ -38,27 +38,27 @@ struct ph_group {
 struct ph_secret {
 	char *id;
 	char *name;
-	char *type;                 /* "kubernetes" or "opaque" */
+	char *type; /* "kubernetes" or "opaque" */
 };
 
 struct ph_image {
-	char *id;                   /* == name */
+	char *id; /* == name */
 	char *name;
 	char *display_name;
 	char *description;
-	char *type;                 /* normally cpu/gpu/both, but the server stores any string */
+	char *type; /* normally cpu/gpu/both, but the server stores any string */
 	char *url;
 	char *url_for_gpu;
-	char *group_name;           /* NULL for admin (system) images */
+	char *group_name;            /* NULL for admin (system) images */
 	char *use_image_pull_secret; /* NULL, "" or a secret id */
 	bool global;
 	bool is_ready;
-	struct ph_group *groups;    /* connected groups, everyone excluded */
+	struct ph_group *groups; /* connected groups, everyone excluded */
 	size_t ngroups;
 	char *log_endpoint;
 	struct ph_build_spec *image_spec; /* NULL for plain images */
 	bool has_job_status;
-	char *job_phase;            /* NULL when unknown */
+	char *job_phase; /* NULL when unknown */
 	char *job_image;
 };
 
@@ -98,18 +98,19 @@ struct ph_image_input {
 	struct ph_strlist disconnect;
 };
 
-void ph_strlist_free(struct ph_strlist *l);          /* frees items, zeroes l */
+void ph_strlist_free(struct ph_strlist *l); /* frees items, zeroes l */
 int ph_strlist_dup(struct ph_strlist *dst, const struct ph_strlist *src); /* 0 or -ENOMEM */
-int ph_strlist_append(struct ph_strlist *l, const char *s);             /* copies s */
+int ph_strlist_append(struct ph_strlist *l, const char *s);               /* copies s */
 bool ph_strlist_equal(const struct ph_strlist *a, const struct ph_strlist *b);
 
-void ph_build_spec_free(struct ph_build_spec *s);     /* NULL-safe, frees s itself */
-struct ph_build_spec *ph_build_spec_dup(const struct ph_build_spec *s); /* NULL on ENOMEM or s NULL */
+void ph_build_spec_free(struct ph_build_spec *s); /* NULL-safe, frees s itself */
+struct ph_build_spec *
+ph_build_spec_dup(const struct ph_build_spec *s); /* NULL on ENOMEM or s NULL */
 
-void ph_group_clear(struct ph_group *g);              /* frees members, not g */
+void ph_group_clear(struct ph_group *g); /* frees members, not g */
 void ph_secret_clear(struct ph_secret *s);
 
-void ph_image_free(struct ph_image *img);             /* NULL-safe, frees img itself */
+void ph_image_free(struct ph_image *img); /* NULL-safe, frees img itself */
 struct ph_image *ph_image_dup(const struct ph_image *img);
 
 void ph_image_input_clear(struct ph_image_input *in); /* frees members, zeroes in */

@@ -45,18 +45,18 @@ int ph_check_admin(struct ph_api *api, char **username_out, struct ph_err *err);
 int ph_get_image(struct ph_api *api, const char *id, struct ph_image **out, struct ph_err *err);
 
 int ph_create_image(struct ph_api *api, const struct ph_image_input *in, struct ph_image **out,
-		    struct ph_err *err);
+                    struct ph_err *err);
 int ph_update_image(struct ph_api *api, const char *id, const struct ph_image_input *in,
-		    struct ph_image **out, struct ph_err *err);
+                    struct ph_image **out, struct ph_err *err);
 int ph_delete_image(struct ph_api *api, const char *id, struct ph_err *err);
 int ph_rebuild_image(struct ph_api *api, const char *id, const struct ph_build_spec *spec,
-		     struct ph_image **out, struct ph_err *err);
+                     struct ph_image **out, struct ph_err *err);
 int ph_cancel_image_build(struct ph_api *api, const char *id, struct ph_image **out,
-			  struct ph_err *err);
+                          struct ph_err *err);
 
 /* GET <log_endpoint>?follow=false with the token; *text is malloc'd. */
 int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text, size_t *len,
-		       struct ph_err *err);
+                       struct ph_err *err);
 
 /* Pure helpers, exposed for unit tests and the fuzzer. */
 int ph_decode_image(const cJSON *node, struct ph_image **out, struct ph_err *err);

@@ -36,24 +36,24 @@
 #define STORE_IDLE_FACTOR 3
 
 struct snap_image {
-	int refs;                 /* atomic */
+	int refs; /* atomic */
 	struct ph_image *img;
-	char *spec;               /* rendered spec.json */
+	char *spec; /* rendered spec.json */
 	size_t spec_len;
-	char *status;             /* rendered status.json */
+	char *status; /* rendered status.json */
 	size_t status_len;
-	struct timespec mtime;    /* last time spec or status text changed */
+	struct timespec mtime; /* last time spec or status text changed */
 };
 
-struct snap_dir;              /* groups and pull secrets, shared between snapshots */
+struct snap_dir; /* groups and pull secrets, shared between snapshots */
 
 struct snapshot {
-	int refs;                 /* atomic */
+	int refs;                   /* atomic */
 	struct snap_image **images; /* sorted by id */
 	size_t nimages;
 	struct snap_dir *dir;
-	struct timespec fetched;  /* CLOCK_MONOTONIC time of the fetch it came from */
-	struct timespec ctime;    /* CLOCK_REALTIME of the same moment, for st_mtime of dirs */
+	struct timespec fetched; /* CLOCK_MONOTONIC time of the fetch it came from */
+	struct timespec ctime;   /* CLOCK_REALTIME of the same moment, for st_mtime of dirs */
 };
 
 /* Fetch the whole tree (ph_fetch_tree in the daemon, a fake in tests). */
@@ -65,7 +65,7 @@ typedef void (*store_changed_fn)(void *arg, const char *image_id);
 struct store;
 
 int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_fn changed,
-	      void *changed_arg, struct store **out);
+              void *changed_arg, struct store **out);
 void store_free(struct store *st);
 
 /* Start the refresher thread (after fork/daemonize). */

@@ -57,10 +57,10 @@ struct spec_context {
 /* What a save of an existing image's spec.json turns into.  Nothing to send
  * when spec_update_empty() is true. */
 struct spec_update {
-	struct ph_image_input input;    /* for updateImage; input.set == 0: no updateImage */
-	struct ph_build_spec *rebuild;  /* non-NULL: rebuildImage with this imageSpec */
-	bool cancel_build;              /* cancelImageBuild */
-	unsigned changed;               /* PH_IN_* bits the user changed (for logging) */
+	struct ph_image_input input;   /* for updateImage; input.set == 0: no updateImage */
+	struct ph_build_spec *rebuild; /* non-NULL: rebuildImage with this imageSpec */
+	bool cancel_build;             /* cancelImageBuild */
+	unsigned changed;              /* PH_IN_* bits the user changed (for logging) */
 };
 bool spec_update_empty(const struct spec_update *u);
 void spec_update_clear(struct spec_update *u);
@@ -93,8 +93,8 @@ void spec_update_clear(struct spec_update *u);
  * Changed imageSpec contents -> rebuild; "cancel": true -> cancel_build.
  */
 int spec_plan_update(const char *base, size_t base_len, const char *text, size_t len,
-		     const struct ph_image *current, const struct spec_context *ctx,
-		     struct spec_update *out, struct ph_err *err);
+                     const struct ph_image *current, const struct spec_context *ctx,
+                     struct spec_update *out, struct ph_err *err);
 
 /*
  * Plan the createImage of a pending directory from its saved spec.json.
@@ -102,6 +102,6 @@ int spec_plan_update(const char *base, size_t base_len, const char *text, size_t
  * out->name is ctx->dir_name.  Group connections are added by the caller.
  */
 int spec_plan_create(const char *text, size_t len, const struct spec_context *ctx,
-		     struct ph_image_input *out, struct ph_err *err);
+                     struct ph_image_input *out, struct ph_err *err);
 
 #endif

@@ -26,9 +26,9 @@
 #include "primehubfs/error.h"
 #include "primehubfs/image.h"
 
-#define STAGING_MAX_FILES 64
+#define STAGING_MAX_FILES     64
 #define STAGING_MAX_FILE_SIZE (8 * 1024 * 1024)
-#define STAGING_MAX_TOTAL (128 * 1024 * 1024)
+#define STAGING_MAX_TOTAL     (128 * 1024 * 1024)
 
 struct staging;
 struct scratch;
@@ -40,16 +40,16 @@ void staging_free(struct staging *st);
 void staging_drop_dir(struct staging *st, const char *image);
 
 /* ---- pending images ---- */
-int staging_pending_add(struct staging *st, const char *name);    /* -EEXIST */
+int staging_pending_add(struct staging *st, const char *name); /* -EEXIST */
 bool staging_pending_exists(struct staging *st, const char *name);
 int staging_pending_remove(struct staging *st, const char *name); /* -ENOENT */
 int staging_pending_list(struct staging *st, struct ph_strlist *names);
 /* Groups touched in a pending image's groups/: names shown, ids sent. */
 int staging_pending_group_add(struct staging *st, const char *image, const char *id,
-			      const char *name);
+                              const char *name);
 int staging_pending_group_remove(struct staging *st, const char *image, const char *name);
 int staging_pending_groups(struct staging *st, const char *image, struct ph_strlist *ids,
-			   struct ph_strlist *names);
+                           struct ph_strlist *names);
 
 /* ---- scratch files ---- */
 struct scratch_stat {
@@ -59,20 +59,20 @@ struct scratch_stat {
 };
 /* Create (or, when excl is false and it exists, open) a scratch file. */
 int staging_scratch_create(struct staging *st, const char *image, const char *name, mode_t mode,
-			   bool excl, struct scratch **out, struct ph_err *err);
+                           bool excl, struct scratch **out, struct ph_err *err);
 int staging_scratch_open(struct staging *st, const char *image, const char *name,
-			 struct scratch **out);
+                         struct scratch **out);
 int staging_scratch_unlink(struct staging *st, const char *image, const char *name);
 /* rename within one directory; replaces an existing target. */
-int staging_scratch_rename(struct staging *st, const char *image, const char *from,
-			   const char *to);
+int staging_scratch_rename(struct staging *st, const char *image, const char *from, const char *to);
 int staging_scratch_list(struct staging *st, const char *image, struct ph_strlist *names);
 bool staging_scratch_exists(struct staging *st, const char *image, const char *name);
 
+struct scratch *scratch_get(struct scratch *s); /* another reference */
 void scratch_put(struct scratch *s);
 int scratch_read(struct scratch *s, char *buf, size_t size, off_t off);
 int scratch_write(struct staging *st, struct scratch *s, const char *buf, size_t size, off_t off,
-		  struct ph_err *err);
+                  struct ph_err *err);
 int scratch_truncate(struct staging *st, struct scratch *s, off_t size, struct ph_err *err);
 void scratch_stat(struct scratch *s, struct scratch_stat *out);
 void scratch_chmod(struct scratch *s, mode_t mode);

@@ -19,8 +19,9 @@ def edited(mnt, image_id, **changes):
 
 def test_change_one_field_sends_only_that_field(emulator, mnt):
     before = emulator.image_state("tf-2")
+    text = edited(mnt, "tf-2", description="new text")
     emulator.reset_stats()
-    assert save(mnt.p("tf-2", "spec.json"), edited(mnt, "tf-2", description="new text")) == 0
+    assert save(mnt.p("tf-2", "spec.json"), text) == 0
     after = emulator.image_state("tf-2")
     assert after["spec"]["description"] == "new text"
     for key in ("displayName", "type", "url", "urlForGpu"):
@@ -44,6 +45,7 @@ def test_unchanged_save_sends_nothing(emulator, mnt):
 
 
 def test_open_truncate_without_writing_sends_nothing(emulator, mnt):
+    os.listdir(mnt.path)   # the mount has its snapshot; what follows must add nothing
     emulator.reset_stats()
     fd = os.open(mnt.p("tf-1", "spec.json"), os.O_WRONLY | os.O_TRUNC)
     os.close(fd)

@@ -35,8 +35,8 @@ static void write_file(const char *path, const char *text)
 
 int main(void)
 {
-	char dir[] = "/tmp/phfs-config-XXXXXX", home[256], cfgdir[300], cfgfile[320],
-	     other[320], tokfile[320];
+	char dir[] = "/tmp/phfs-config-XXXXXX", home[256], cfgdir[300], cfgfile[320], other[320],
+	     tokfile[320];
 	struct ph_config_input in = {.getenv_fn = fake_getenv};
 	struct ph_config c;
 	struct ph_err err;
@@ -49,9 +49,9 @@ int main(void)
 	snprintf(other, sizeof(other), "%s/other.json", home);
 	snprintf(tokfile, sizeof(tokfile), "%s/token", home);
 	write_file(cfgfile, "{\"endpoint\": \"http://file.example/api/graphql\", "
-			    "\"api-token\": \"file-token\", \"group\": {}}");
+	                    "\"api-token\": \"file-token\", \"group\": {}}");
 	write_file(other, "{\"endpoint\": \"https://other.example/api/graphql\", "
-			  "\"api-token\": \"other-token\"}");
+	                  "\"api-token\": \"other-token\"}");
 	write_file(tokfile, "  token-from-file\n");
 	set_env(0, "HOME", home);
 

@@ -50,7 +50,7 @@ int main(void)
 	CHECK_INT(ss.size, 5);
 	CHECK_INT(ss.mode, 0600);
 	CHECK_INT(staging_scratch_create(st, "tf-2", ".spec.json.swp", 0600, true, &s2, &err),
-		  -EEXIST);
+	          -EEXIST);
 	CHECK_INT(staging_scratch_rename(st, "tf-2", ".spec.json.swp", "spec.json~"), 0);
 	CHECK(!staging_scratch_exists(st, "tf-2", ".spec.json.swp"));
 	CHECK(staging_scratch_exists(st, "tf-2", "spec.json~"));

@@ -10,7 +10,7 @@ static enum node_kind kind_of(const char *path)
 {
 	struct node n;
 
-	return tree_parse(path, &n) == 0 ? n.kind : (enum node_kind)-1;
+	return tree_parse(path, &n) == 0 ? n.kind : (enum node_kind) - 1;
 }
 
 int main(void)
