@@ -948,9 +948,23 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	return 0;
 }
 
+int phfs_request_interrupted(void *arg)
+{
+	struct phfs *fs = arg;
+
+	/* Unmounting: end whatever is in flight, so the daemon exits now
+	 * rather than when a hung server's timeout runs out. */
+	if (fs && __atomic_load_n(&fs->stopping, __ATOMIC_RELAXED))
+		return 1;
+	/* Only a FUSE request thread has a context; the refresher has none. */
+	return fuse_get_context() ? fuse_interrupted() : 0;
+}
+
 void phfs_set_fuse(struct phfs *fs, struct fuse *fuse)
 {
 	fs->fuse = fuse;
+	/* fuse_get_context() is only valid once a struct fuse exists. */
+	store_set_abort(fs->store, phfs_request_interrupted, fs);
 }
 
 int phfs_start(struct phfs *fs)
@@ -962,6 +976,9 @@ void phfs_free(struct phfs *fs)
 {
 	if (!fs)
 		return;
+	/* Whatever is still in flight (a refresh stuck on a hung server) ends
+	 * now: exiting must not wait for a timeout. */
+	__atomic_store_n(&fs->stopping, true, __ATOMIC_RELAXED);
 	while (fs->handles)
 		phfs_handle_free(fs, fs->handles);
 	pthread_mutex_destroy(&fs->handles_lock);

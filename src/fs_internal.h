@@ -32,6 +32,7 @@ struct phfs {
 	struct staging *staging;
 	struct fuse *fuse; /* for fuse_invalidate_path, set after fuse_new */
 	long ttl_ms;
+	bool stopping;              /* atomic: unmounting, abort transfers */
 	struct timespec mounted_at; /* mtime of the root before the first listing */
 	uid_t uid;
 	gid_t gid;

@@ -99,14 +99,6 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	return 1;
 }
 
-/* fuse_interrupted() is only meaningful on a FUSE request thread; the
- * refresher thread has no FUSE context. */
-static int request_interrupted(void *arg)
-{
-	(void)arg;
-	return fuse_get_context() ? fuse_interrupted() : 0;
-}
-
 static int run(struct fuse_args *args, struct options *o)
 {
 	struct fuse_cmdline_opts cl = {0};
@@ -164,7 +156,7 @@ static int run(struct fuse_args *args, struct options *o)
 		goto out;
 	phfs_set_fuse(fs, fuse);
 	/* Only now: fuse_get_context() is not valid before fuse_new. */
-	gql_client_set_abort(gql, request_interrupted, NULL);
+	gql_client_set_abort(gql, phfs_request_interrupted, fs);
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
 		goto out_fuse;
 	if (fuse_daemonize(cl.foreground) != 0)
@@ -189,7 +181,8 @@ static int run(struct fuse_args *args, struct options *o)
 		}
 		fuse_loop_cfg_set_clone_fd(lc, (unsigned)cl.clone_fd);
 		fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
-		fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
+		if (cl.max_threads > 0 && cl.max_threads < 100000) /* else libfuse's default */
+			fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
 		ret = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}

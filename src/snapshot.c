@@ -30,6 +30,8 @@ struct store {
 	void *fetch_arg;
 	store_changed_fn changed;
 	void *changed_arg;
+	int (*abort_cb)(void *);
+	void *abort_arg;
 
 	struct snapshot *cur;
 	bool refresh_wanted;
@@ -466,7 +468,10 @@ int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&st->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	pthread_cond_init(&st->fetched, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->fetched, &ca);
+	pthread_condattr_destroy(&ca);
 	st->ttl_ms = ttl_ms;
 	st->fetch = fetch;
 	st->fetch_arg = fetch_arg;
@@ -474,6 +479,12 @@ int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_
 	st->changed_arg = changed_arg;
 	*out = st;
 	return 0;
+}
+
+void store_set_abort(struct store *st, int (*abort_cb)(void *), void *arg)
+{
+	st->abort_cb = abort_cb;
+	st->abort_arg = arg;
 }
 
 int store_start(struct store *st)
@@ -535,8 +546,21 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 		st->refresh_wanted = true;
 		pthread_cond_signal(&st->wake);
 	}
-	while (st->fetch_gen < target && !st->stop)
-		pthread_cond_wait(&st->fetched, &st->lock);
+	while (st->fetch_gen < target && !st->stop) {
+		struct timespec slice;
+
+		clock_gettime(CLOCK_MONOTONIC, &slice);
+		slice.tv_nsec += 100 * 1000000;
+		if (slice.tv_nsec >= 1000000000) {
+			slice.tv_sec++;
+			slice.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&st->fetched, &st->lock, &slice);
+		if (st->fetch_gen < target && st->abort_cb && st->abort_cb(st->abort_arg)) {
+			pthread_mutex_unlock(&st->lock);
+			return ph_err_set(err, EINTR, NULL, "interrupted while listing images");
+		}
+	}
 	if (!st->cur) {
 		if (st->stop)
 			ret = ph_err_set(err, EIO, NULL, "primehubfs is shutting down");

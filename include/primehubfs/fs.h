@@ -20,6 +20,9 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out);
 void phfs_free(struct phfs *fs);
 /* After fuse_new: lets the refresher tell the kernel what changed. */
 void phfs_set_fuse(struct phfs *fs, struct fuse *fuse);
+/* Whether the FUSE request being served was interrupted (used to abort
+ * waits and transfers). */
+int phfs_request_interrupted(void *arg);
 /* After daemonizing: threads do not survive fork. */
 int phfs_start(struct phfs *fs);
 

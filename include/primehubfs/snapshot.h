@@ -68,6 +68,11 @@ int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_
               void *changed_arg, struct store **out);
 void store_free(struct store *st);
 
+/* While a reader waits for a fetch, abort_cb is asked every 100 ms whether
+ * the reader gave up (a FUSE request interrupted by Ctrl-C): then store_get
+ * returns -EINTR at once and the fetch goes on for whoever needs it next. */
+void store_set_abort(struct store *st, int (*abort_cb)(void *), void *arg);
+
 /* Start the refresher thread (after fork/daemonize). */
 int store_start(struct store *st);
 

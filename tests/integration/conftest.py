@@ -175,7 +175,7 @@ class Mount:
                 problems.append(f"fusermount3 -u failed: {r.stderr.strip()}")
                 subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
         try:
-            code = self.proc.wait(timeout=20)
+            code = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
