@@ -174,3 +174,23 @@ def test_scratch_files_stay_local(emulator, mnt):
     assert emulator.state()["images"].keys() == {"base-notebook", "pytorch-1", "tf-1", "tf-2"}
     os.unlink(mnt.p("tf-1", "notes2.txt"))
     assert "notes2.txt" not in os.listdir(mnt.p("tf-1"))
+
+
+def test_scratch_files_are_bounded(emulator, mnt):
+    made = 0
+    with pytest.raises(OSError) as e:
+        for i in range(100):
+            open(mnt.p("tf-2", f"scratch-{i}"), "w").close()
+            made += 1
+    assert e.value.errno == errno.ENOSPC
+    assert made == 64
+    assert "at most 64 scratch files" in read(mnt.p("tf-2", ".error")).decode()
+    for i in range(made):
+        os.unlink(mnt.p("tf-2", f"scratch-{i}"))
+    assert sorted(os.listdir(mnt.p("tf-2"))) == [".error", "groups", "spec.json", "status.json"]
+
+
+def test_files_cannot_be_made_at_the_top(emulator, mnt):
+    with pytest.raises(PermissionError):
+        open(mnt.p("notes.txt"), "w")
+    assert "mkdir" in read(mnt.p(".error")).decode()
