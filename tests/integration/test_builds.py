@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from conftest import read, read_json
+from phfs_harness import read, read_json
 from util import mutations, save
 
 SPEC = {

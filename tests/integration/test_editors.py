@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from conftest import read, read_json
+from phfs_harness import read, read_json
 from util import Tmux, mutations, need, save
 
 OLD = "TensorFlow 1.15.4 (Python 3.7)"  # tf-1's description

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from conftest import USER_TOKEN, Emulator, primehubfs_binary
+from phfs_harness import USER_TOKEN, Emulator, primehubfs_binary
 
 
 def try_mount(args, env_extra, timeout=30):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import Emulator, read, read_json
+from phfs_harness import Emulator, read, read_json
 
 SAMPLE_IDS = ["base-notebook", "pytorch-1", "tf-1", "tf-2"]
 SPEC_KEYS = ["name", "displayName", "description", "type", "url", "urlForGpu", "global",

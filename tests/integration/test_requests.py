@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from conftest import Emulator, read, read_json
+from phfs_harness import Emulator, read, read_json
 from util import mutations, ops, save, server_update
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import read, read_json
+from phfs_harness import read, read_json
 from util import mutations, ops, save, server_image, server_update
 
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import read, read_json
+from phfs_harness import read, read_json
 from util import mutations, ops, save, server_update
 
 G1 = "71ac1e32-65fa-4e8e-a735-ba282e3149b1"   # example-group-1
