@@ -113,7 +113,8 @@ class Emulator:
         self.proc = subprocess.Popen(
             [PYTHON, EMULATOR, "--host", "127.0.0.1", "--port", "0", "--clock", "manual",
              "--images", str(images), "--token", TOKEN],
-            stdout=subprocess.PIPE, stderr=self.errfile, stdin=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=self.errfile, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=True)  # Ctrl-C reaches only run.py, which cleans up in order
         EMULATORS.append(self)
         ready, _, _ = select.select([self.proc.stdout], [], [], 120)
         line = self.proc.stdout.readline() if ready else ""
@@ -240,7 +241,7 @@ class Mount:
         log("mount %s ttl=%d%s" % (self.dir, ttl, " -d" if debug else ""))
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.logfile,
                                      stderr=subprocess.STDOUT, env=env,
-                                     preexec_fn=no_core_dumps)
+                                     preexec_fn=no_core_dumps, start_new_session=True)
         MOUNTS.append(self)
         deadline = time.monotonic() + 30
         while not mounted_here(self.dir):
@@ -462,7 +463,7 @@ class Bench:
                 m.unmount()
         worst = max(cold_d, key=lambda d: d["total"])
         self.walk_median[n] = median(cold_t)
-        self.row("1. cold walk: fresh mount, ls -lR, cat all spec+status (%d runs)" % runs,
+        self.row("1. cold walk: fresh mount, ls -lR, cat all spec/status (%d runs)" % runs,
                  n, fmt_ops(worst) + " incl. mount", "%s (median)" % fmt_s(median(cold_t)),
                  target="requests <= 3", met=yes(worst["total"] <= 3), count_target=True)
         wworst = max(warm_d, key=lambda d: d["total"])
@@ -551,7 +552,7 @@ class Bench:
             stored = emu.state()["images"][target]["spec"].get("description")
             if stored != "benchmark save %d" % (SAVES - 1):
                 raise BenchError("after %d saves the emulator holds %r" % (SAVES, stored))
-            self.row("6c. %d saves in a row: TCP connections opened" % SAVES, n, fmt_ops(d),
+            self.row("6c. %d saves in a row: new TCP connections" % SAVES, n, fmt_ops(d),
                      "%d new connection(s) during the saves, %d since mount; save median %s"
                      % (conns, since_mount, fmt_s(median(times))),
                      baseline="%d (one per save)" % SAVES, ratio="-",
@@ -600,8 +601,7 @@ class Bench:
                 raise BenchError("the floor curl got HTTP %s" % p.stdout)
             return t, delta(s0, emu.stats())
 
-        for label, cached in (("emulator response cache warm", True),
-                              ("uncached: data changed before each run", False)):
+        for label, cached in (("emulator cache warm", True), ("uncached", False)):
             ls_t, ls_d, curl_t = [], [], []
             for r in range(runs):
                 bump = None if cached else "bench bump %d-%d" % (r, time.monotonic_ns())
@@ -613,11 +613,10 @@ class Bench:
                 curl_t.append(t)
             ratio = median(ls_t) / median(curl_t)
             worst = max(ls_d, key=lambda d: d["total"])
-            self.row("4. cold `ls -l` of the root vs one curl of the same request (%s; "
-                     "median of %d, fresh mount each)" % (label, runs), n, fmt_ops(worst),
+            self.row("4. cold ls -l of the root vs 1 curl, %s (%d runs)" % (label, runs), n, fmt_ops(worst),
                      fmt_s(median(ls_t)), baseline="curl %s" % fmt_s(median(curl_t)),
                      ratio="%.1fx" % ratio, target="<= 1.5x", met=yes(ratio <= 1.5))
-            self.notes.append("`ls -l` at N=%s (%s): %s; curl: %s (answer %s bytes)."
+            self.notes.append("`ls -l` at N=%s, %s: %s; curl: %s (answer %s bytes)."
                               % (fmt_n(n), label, ", ".join(fmt_s(x) for x in ls_t),
                                  ", ".join(fmt_s(x) for x in curl_t), fmt_n(size)))
 
@@ -629,7 +628,7 @@ class Bench:
             ls_t.append(t)
             t, _ = one_curl(None)
             curl_t.append(t)
-        self.row("4i. (info) cold plain `ls` of the root (no -l), cache warm", n, "1 (tree)",
+        self.row("4i. (info) cold plain ls of the root (no -l), cache warm", n, "1 (tree)",
                  fmt_s(median(ls_t)), baseline="curl %s" % fmt_s(median(curl_t)),
                  ratio="%.1fx" % (median(ls_t) / median(curl_t)), target="-", met="-")
         m = self.mount(emu)
@@ -647,11 +646,10 @@ class Bench:
                     raise BenchError("ls -l within ttl made requests")
         finally:
             m.unmount()
-        self.row("4ii. (info) `ls -l` of the root, snapshot fresh, kernel caches expired", n,
+        self.row("4ii. (info) ls -l, snapshot fresh, kernel caches expired", n,
                  "0", fmt_s(median(rel)), baseline="curl %s" % fmt_s(median(curl_t)),
                  ratio="%.1fx" % (median(rel) / median(curl_t)), target="-", met="-")
-        self.row("4iii. (info) `ls -l` of the root again at once (kernel entry/attr caches "
-                 "valid)", n, "0", fmt_s(median(hot)),
+        self.row("4iii. (info) ls -l again at once: kernel caches valid", n, "0", fmt_s(median(hot)),
                  baseline="curl %s" % fmt_s(median(curl_t)),
                  ratio="%.1fx" % (median(hot) / median(curl_t)), target="-", met="-")
 
@@ -694,10 +692,10 @@ class Bench:
         requests = d["total"] + (len(ids) - len(todo) if extrapolated else 0)
         walk = self.walk_median.get(n)
         ratio = total / walk if walk else None
-        how = ("1 list process (%d pages) + %d get processes%s"
+        how = ("list (%d pages) + %d get processes%s"
                % (math.ceil(len(ids) / 10.0) + 1, len(ids),
-                  (", %d run and extrapolated linearly" % len(todo)) if extrapolated else ""))
-        self.row("5. the CLI's way: %s, vs cold walk (1.)" % how, n,
+                  (", %d run, extrapolated" % len(todo)) if extrapolated else ""))
+        self.row("5. the CLI's way: %s; vs cold walk" % how, n,
                  ("%d%s vs 2" % (requests, " (extrapolated)" if extrapolated else "")),
                  "%s%s" % (fmt_s(total), " (extrapolated)" if extrapolated else ""),
                  baseline="cold walk %s" % fmt_s(walk),
@@ -758,7 +756,7 @@ class Bench:
                 emu.latency(0)
         finally:
             m.unmount()
-        self.row("6a. %d parallel readers, warm snapshot, %d ms latency injected"
+        self.row("6a. %d parallel readers, warm, %d ms latency: read time"
                  % (READERS, LATENCY_MS), n, fmt_ops(d),
                  "max %s (median %s)" % (fmt_s(max(lat)), fmt_s(median(lat))),
                  baseline="%d ms latency" % LATENCY_MS, ratio="-",
@@ -803,7 +801,7 @@ class Bench:
         finally:
             m.unmount()
         refreshes = d["operations"].get("images", 0)
-        self.row("6b. %d parallel readers, stale snapshot (ttl=%d, ~%.1f s old), %d ms latency"
+        self.row("6b. %d readers, stale (ttl=%d, %.1f s old), %d ms latency"
                  % (READERS, ttl, age, LATENCY_MS), n, fmt_ops(d),
                  "max %s (median %s)" % (fmt_s(max(lat)), fmt_s(median(lat))),
                  baseline="%d ms latency" % LATENCY_MS, ratio="-",
@@ -833,7 +831,7 @@ class Bench:
         n, full = self.memory["full"]
         empty = self.memory["empty"]
         per = (full["VmRSS"] - empty["VmRSS"]) / float(n)
-        self.row("7. daemon memory: VmRSS after a full walk vs 4 sample images after one ls",
+        self.row("7. daemon VmRSS: after a full walk vs 4 images after one ls",
                  n, "-", "%s KiB (peak %s KiB)" % (fmt_n(full["VmRSS"]), fmt_n(full["VmHWM"])),
                  baseline="%s KiB" % fmt_n(empty["VmRSS"]), ratio="%.2f KiB/image" % per,
                  target="<= 4 KiB/image", met=yes(per <= 4))
@@ -888,7 +886,7 @@ class Bench:
         period = ((poll_times[-1] - poll_times[0]) / (len(poll_times) - 1)
                   if len(poll_times) > 1 else 0.1)
         allowance = ttl + t_refresh + period
-        self.row("8. freshness: ttl=%d, another client changes a description; cat every 100 ms"
+        self.row("8. freshness (ttl=%d): another client's change shows after"
                  % ttl, n, fmt_ops(d) + " while polling",
                  ("new text after %s" % fmt_s(seen)) if seen is not None else "never (timeout)",
                  baseline="ttl %d s + refresh %s + 1 poll %s" % (ttl, fmt_s(t_refresh),
@@ -979,7 +977,7 @@ def machine():
 def text_table(rows):
     cells = [HEADERS] + [r.cells for r in rows]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(HEADERS))]
-    widths[0] = min(widths[0], 60)
+    widths[0] = min(widths[0], 64)
     out = []
     for k, c in enumerate(cells):
         out.append("  ".join(str(v)[:widths[i]].ljust(widths[i]) if i == 0 else
@@ -1109,14 +1107,13 @@ def main(argv):
                 emu.stop()
         bench.memory_empty()
         bench.memory_row()
-    except BenchError as e:
+    except (BenchError, KeyboardInterrupt) as e:
         cleanup()
-        progress("ERROR: %s" % e)
-        progress("logs in %s" % logdir)
-        return 2
-    except KeyboardInterrupt:
-        cleanup()
-        progress("interrupted")
+        progress(("ERROR: %s" % e) if isinstance(e, BenchError) else "interrupted")
+        try:
+            os.rmdir(logdir)  # only if nothing was logged yet
+        except OSError:
+            progress("logs in %s" % logdir)
         return 2
     finally:
         cleanup()
@@ -1136,8 +1133,16 @@ def main(argv):
     for note in bench.notes:
         print("* " + note)
     if args.out:
+        shown, skip = [], False
+        for a in argv[1:]:  # the command as others would rerun it
+            if skip:
+                skip = False
+            elif a == "--logs":
+                skip = True
+            elif a not in ("-v", "--verbose") and not a.startswith("--logs="):
+                shown.append(a)
         write_markdown(args.out, info, rows, bench.notes,
-                       ["/usr/bin/python3", "tests/bench/run.py"] + argv[1:])
+                       ["/usr/bin/python3", "tests/bench/run.py"] + shown)
         print("\nwritten to %s" % args.out)
     if not args.logs:
         shutil.rmtree(logdir, ignore_errors=True)
