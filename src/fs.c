@@ -219,8 +219,8 @@ static int note_size(struct phfs *fs, const char *image, enum node_kind kind, si
 
 /* Attributes of a node, from the snapshot and staging (no network except for
  * build.log, whose size is its content's). */
-static int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
-                          struct stat *st)
+int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
+                   struct stat *st)
 {
 	const struct snap_image *e = NULL;
 	struct timespec t = snap->ctime;
@@ -362,160 +362,6 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	if (ret < 0)
 		return ret;
 	ret = phfs_stat_node(fs, snap, &n, st);
-	snapshot_put(snap);
-	return ret;
-}
-
-/* ---- listings ---- */
-
-static int fill_entry(struct phfs *fs, const struct snapshot *snap, void *buf,
-                      fuse_fill_dir_t filler, const char *name, const struct node *n,
-                      enum fuse_readdir_flags flags)
-{
-	struct stat st;
-
-	/* readdirplus: hand the kernel every entry's attributes from the
-	 * snapshot, so `ls -l` costs no extra request (build.log excepted: its
-	 * size needs the log, fetched only when someone looks at it). */
-	if ((flags & FUSE_READDIR_PLUS) && n->kind != NODE_BUILD_LOG &&
-	    phfs_stat_node(fs, snap, n, &st) == 0)
-		return filler(buf, name, &st, 0, FUSE_FILL_DIR_PLUS);
-	return filler(buf, name, NULL, 0, 0);
-}
-
-static int readdir_root(struct phfs *fs, const struct snapshot *snap, void *buf,
-                        fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
-{
-	struct ph_strlist pending;
-	struct node n = {.kind = NODE_IMAGE};
-	size_t len;
-	char *text;
-
-	for (size_t i = 0; i < snap->nimages; i++) {
-		snprintf(n.image, sizeof(n.image), "%s", snap->images[i]->img->id);
-		if (fill_entry(fs, snap, buf, filler, n.image, &n, flags))
-			return 0;
-	}
-	if (staging_pending_list(fs->staging, &pending) == 0) {
-		for (size_t i = 0; i < pending.n; i++) {
-			if (snapshot_find(snap, pending.items[i]))
-				continue;
-			snprintf(n.image, sizeof(n.image), "%s", pending.items[i]);
-			if (fill_entry(fs, snap, buf, filler, n.image, &n, flags))
-				break;
-		}
-		ph_strlist_free(&pending);
-	}
-	if (staging_get_error(fs->staging, "", &text, &len) == 0 && text) {
-		struct node en = {.kind = NODE_ROOT_ERROR};
-
-		free(text);
-		fill_entry(fs, snap, buf, filler, TREE_ROOT_ERROR_NAME, &en, flags);
-	}
-	return 0;
-}
-
-static int readdir_image(struct phfs *fs, const struct snapshot *snap, const struct node *dir,
-                         void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
-{
-	const struct snap_image *e = snapshot_find(snap, dir->image);
-	struct ph_strlist scratch;
-	struct node n = *dir;
-
-	if (!e && !staging_pending_exists(fs->staging, dir->image))
-		return -ENOENT;
-	for (unsigned i = 0; i < tree_image_entry_count; i++) {
-		const struct tree_entry *te = &tree_image_entries[i];
-		struct stat st;
-
-		n.kind = te->kind;
-		if (te->custom_only && (!e || !e->img->image_spec))
-			continue;
-		if (te->kind == NODE_STATUS && !e)
-			continue;
-		if (te->when_present && phfs_stat_node(fs, snap, &n, &st) < 0)
-			continue;
-		if (fill_entry(fs, snap, buf, filler, te->name, &n, flags))
-			return 0;
-	}
-	if (staging_scratch_list(fs->staging, dir->image, &scratch) == 0) {
-		n.kind = NODE_SCRATCH;
-		for (size_t i = 0; i < scratch.n; i++) {
-			snprintf(n.leaf, sizeof(n.leaf), "%s", scratch.items[i]);
-			if (fill_entry(fs, snap, buf, filler, scratch.items[i], &n, flags))
-				break;
-		}
-		ph_strlist_free(&scratch);
-	}
-	return 0;
-}
-
-static int readdir_groups(struct phfs *fs, const struct snapshot *snap, const struct node *dir,
-                          void *buf, fuse_fill_dir_t filler, enum fuse_readdir_flags flags)
-{
-	const struct snap_image *e = snapshot_find(snap, dir->image);
-	struct node n = *dir;
-
-	n.kind = NODE_GROUP;
-	if (e) {
-		for (size_t i = 0; i < e->img->ngroups; i++) {
-			const struct ph_group *g = &e->img->groups[i];
-			const char *name = g->name ? g->name : g->id;
-
-			snprintf(n.leaf, sizeof(n.leaf), "%s", name);
-			if (fill_entry(fs, snap, buf, filler, name, &n, flags))
-				break;
-		}
-		return 0;
-	} else {
-		struct ph_strlist ids, names;
-
-		if (staging_pending_groups(fs->staging, dir->image, &ids, &names) < 0)
-			return -ENOENT;
-		for (size_t i = 0; i < names.n; i++) {
-			snprintf(n.leaf, sizeof(n.leaf), "%s", names.items[i]);
-			if (fill_entry(fs, snap, buf, filler, names.items[i], &n, flags))
-				break;
-		}
-		ph_strlist_free(&ids);
-		ph_strlist_free(&names);
-		return 0;
-	}
-}
-
-static int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
-                        struct fuse_file_info *fi, enum fuse_readdir_flags flags)
-{
-	struct phfs *fs = phfs_ctx();
-	struct snapshot *snap;
-	struct node n;
-	int ret;
-
-	(void)offset;
-	(void)fi;
-	ret = tree_parse(path, &n);
-	if (ret < 0)
-		return ret;
-	ret = phfs_snapshot(fs, &snap);
-	if (ret < 0)
-		return ret;
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	switch (n.kind) {
-	case NODE_ROOT:
-		ret = readdir_root(fs, snap, buf, filler, flags);
-		break;
-	case NODE_IMAGE:
-		ret = readdir_image(fs, snap, &n, buf, filler, flags);
-		break;
-	case NODE_GROUPS:
-		ret = snapshot_find(snap, n.image) || staging_pending_exists(fs->staging, n.image)
-		          ? readdir_groups(fs, snap, &n, buf, filler, flags)
-		          : -ENOENT;
-		break;
-	default:
-		ret = -ENOTDIR;
-	}
 	snapshot_put(snap);
 	return ret;
 }
@@ -884,7 +730,9 @@ static void *phfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static const struct fuse_operations phfs_oper = {
     .init = phfs_init,
     .getattr = phfs_getattr,
+    .opendir = phfs_opendir,
     .readdir = phfs_readdir,
+    .releasedir = phfs_releasedir,
     .open = phfs_open,
     .create = phfs_create,
     .read = phfs_read,

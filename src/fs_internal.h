@@ -88,6 +88,15 @@ struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node);
 void phfs_handle_free(struct phfs *fs, struct phfs_handle *h);
 void phfs_invalidate(struct phfs *fs, const char *image_id); /* store_changed_fn */
 
+int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
+		   struct stat *st);
+
+/* fs_list.c */
+int phfs_opendir(const char *path, struct fuse_file_info *fi);
+int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
+		 struct fuse_file_info *fi, enum fuse_readdir_flags flags);
+int phfs_releasedir(const char *path, struct fuse_file_info *fi);
+
 /* fs_read.c */
 int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h);
 int phfs_build_log_size(struct phfs *fs, const struct snap_image *e, size_t *size);

@@ -3,6 +3,9 @@
 #include "primehubfs/snapshot.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,13 +396,16 @@ static void store_do_fetch(struct store *st)
 	}
 	st->fetch_gen++;
 	pthread_cond_broadcast(&st->fetched);
-	if (prev) {
-		/* Dropping the last reference may free thousands of entries:
-		 * not under the lock. */
-		pthread_mutex_unlock(&st->lock);
-		snapshot_put(prev);
-		pthread_mutex_lock(&st->lock);
-	}
+	/* Dropping the last reference may free thousands of entries: not
+	 * under the lock.  Then hand the memory of the parsed answer (several
+	 * times the snapshot's size) back to the system, or the daemon would
+	 * keep its peak for good. */
+	pthread_mutex_unlock(&st->lock);
+	snapshot_put(prev);
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+	pthread_mutex_lock(&st->lock);
 }
 
 static void store_notify(struct store *st)
@@ -523,6 +529,10 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 	int ret = 0;
 
 	pthread_mutex_lock(&st->lock);
+	/* The first use since a fetch wakes the refresher, so that it renews
+	 * the snapshot as it expires while the mount is in use. */
+	if (st->cur && !ts_after(st->last_access, st->cur->fetched))
+		pthread_cond_signal(&st->wake);
 	st->last_access = now;
 	if (st->cur && !st->force_fetch) {
 		long long age = ms_between(st->cur->fetched, now);

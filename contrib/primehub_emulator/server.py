@@ -160,6 +160,11 @@ FORBIDDEN_PAGE = """<!DOCTYPE html>
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the body of
+    # a small answer on a kept-alive connection waits for the client's
+    # delayed ACK (~40 ms).  Node's HTTP server, which PrimeHub runs on,
+    # sets no-delay too.
+    disable_nagle_algorithm = True
     server_version = "primehub-emulator"
     sys_version = ""
 

@@ -1,0 +1,230 @@
+/*
+ * fs_list.c - directory listings.  opendir takes the listing once, from one
+ * snapshot, so every readdir of one `ls` sees the same entries whatever
+ * refreshes meanwhile; readdir hands them out with offsets, which is what
+ * lets libfuse answer READDIRPLUS with real entries (with zero offsets it
+ * sends attributes the kernel cannot use, and `ls -l` then looks every entry
+ * up again).  Attributes come from the snapshot, so `ls -l` of 10,000 images
+ * costs no request beyond the one listing.
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct list_ent {
+	char *name;
+	enum node_kind kind;
+	bool dot; /* "." or "..": no attributes to give */
+};
+
+struct phfs_dirlist {
+	struct snapshot *snap; /* the snapshot the listing was taken from */
+	struct node dir;
+	struct list_ent *ents;
+	size_t n, cap;
+	int error; /* -ENOMEM while building */
+};
+
+static void list_add(struct phfs_dirlist *l, const char *name, enum node_kind kind, bool dot)
+{
+	struct list_ent *ents;
+
+	if (l->error)
+		return;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+
+		ents = realloc(l->ents, cap * sizeof(*ents));
+		if (!ents) {
+			l->error = -ENOMEM;
+			return;
+		}
+		l->ents = ents;
+		l->cap = cap;
+	}
+	l->ents[l->n].name = strdup(name);
+	if (!l->ents[l->n].name) {
+		l->error = -ENOMEM;
+		return;
+	}
+	l->ents[l->n].kind = kind;
+	l->ents[l->n].dot = dot;
+	l->n++;
+}
+
+static void list_free(struct phfs_dirlist *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->ents[i].name);
+	free(l->ents);
+	snapshot_put(l->snap);
+	free(l);
+}
+
+/* The node an entry of the listed directory stands for. */
+static void entry_node(const struct phfs_dirlist *l, const struct list_ent *e, struct node *n)
+{
+	*n = l->dir;
+	n->kind = e->kind;
+	if (l->dir.kind == NODE_ROOT) {
+		if (e->kind == NODE_IMAGE)
+			snprintf(n->image, sizeof(n->image), "%s", e->name);
+	} else if (e->kind == NODE_SCRATCH || e->kind == NODE_GROUP) {
+		snprintf(n->leaf, sizeof(n->leaf), "%s", e->name);
+	}
+}
+
+static void list_root(struct phfs *fs, struct phfs_dirlist *l)
+{
+	const struct snapshot *snap = l->snap;
+	struct ph_strlist pending;
+	size_t len;
+	char *text;
+
+	for (size_t i = 0; i < snap->nimages; i++)
+		list_add(l, snap->images[i]->img->id, NODE_IMAGE, false);
+	if (staging_pending_list(fs->staging, &pending) == 0) {
+		for (size_t i = 0; i < pending.n; i++)
+			if (!snapshot_find(snap, pending.items[i]))
+				list_add(l, pending.items[i], NODE_IMAGE, false);
+		ph_strlist_free(&pending);
+	}
+	if (staging_get_error(fs->staging, "", &text, &len) == 0 && text) {
+		free(text);
+		list_add(l, TREE_ROOT_ERROR_NAME, NODE_ROOT_ERROR, false);
+	}
+}
+
+static int list_image(struct phfs *fs, struct phfs_dirlist *l)
+{
+	const struct snap_image *e = snapshot_find(l->snap, l->dir.image);
+	struct ph_strlist scratch;
+	struct node n = l->dir;
+
+	if (!e && !staging_pending_exists(fs->staging, l->dir.image))
+		return -ENOENT;
+	for (unsigned i = 0; i < tree_image_entry_count; i++) {
+		const struct tree_entry *te = &tree_image_entries[i];
+		struct stat st;
+
+		n.kind = te->kind;
+		if (te->custom_only && (!e || !e->img->image_spec))
+			continue;
+		if (te->kind == NODE_STATUS && !e)
+			continue; /* a pending image has no server state yet */
+		if (te->when_present && phfs_stat_node(fs, l->snap, &n, &st) < 0)
+			continue;
+		list_add(l, te->name, te->kind, false);
+	}
+	if (staging_scratch_list(fs->staging, l->dir.image, &scratch) == 0) {
+		for (size_t i = 0; i < scratch.n; i++)
+			list_add(l, scratch.items[i], NODE_SCRATCH, false);
+		ph_strlist_free(&scratch);
+	}
+	return 0;
+}
+
+static int list_groups(struct phfs *fs, struct phfs_dirlist *l)
+{
+	const struct snap_image *e = snapshot_find(l->snap, l->dir.image);
+	struct ph_strlist ids, names;
+
+	if (e) {
+		for (size_t i = 0; i < e->img->ngroups; i++) {
+			const struct ph_group *g = &e->img->groups[i];
+
+			list_add(l, g->name ? g->name : g->id, NODE_GROUP, false);
+		}
+		return 0;
+	}
+	/* A pending image: the groups staged for its creation. */
+	if (staging_pending_groups(fs->staging, l->dir.image, &ids, &names) < 0)
+		return -ENOENT;
+	for (size_t i = 0; i < names.n; i++)
+		list_add(l, names.items[i], NODE_GROUP, false);
+	ph_strlist_free(&ids);
+	ph_strlist_free(&names);
+	return 0;
+}
+
+int phfs_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_dirlist *l;
+	int ret;
+
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	ret = tree_parse(path, &l->dir);
+	if (ret == 0)
+		ret = phfs_snapshot(fs, &l->snap);
+	if (ret < 0) {
+		list_free(l);
+		return ret;
+	}
+	list_add(l, ".", NODE_ROOT, true);
+	list_add(l, "..", NODE_ROOT, true);
+	switch (l->dir.kind) {
+	case NODE_ROOT:
+		list_root(fs, l);
+		break;
+	case NODE_IMAGE:
+		ret = list_image(fs, l);
+		break;
+	case NODE_GROUPS:
+		ret = list_groups(fs, l);
+		break;
+	default:
+		ret = -ENOTDIR;
+	}
+	if (ret == 0)
+		ret = l->error;
+	if (ret < 0) {
+		list_free(l);
+		return ret;
+	}
+	fi->fh = (uintptr_t)l;
+	return 0;
+}
+
+int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
+                 struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_dirlist *l = (struct phfs_dirlist *)(uintptr_t)fi->fh;
+
+	(void)path;
+	for (size_t i = offset > 0 ? (size_t)offset : 0; i < l->n; i++) {
+		const struct list_ent *e = &l->ents[i];
+		struct node n;
+		struct stat st;
+		int full;
+
+		entry_node(l, e, &n);
+		/* readdirplus: every entry's attributes from the snapshot
+		 * (build.log excepted: its size needs the log, fetched only
+		 * when someone looks at it). */
+		if ((flags & FUSE_READDIR_PLUS) && !e->dot && e->kind != NODE_BUILD_LOG &&
+		    phfs_stat_node(fs, l->snap, &n, &st) == 0)
+			full = filler(buf, e->name, &st, (off_t)(i + 1), FUSE_FILL_DIR_PLUS);
+		else
+			full = filler(buf, e->name, NULL, (off_t)(i + 1), 0);
+		if (full)
+			break;
+	}
+	return 0;
+}
+
+int phfs_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	list_free((struct phfs_dirlist *)(uintptr_t)fi->fh);
+	return 0;
+}
