@@ -186,7 +186,9 @@ static int run(struct fuse_args *args, struct options *o)
 		ret = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	ret = ret ? 1 : 0;
+	/* libfuse returns the signal that ended the loop (SIGTERM, SIGINT,
+	 * SIGHUP): a requested stop, not a failure. */
+	ret = ret < 0 ? 1 : 0;
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:

@@ -51,6 +51,15 @@ import urllib.parse
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.path.join(ROOT, "build", "src", "primehubfs")
 EMULATOR = os.path.join(ROOT, "contrib", "primehub-emulator")
+def replay_mode():
+    """What the CLI replay loads per process (see cli_replay.py)."""
+    r = subprocess.run(["/usr/bin/python3", "-c", "import click, requests, tabulate"],
+                       capture_output=True, timeout=30)
+    return ("with click, requests and tabulate loaded and requests.post, as the SDK's CLI"
+            if r.returncode == 0 else "standard library only: python3-requests, python3-click "
+            "and python3-tabulate are not installed")
+
+
 CLI_REPLAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli_replay.py")
 PRIMEHUB_C = os.path.join(ROOT, "src", "primehub.c")
 PYTHON = "/usr/bin/python3"  # the emulator needs Debian's python3-graphql-core
@@ -703,11 +712,11 @@ class Bench:
                  met=yes(ratio is not None and ratio >= 100))
         self.notes.append("CLI replay at N=%s: list %s, %d gets in %s (%s per process); "
                           "requests %s. Each command is a fresh /usr/bin/python3 running "
-                          "tests/bench/cli_replay.py (standard library, form-encoded body as the "
-                          "SDK sends); the real CLI also imports the SDK and requests (~0.2 s per "
-                          "command), so the real ratio is higher: this one is conservative."
+                          "tests/bench/cli_replay.py (%s, form-encoded body as the SDK sends); "
+                          "the real CLI also imports the SDK's own modules, so the real ratio is "
+                          "higher: this one is conservative."
                           % (fmt_n(n), fmt_s(t_list), len(todo), fmt_s(t_gets), fmt_s(per_get),
-                             fmt_ops(d)))
+                             fmt_ops(d), replay_mode()))
 
     # 6a/6b ------------------------------------------------------------------
     def readers(self, paths):

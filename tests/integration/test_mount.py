@@ -116,3 +116,16 @@ def test_config_file_env_and_token_file_precedence(emulator, make_mount, tmp_pat
     m = make_mount(emulator, f"config={other_cfg}", endpoint=False,
                    env={"HOME": str(home), "PRIMEHUB_API_TOKEN": None})
     assert "tf-2" in os.listdir(m.path)
+
+
+def test_sigterm_unmounts_cleanly(emulator, make_mount):
+    import signal
+    import time
+    m = make_mount(emulator)
+    assert "tf-2" in os.listdir(m.path)
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.proc.wait(timeout=10) == 0
+    deadline = time.monotonic() + 5
+    while os.path.ismount(m.path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.ismount(m.path)
