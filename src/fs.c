@@ -723,6 +723,9 @@ static void *phfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	/* Unlinked-but-open scratch files (vim's swap at exit) just go away,
 	 * instead of being renamed to .fuse_hidden files. */
 	cfg->hard_remove = 1;
+	/* A read-only handle has nothing to commit: its close needs no FLUSH
+	 * round trip (half the requests of a `cat` of every file). */
+	cfg->no_rofd_flush = 1;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	return fs;
 }
