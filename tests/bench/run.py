@@ -903,19 +903,19 @@ class Bench:
                  ratio="-", target="<= %s; stat size == bytes read" % fmt_s(allowance),
                  met=yes(seen is not None and seen <= allowance and mismatches == 0))
         self.notes.append("Freshness: the mount fetched %s before the change; the first poll "
-                          "after which a refresh had been requested ran %s after the change "
-                          "(the refresh is started by a reader finding the snapshot stale, "
-                          "and that reader gets the old text); %d polls, %d with a stat size "
+                          "that found the snapshot stale and asked for a refresh ran %s after "
+                          "the change ('-': none did, the refresher renewed the snapshot in "
+                          "use as it expired); %d polls, %d with a stat size "
                           "different from the bytes read (stat before and after the read both "
                           "differing: %d)."
                           % (fmt_s(t0 - t_fetch), fmt_s(refresh_at), polls, stale_stat,
                              mismatches))
 
     def keepalive_probe(self, emu):
-        """The emulator writes headers and body in two sends without
-        TCP_NODELAY: on a reused connection a small answer waits for the
-        client's delayed ACK (~40 ms).  Measure it, as it inflates every
-        keep-alive request of the daemon with a small answer."""
+        """A small answer on a new and on a reused connection.  The emulator
+        writes headers and body in two sends; without TCP_NODELAY a reused
+        connection's answer would wait for the client's delayed ACK (~40 ms)
+        and inflate every keep-alive request of the daemon."""
         body = json.dumps({"query": "{ me { username } }"})
         hdrs = {"Content-Type": "application/json", "Authorization": "Bearer " + TOKEN}
         fresh, reused = [], []
@@ -932,13 +932,10 @@ class Bench:
             t0 = time.perf_counter()
             emu.gql("{ me { username } }")
             fresh.append(time.perf_counter() - t0)
-        self.notes.append("Emulator keep-alive stall: a small GraphQL answer (`me`) takes %s "
-                          "on a new connection and %s on a reused one (median): the emulator "
-                          "sends headers and body in two writes without TCP_NODELAY, so the "
-                          "body waits for the client's delayed ACK. primehubfs keeps its "
-                          "connection alive, so each of its requests with a small answer "
-                          "(the save's `image` and `updateImage`) carries this delay here; "
-                          "curl and the CLI replay open a new connection per request and do not."
+        self.notes.append("Keep-alive: a small GraphQL answer (`me`) takes %s on a new "
+                          "connection and %s on a reused one (median); primehubfs reuses its "
+                          "connection, curl and the CLI replay open one per request. A reused "
+                          "one far slower than a new one would mean a delayed-ACK stall."
                           % (fmt_s(median(fresh)), fmt_s(median(reused))))
 
 
