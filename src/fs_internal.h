@@ -89,12 +89,23 @@ void phfs_handle_free(struct phfs *fs, struct phfs_handle *h);
 void phfs_invalidate(struct phfs *fs, const char *image_id); /* store_changed_fn */
 
 int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
-		   struct stat *st);
+                   struct stat *st);
+
+/* fs_file.c */
+int phfs_open(const char *path, struct fuse_file_info *fi);
+int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi);
+int phfs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi);
+int phfs_write(const char *path, const char *buf, size_t size, off_t off,
+               struct fuse_file_info *fi);
+int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi);
+int phfs_flush(const char *path, struct fuse_file_info *fi);
+int phfs_fsync(const char *path, int datasync, struct fuse_file_info *fi);
+int phfs_release(const char *path, struct fuse_file_info *fi);
 
 /* fs_list.c */
 int phfs_opendir(const char *path, struct fuse_file_info *fi);
 int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
-		 struct fuse_file_info *fi, enum fuse_readdir_flags flags);
+                 struct fuse_file_info *fi, enum fuse_readdir_flags flags);
 int phfs_releasedir(const char *path, struct fuse_file_info *fi);
 
 /* fs_read.c */

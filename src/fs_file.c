@@ -1,0 +1,260 @@
+/*
+ * fs_file.c - open files: open/create, read, write, truncate, and the commit
+ * point (flush, fsync); release never commits.  What a handle holds is in
+ * fs_internal.h; how a spec.json save turns into API calls is fs_write.c.
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "primehubfs/spec.h"
+
+int phfs_open(const char *path, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h;
+	struct snapshot *snap;
+	struct stat st;
+	struct node n;
+	int ret, acc = fi->flags & O_ACCMODE;
+
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	ret = phfs_stat_node(fs, snap, &n, &st);
+	snapshot_put(snap);
+	if (ret < 0)
+		return ret;
+	if (S_ISDIR(st.st_mode))
+		return -EISDIR;
+	if (acc != O_RDONLY && !(st.st_mode & 0200))
+		return -EACCES; /* status.json, build.log, .error are read-only */
+
+	h = phfs_handle_new(fs, &n);
+	if (!h)
+		return -ENOMEM;
+	switch (n.kind) {
+	case NODE_SPEC:
+		ret = phfs_open_spec(fs, h, fi->flags);
+		break;
+	case NODE_SCRATCH:
+		ret = staging_scratch_open(fs->staging, n.image, n.leaf, &h->scratch);
+		if (ret == 0 && (fi->flags & O_TRUNC))
+			ret = scratch_truncate(fs->staging, h->scratch, 0, NULL);
+		break;
+	case NODE_GROUP:
+		ret = 0; /* an empty marker; touch opens it */
+		break;
+	default:
+		ret = phfs_open_readonly(fs, h);
+	}
+	if (ret < 0) {
+		phfs_handle_free(fs, h);
+		return ret;
+	}
+	fi->fh = (uintptr_t)h;
+	/* No kernel_cache: each open drops cached pages, so what a fresh open
+	 * reads is this handle's bytes, never an older version's. */
+	fi->keep_cache = 0;
+	/* build.log grows while a build runs; its size at stat time may be
+	 * older than what this open holds, so bypass the page cache and let
+	 * reads run to the handle's real end. */
+	fi->direct_io = n.kind == NODE_BUILD_LOG;
+	return 0;
+}
+
+int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h;
+	struct ph_err err = {0};
+	struct snapshot *snap;
+	struct node n;
+	bool pending;
+	int ret;
+
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	switch (n.kind) {
+	case NODE_SPEC:
+		return phfs_open(path, fi); /* it always exists; O_CREAT opens it */
+	case NODE_GROUP:
+		ret = phfs_group_connect(fs, &n);
+		if (ret < 0)
+			return ret;
+		h = phfs_handle_new(fs, &n);
+		if (!h)
+			return -ENOMEM;
+		fi->fh = (uintptr_t)h;
+		return 0;
+	case NODE_SCRATCH:
+		break;
+	case NODE_ROOT_ERROR:
+	case NODE_IMAGE:
+		ph_err_set(&err, EPERM, NULL,
+		           "only image directories live at the top; make one with mkdir NAME");
+		phfs_refuse(fs, "", path, &err);
+		return -EPERM;
+	default:
+		return -EACCES; /* status.json, .error, groups/: read-only or not files */
+	}
+
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	if (!phfs_image_exists(fs, snap, n.image, &pending)) {
+		snapshot_put(snap);
+		return -ENOENT;
+	}
+	snapshot_put(snap);
+	h = phfs_handle_new(fs, &n);
+	if (!h)
+		return -ENOMEM;
+	ret = staging_scratch_create(fs->staging, n.image, n.leaf, mode, (fi->flags & O_EXCL) != 0,
+	                             &h->scratch, &err);
+	if (ret == 0 && (fi->flags & O_TRUNC))
+		ret = scratch_truncate(fs->staging, h->scratch, 0, &err);
+	if (ret < 0) {
+		if (ret != -EEXIST) {
+			char what[2 * TREE_NAME_MAX + 2];
+
+			snprintf(what, sizeof(what), "%s/%s", n.image, n.leaf);
+			phfs_refuse(fs, n.image, what, &err);
+		}
+		phfs_handle_free(fs, h);
+		return ret;
+	}
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+int phfs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct phfs_handle *h = phfs_fh(fi);
+	const char *src;
+	size_t len;
+	int n = 0;
+
+	(void)path;
+	if (h->scratch)
+		return scratch_read(h->scratch, buf, size, off);
+	pthread_mutex_lock(&h->lock);
+	src = h->writable ? h->buf : h->ro_text;
+	len = h->writable ? h->buf_len : h->ro_len;
+	if (off >= 0 && (size_t)off < len) {
+		n = (int)(len - (size_t)off < size ? len - (size_t)off : size);
+		memcpy(buf, src + off, (size_t)n);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+int phfs_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h = phfs_fh(fi);
+	struct ph_err err = {0};
+	int ret;
+
+	(void)path;
+	if (h->scratch) {
+		ret = scratch_write(fs->staging, h->scratch, buf, size, off, &err);
+		if (ret < 0) {
+			char what[2 * TREE_NAME_MAX + 2];
+
+			snprintf(what, sizeof(what), "%s/%s", h->node.image, h->node.leaf);
+			phfs_refuse(fs, h->node.image, what, &err);
+		}
+		return ret;
+	}
+	if (h->writable) {
+		ret = phfs_spec_write(h, buf, size, off);
+		if (ret == -EFBIG) {
+			char what[TREE_NAME_MAX + 16];
+
+			ph_err_set(&err, EFBIG, NULL, "spec.json is limited to %d bytes",
+			           SPEC_MAX_SIZE);
+			snprintf(what, sizeof(what), "%s/spec.json", h->node.image);
+			phfs_refuse(fs, h->node.image, what, &err);
+		}
+		return ret;
+	}
+	return -EBADF;
+}
+
+int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct phfs *fs = phfs_ctx();
+	struct phfs_handle *h = phfs_fh(fi);
+	struct scratch *s;
+	struct node n;
+	int ret;
+
+	if (h && h->scratch)
+		return scratch_truncate(fs->staging, h->scratch, size, NULL);
+	if (h && h->writable)
+		return phfs_spec_truncate(h, size);
+	ret = tree_parse(path, &n);
+	if (ret < 0)
+		return ret;
+	switch (n.kind) {
+	case NODE_SCRATCH:
+		ret = staging_scratch_open(fs->staging, n.image, n.leaf, &s);
+		if (ret < 0)
+			return ret;
+		ret = scratch_truncate(fs->staging, s, size, NULL);
+		scratch_put(s);
+		return ret;
+	case NODE_SPEC: {
+		/* A truncate with no open handle would have nothing to commit
+		 * and nowhere to keep the bytes: editors truncate through their
+		 * handle (ftruncate), which works. */
+		struct ph_err err;
+
+		ph_err_set(&err, EPERM, "spec.json",
+		           "truncate spec.json through an open file; a bare truncate would "
+		           "save nothing");
+		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	}
+	default:
+		return -EACCES;
+	}
+}
+
+int phfs_flush(const char *path, struct fuse_file_info *fi)
+{
+	struct phfs_handle *h = phfs_fh(fi);
+
+	(void)path;
+	/* The commit point: close (flush) of a handle that wrote.  A flush
+	 * with nothing new written (shell `>` flushes before any data, dup'd
+	 * descriptors flush again) sends nothing. */
+	if (h->writable)
+		return phfs_spec_commit(phfs_ctx(), h);
+	return 0;
+}
+
+int phfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	return phfs_flush(path, fi);
+}
+
+int phfs_release(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	/* Never commits: the kernel ignores release's result, so an error here
+	 * would reach nobody. */
+	phfs_handle_free(phfs_ctx(), phfs_fh(fi));
+	return 0;
+}
