@@ -20,6 +20,22 @@
 
 /* ---- helpers shared by the fs_*.c files ---- */
 
+int phfs_user_error(int ret)
+{
+	switch (ret) {
+	case -ECONNREFUSED:
+	case -EHOSTUNREACH:
+	case -ETIMEDOUT:
+	case -EPROTO:
+		/* The server cannot be reached or answered nonsense: to programs
+		 * that is an I/O error; the reason (which of these) is in .error
+		 * and the log. */
+		return -EIO;
+	default:
+		return ret;
+	}
+}
+
 int phfs_snapshot(struct phfs *fs, struct snapshot **snap)
 {
 	struct ph_err err = {0};
@@ -27,7 +43,7 @@ int phfs_snapshot(struct phfs *fs, struct snapshot **snap)
 
 	if (ret < 0)
 		log_error("cannot list images: %s", err.msg);
-	return ret;
+	return phfs_user_error(ret);
 }
 
 /* "vim, pid 1234": who did it, from the FUSE context.  /proc is read, never
@@ -102,7 +118,8 @@ void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struc
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(line, sizeof(line), "%s %s: %s [%s] (by %s)", stamp, what,
-	         err->msg[0] ? err->msg : strerror(err->errnum), errno_name(err->errnum), caller);
+	         err->msg[0] ? err->msg : strerror(err->errnum),
+	         errno_name(-phfs_user_error(-err->errnum)), caller);
 	log_error("refused %s", line + strlen(stamp) + 1);
 	/* No kernel invalidation needed (nor allowed here, on a request
 	 * thread): negative lookups are not cached and listings are read

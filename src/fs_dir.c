@@ -133,7 +133,7 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 out:
 	free(id);
 	free(name);
-	return ret;
+	return phfs_user_error(ret);
 }
 
 static int group_disconnect(struct phfs *fs, const struct node *node)
@@ -176,7 +176,7 @@ static int group_disconnect(struct phfs *fs, const struct node *node)
 		log_info("disconnected group %s from image %s", node->leaf, node->image);
 	}
 	free(id);
-	return ret;
+	return phfs_user_error(ret);
 }
 
 int phfs_mkdir(const char *path, mode_t mode)
@@ -259,7 +259,7 @@ int phfs_rmdir(const char *path)
 	ret = ph_delete_image(fs->api, n.image, &err);
 	if (ret < 0 && ret != -ENOENT) {
 		phfs_refuse(fs, "", path + 1, &err);
-		return ret;
+		return phfs_user_error(ret);
 	}
 	/* Deleted (or already gone): drop it from the view and every note. */
 	store_remove_image(fs->store, n.image);

@@ -78,6 +78,8 @@ static inline struct phfs_handle *phfs_fh(const struct fuse_file_info *fi)
 }
 
 /* fs.c */
+/* The errno a program sees for an error: transport failures become EIO. */
+int phfs_user_error(int ret);
 int phfs_snapshot(struct phfs *fs, struct snapshot **snap);
 /* Tell the user why: the log, and the .error file of `dir` ("" = root). */
 void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err);

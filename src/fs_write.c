@@ -331,7 +331,7 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
 		if (!err.msg[0])
 			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
 		keep_rejected(fs, image, text, len, &err);
-		return ret;
+		return phfs_user_error(ret);
 	}
 	saved(fs, image);
 	return 0;

@@ -222,6 +222,17 @@ def test_hanging_server_times_out(emulator, make_mount):
         elapsed = time.monotonic() - start
     finally:
         emulator.control("faults", {"mode": "none"})
-    assert code in (errno.ETIMEDOUT, errno.EIO)
+    assert code == errno.EIO
     assert elapsed < 10
     assert "time" in read(m.p("tf-1", ".error")).decode().lower()
+
+
+def test_unreachable_server_is_eio(emulator, mnt):
+    text = edited(mnt, "tf-1", description="nobody listens")
+    emulator.stop()
+    assert save(mnt.p("tf-1", "spec.json"), text) == errno.EIO
+    reason = read(mnt.p("tf-1", ".error")).decode()
+    assert "connect" in reason and "[EIO]" in reason
+    assert read(mnt.p("tf-1", "spec.json.rejected")).decode() == text
+    # Reading still works from the last snapshot.
+    assert read_json(mnt.p("tf-1", "spec.json"))["name"] == "tf-1"
