@@ -439,7 +439,7 @@ int staging_pending_group_add(struct staging *st, const char *image, const char 
 	return ret;
 }
 
-int staging_pending_group_remove(struct staging *st, const char *image, const char *name)
+int staging_pending_group_remove(struct staging *st, const char *image, const char *name_or_id)
 {
 	struct stage_dir *d;
 	size_t at;
@@ -447,7 +447,10 @@ int staging_pending_group_remove(struct staging *st, const char *image, const ch
 
 	pthread_mutex_lock(&st->lock);
 	d = find_dir(st, image);
-	if (!d || !d->pending || !strlist_has(&d->group_names, name, &at)) {
+	/* The entry is shown by name; its id names it too, as for touch. */
+	if (!d || !d->pending ||
+	    !(strlist_has(&d->group_names, name_or_id, &at) ||
+	      strlist_has(&d->group_ids, name_or_id, &at))) {
 		ret = -ENOENT;
 	} else {
 		strlist_remove_at(&d->group_names, at);

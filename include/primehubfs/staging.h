@@ -47,7 +47,7 @@ int staging_pending_list(struct staging *st, struct ph_strlist *names);
 /* Groups touched in a pending image's groups/: names shown, ids sent. */
 int staging_pending_group_add(struct staging *st, const char *image, const char *id,
                               const char *name);
-int staging_pending_group_remove(struct staging *st, const char *image, const char *name);
+int staging_pending_group_remove(struct staging *st, const char *image, const char *name_or_id);
 int staging_pending_groups(struct staging *st, const char *image, struct ph_strlist *ids,
                            struct ph_strlist *names);
 

@@ -32,6 +32,8 @@ int main(void)
 	ph_strlist_free(&names);
 	CHECK_INT(staging_pending_group_remove(st, "new-image", "g1"), 0);
 	CHECK_INT(staging_pending_group_remove(st, "new-image", "g1"), -ENOENT);
+	CHECK_INT(staging_pending_group_remove(st, "new-image", "id-2"), 0); /* by id */
+	CHECK_INT(staging_pending_group_add(st, "new-image", "id-2", "g2"), 0);
 	CHECK_INT(staging_pending_group_add(st, "not-pending", "id", "g"), -ENOENT);
 	CHECK_INT(staging_pending_list(st, &names), 0);
 	CHECK_INT(names.n, 1);
