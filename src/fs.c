@@ -271,7 +271,11 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		return 0;
 	case NODE_SPEC:
 		if (e) {
-			size = e->spec_len;
+			const struct snap_texts *tx = snap_image_texts(e);
+
+			if (!tx)
+				return -ENOMEM;
+			size = tx->spec_len;
 		} else {
 			char *tmpl = spec_render_template(n->image, &size);
 
@@ -284,7 +288,9 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	case NODE_STATUS:
 		if (!e)
 			return -ENOENT; /* a pending image has no server state yet */
-		fill_stat(fs, st, tree_mode(n->kind), e->status_len, t);
+		if (!snap_image_texts(e))
+			return -ENOMEM;
+		fill_stat(fs, st, tree_mode(n->kind), snap_image_texts(e)->status_len, t);
 		return 0;
 	case NODE_BUILD_LOG:
 		if (!e || !e->img->image_spec)

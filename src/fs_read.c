@@ -179,9 +179,15 @@ int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h)
 		if (!e) {
 			ret = -ENOENT;
 		} else if (n->kind == NODE_STATUS) {
-			h->entry = snap_image_get(e);
-			h->ro_text = e->status;
-			h->ro_len = e->status_len;
+			const struct snap_texts *tx = snap_image_texts(e);
+
+			if (tx) {
+				h->entry = snap_image_get(e); /* keeps tx alive */
+				h->ro_text = tx->status;
+				h->ro_len = tx->status_len;
+			} else {
+				ret = -ENOMEM;
+			}
 		} else if (!e->img->image_spec) {
 			ret = -ENOENT;
 		} else {

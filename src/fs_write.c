@@ -75,10 +75,12 @@ int phfs_open_spec(struct phfs *fs, struct phfs_handle *h, int flags)
 	if (ret < 0)
 		return ret;
 	e = snapshot_find(snap, h->node.image);
-	if (e) {
-		h->entry = snap_image_get(e);
-		text = e->spec;
-		len = e->spec_len;
+	if (e && snap_image_texts(e)) {
+		h->entry = snap_image_get(e); /* keeps the texts alive */
+		text = snap_image_texts(e)->spec;
+		len = snap_image_texts(e)->spec_len;
+	} else if (e) {
+		ret = -ENOMEM;
 	} else if (staging_pending_exists(fs->staging, h->node.image)) {
 		tmpl = spec_render_template(h->node.image, &len);
 		text = tmpl;
@@ -378,15 +380,18 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
 
 	/* Saved: what this writer now builds on is what PrimeHub holds. */
 	if (phfs_snapshot(fs, &snap) == 0) {
+		const struct snap_texts *tx;
+
 		e = snapshot_find(snap, h->node.image);
-		if (e) {
-			char *base = dup_bytes(e->spec, e->spec_len);
+		tx = e ? snap_image_texts(e) : NULL;
+		if (tx) {
+			char *base = dup_bytes(tx->spec, tx->spec_len);
 
 			if (base) {
 				pthread_mutex_lock(&h->lock);
 				free(h->base);
 				h->base = base;
-				h->base_len = e->spec_len;
+				h->base_len = tx->spec_len;
 				h->pending = false;
 				pthread_mutex_unlock(&h->lock);
 			}
@@ -418,10 +423,15 @@ int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct
 	/* The writer's base is what spec.json showed. */
 	ret = phfs_snapshot(fs, &snap);
 	if (ret == 0) {
+		const struct snap_texts *tx;
+
 		e = snapshot_find(snap, to->image);
-		if (e) {
-			base = dup_bytes(e->spec, e->spec_len);
-			base_len = e->spec_len;
+		tx = e ? snap_image_texts(e) : NULL;
+		if (e && !tx)
+			ret = -ENOMEM;
+		if (tx) {
+			base = dup_bytes(tx->spec, tx->spec_len);
+			base_len = tx->spec_len;
 			if (!base)
 				ret = -ENOMEM;
 		}

@@ -194,3 +194,38 @@ void ph_image_input_clear(struct ph_image_input *in)
 	ph_strlist_free(&in->disconnect);
 	memset(in, 0, sizeof(*in));
 }
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool build_spec_equal(const struct ph_build_spec *a, const struct ph_build_spec *b)
+{
+	if (!a || !b)
+		return a == b;
+	return str_eq(a->base_image, b->base_image) && str_eq(a->pull_secret, b->pull_secret) &&
+	       a->has_packages == b->has_packages && ph_strlist_equal(&a->apt, &b->apt) &&
+	       ph_strlist_equal(&a->pip, &b->pip) && ph_strlist_equal(&a->conda, &b->conda) &&
+	       a->cancel == b->cancel && str_eq(a->update_time, b->update_time);
+}
+
+bool ph_image_equal(const struct ph_image *a, const struct ph_image *b)
+{
+	if (!str_eq(a->id, b->id) || !str_eq(a->name, b->name) ||
+	    !str_eq(a->display_name, b->display_name) || !str_eq(a->description, b->description) ||
+	    !str_eq(a->type, b->type) || !str_eq(a->url, b->url) ||
+	    !str_eq(a->url_for_gpu, b->url_for_gpu) || !str_eq(a->group_name, b->group_name) ||
+	    !str_eq(a->use_image_pull_secret, b->use_image_pull_secret) || a->global != b->global ||
+	    a->is_ready != b->is_ready || !str_eq(a->log_endpoint, b->log_endpoint) ||
+	    a->has_job_status != b->has_job_status || !str_eq(a->job_phase, b->job_phase) ||
+	    !str_eq(a->job_image, b->job_image) || a->ngroups != b->ngroups ||
+	    !build_spec_equal(a->image_spec, b->image_spec))
+		return false;
+	for (size_t i = 0; i < a->ngroups; i++)
+		if (!str_eq(a->groups[i].id, b->groups[i].id) ||
+		    !str_eq(a->groups[i].name, b->groups[i].name) ||
+		    !str_eq(a->groups[i].display_name, b->groups[i].display_name))
+			return false;
+	return true;
+}

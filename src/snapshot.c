@@ -82,13 +82,21 @@ struct snap_image *snap_image_get(const struct snap_image *e)
 	return m;
 }
 
+static void texts_free(struct snap_texts *t)
+{
+	if (!t)
+		return;
+	free(t->spec);
+	free(t->status);
+	free(t);
+}
+
 void snap_image_put(struct snap_image *e)
 {
 	if (!e || __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	ph_image_free(e->img);
-	free(e->spec);
-	free(e->status);
+	texts_free(e->texts);
 	free(e);
 }
 
@@ -102,29 +110,39 @@ struct snap_image *snap_image_new(struct ph_image *img, const struct snap_image 
 	}
 	e->refs = 1;
 	e->img = img;
-	e->spec = spec_render(img, &e->spec_len);
-	e->status = spec_render_status(img, &e->status_len);
-	if (!e->spec || !e->status) {
-		snap_image_put(e);
-		return NULL;
-	}
-	/* mtime moves only when the bytes do, so the kernel's AUTO_INVAL_DATA
+	/* mtime moves only when the image does, so the kernel's AUTO_INVAL_DATA
 	 * keeps page-cached content exactly as long as it is right. */
-	if (previous && previous->spec_len == e->spec_len &&
-	    previous->status_len == e->status_len &&
-	    memcmp(previous->spec, e->spec, e->spec_len) == 0 &&
-	    memcmp(previous->status, e->status, e->status_len) == 0)
+	if (previous && ph_image_equal(previous->img, img))
 		e->mtime = previous->mtime;
 	else
 		clock_gettime(CLOCK_REALTIME, &e->mtime);
 	return e;
 }
 
-static bool same_texts(const struct snap_image *a, const struct snap_image *b)
+const struct snap_texts *snap_image_texts(const struct snap_image *e)
 {
-	return a->spec_len == b->spec_len && a->status_len == b->status_len &&
-	       memcmp(a->spec, b->spec, a->spec_len) == 0 &&
-	       memcmp(a->status, b->status, a->status_len) == 0;
+	struct snap_image *m = (struct snap_image *)e;
+	struct snap_texts *t = __atomic_load_n(&m->texts, __ATOMIC_ACQUIRE), *none = NULL;
+
+	if (t)
+		return t;
+	/* Two readers may render at once; one wins, the other's copy goes.
+	 * Cheaper than a lock on every read of a rendered entry. */
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->spec = spec_render(e->img, &t->spec_len);
+	t->status = spec_render_status(e->img, &t->status_len);
+	if (!t->spec || !t->status) {
+		texts_free(t);
+		return NULL;
+	}
+	if (!__atomic_compare_exchange_n(&m->texts, &none, t, false, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE)) {
+		texts_free(t);
+		return none;
+	}
+	return t;
 }
 
 /* ---- snapshots ---- */
@@ -275,7 +293,7 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 		e = snap_image_new(img, old);
 		if (!e)
 			goto nomem;
-		if (old && same_texts(old, e)) {
+		if (old && ph_image_equal(old->img, e->img)) {
 			snap_image_put(e);
 			e = snap_image_get(old);
 		}

@@ -115,6 +115,9 @@ struct ph_image *ph_image_dup(const struct ph_image *img);
 
 void ph_image_input_clear(struct ph_image_input *in); /* frees members, zeroes in */
 
+/* Every field equal (NULL only equals NULL). */
+bool ph_image_equal(const struct ph_image *a, const struct ph_image *b);
+
 /* strdup that keeps NULL as NULL; returns false only on ENOMEM. */
 bool ph_strdup_opt(char **dst, const char *src);
 

@@ -8,7 +8,8 @@
  * copy with one image replaced (copy-on-write of the pointer array; entries
  * are shared and reference-counted, so that copy is cheap even at 10,000
  * images).  Each entry carries its spec.json and status.json text rendered
- * once, so st_size always equals the bytes read serves.
+ * once (on first use: listing 10,000 images renders none of them), so
+ * st_size always equals the bytes read serves.
  *
  * Freshness (-o ttl): a snapshot younger than ttl is served as is.  Older,
  * it is still served at once while ONE background refresh runs (readers
@@ -35,14 +36,19 @@
 
 #define STORE_IDLE_FACTOR 3
 
+/* The files of an image, rendered once per version. */
+struct snap_texts {
+	char *spec; /* spec.json */
+	size_t spec_len;
+	char *status; /* status.json */
+	size_t status_len;
+};
+
 struct snap_image {
 	int refs; /* atomic */
 	struct ph_image *img;
-	char *spec; /* rendered spec.json */
-	size_t spec_len;
-	char *status; /* rendered status.json */
-	size_t status_len;
-	struct timespec mtime; /* last time spec or status text changed */
+	struct snap_texts *texts; /* atomic; rendered on first use: snap_image_texts() */
+	struct timespec mtime;    /* last time the image (so its texts) changed */
 };
 
 struct snap_dir; /* groups and pull secrets, shared between snapshots */
@@ -103,7 +109,12 @@ const struct ph_secret *snapshot_secrets(const struct snapshot *snap, size_t *n)
 struct snap_image *snap_image_get(const struct snap_image *e); /* takes a reference */
 void snap_image_put(struct snap_image *e);
 
-/* Build an entry (renders spec and status); NULL on ENOMEM.  Takes img. */
+/* Build an entry; NULL on ENOMEM.  Takes img.  Keeps previous's mtime when
+ * the image is unchanged. */
 struct snap_image *snap_image_new(struct ph_image *img, const struct snap_image *previous);
+
+/* The entry's spec.json and status.json, rendered on first use; valid as
+ * long as the entry is held.  NULL on ENOMEM. */
+const struct snap_texts *snap_image_texts(const struct snap_image *e);
 
 #endif

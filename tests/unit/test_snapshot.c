@@ -113,10 +113,14 @@ int main(void)
 	e = snapshot_find(snap, "img-007");
 	CHECK(e != NULL);
 	CHECK(snapshot_find(snap, "nope") == NULL);
-	/* The entry's text is exactly what spec renders. */
+	/* Rendered only when first needed, then exactly what spec renders,
+	 * and the same bytes every time after. */
+	CHECK(e->texts == NULL);
 	text = spec_render(e->img, &len);
-	CHECK_INT(e->spec_len, len);
-	CHECK(text && memcmp(text, e->spec, len) == 0);
+	CHECK(snap_image_texts(e) != NULL);
+	CHECK_INT(snap_image_texts(e)->spec_len, len);
+	CHECK(text && memcmp(text, snap_image_texts(e)->spec, len) == 0);
+	CHECK(snap_image_texts(e) == snap_image_texts(e));
 	free(text);
 	CHECK(snapshot_find_group(snap, "example-group-1") != NULL);
 	CHECK(snapshot_find_group(snap, "71ac1e32-65fa-4e8e-a735-ba282e3149b1") != NULL);
