@@ -325,7 +325,8 @@ int phfs_rename(const char *from, const char *to, unsigned int flags)
 	if (a.kind == NODE_IMAGE) {
 		ph_err_set(&err, EPERM, NULL,
 		           "images cannot be renamed (PrimeHub image names never change); make a "
-		           "new one with mkdir and copy spec.json into it");
+		           "new one with mkdir and save its spec.json with the old one's settings "
+		           "and the new \"name\"");
 		phfs_refuse(fs, "", from + 1, &err);
 		return -EPERM;
 	}

@@ -191,3 +191,42 @@ def test_shell_redirection_and_tee(emulator, mnt, tmp_path):
     assert emulator.state() == before
     assert "JSON" in read(mnt.p("tf-1", ".error")).decode()
     assert read(mnt.p("tf-1", "spec.json.rejected")).decode().endswith('{"x": 1}\n')
+
+
+def test_vim_creates_a_new_image(emulator, mnt):
+    """mkdir, then fill in the template with vim and :wq: the image exists."""
+    need("vim")
+    os.mkdir(mnt.p("from-vim"))
+    emulator.reset_stats()
+    t = Tmux(f"vim -u NONE -i NONE -N {mnt.p('from-vim', 'spec.json')}", cwd=mnt.p("from-vim"))
+    try:
+        t.wait_for('"name"')
+        t.keys(':%s/"url": null/"url": "jupyter\\/base-notebook:latest"/', "Enter")
+        t.keys(":wq", "Enter")
+        t.wait_exit()
+    finally:
+        t.kill()
+    st = emulator.image_state("from-vim")
+    assert st is not None and st["spec"]["url"] == "jupyter/base-notebook:latest"
+    assert mutations(emulator) == {"createImage": 1}
+    assert leftovers(mnt, "from-vim") == []
+    assert read_json(mnt.p("from-vim", "status.json"))["isReady"] is True
+
+
+def test_copying_an_image_into_a_new_directory(emulator, mnt, tmp_path):
+    """The way to 'rename': copy the settings, change the name."""
+    os.mkdir(mnt.p("tf-1-copy"))
+    spec = read_json(mnt.p("tf-1", "spec.json"))
+    # As is, the name is tf-1's: refused, and nothing is lost.
+    src = tmp_path / "spec.json"
+    src.write_text(json.dumps(spec, indent=2))
+    r = subprocess.run(["cp", str(src), mnt.p("tf-1-copy", "spec.json")], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0
+    assert "name" in read(mnt.p("tf-1-copy", ".error")).decode()
+    assert "tf-1-copy" not in emulator.state()["images"]
+    spec["name"] = "tf-1-copy"
+    src.write_text(json.dumps(spec, indent=2))
+    subprocess.run(["cp", str(src), mnt.p("tf-1-copy", "spec.json")], check=True, timeout=30)
+    st = emulator.image_state("tf-1-copy")["spec"]
+    assert st["url"] == spec["url"] and st["displayName"] == spec["displayName"]
