@@ -54,7 +54,7 @@ In another terminal, try:
   vim $MNT/tf-2/spec.json                 # change "description", save with :wq
   touch $MNT/tf-2/groups/example-group-3  # connect a group; rm it to disconnect
   mkdir $MNT/my-image && nano $MNT/my-image/spec.json   # fill in "url", save: created
-  echo '{"type": "tpu"}' > $MNT/tf-1/spec.json; cat $MNT/tf-1/.error
+  echo '{"name": "tf-1", "type": "tpu"}' > $MNT/tf-1/spec.json; cat $MNT/tf-1/.error
   rmdir $MNT/my-image                     # delete it again
 
 The daemon's log is below.  Press Ctrl-C to unmount and stop.
