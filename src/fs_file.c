@@ -102,7 +102,7 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	case NODE_IMAGE:
 		ph_err_set(&err, EPERM, NULL,
 		           "only image directories live at the top; make one with mkdir NAME");
-		phfs_refuse(fs, "", path, &err);
+		phfs_refuse(fs, "", path + 1, &err);
 		return -EPERM;
 	default:
 		return -EACCES; /* status.json, .error, groups/: read-only or not files */
