@@ -629,6 +629,23 @@ class Bench:
                               % (fmt_n(n), label, ", ".join(fmt_s(x) for x in ls_t),
                                  ", ".join(fmt_s(x) for x in curl_t), fmt_n(size)))
 
+        # For reference, a server across a network: 50 ms before every answer,
+        # on both sides.  Not the target's setting (loopback), only information.
+        emu.latency(50)
+        try:
+            ls_t, curl_t = [], []
+            for r in range(runs):
+                bump = "bench latency bump %d-%d" % (r, time.monotonic_ns())
+                t, _ = one_ls(["ls", "-l"], bump)
+                ls_t.append(t)
+                t, _ = one_curl(bump + "c")
+                curl_t.append(t)
+        finally:
+            emu.latency(0)
+        self.row("4iv. (info) as 4 uncached, with 50 ms server latency (a remote PrimeHub)", n,
+                 "1 (tree)", fmt_s(median(ls_t)), baseline="curl %s" % fmt_s(median(curl_t)),
+                 ratio="%.1fx" % (median(ls_t) / median(curl_t)), target="-", met="-")
+
         # Where the time goes: plain ls (fetch + readdir only), and ls -l with
         # the snapshot fresh but the kernel's 1 s entry/attr caches expired.
         ls_t, curl_t = [], []
