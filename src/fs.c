@@ -68,48 +68,9 @@ static void describe_caller(char *out, size_t size)
 	snprintf(out, size, "%s, pid %d", comm, (int)fc->pid);
 }
 
-static const char *errno_name(int e)
-{
-	switch (e) {
-	case EINVAL:
-		return "EINVAL";
-	case ENOENT:
-		return "ENOENT";
-	case EEXIST:
-		return "EEXIST";
-	case EACCES:
-		return "EACCES";
-	case EPERM:
-		return "EPERM";
-	case EIO:
-		return "EIO";
-	case EFBIG:
-		return "EFBIG";
-	case EBUSY:
-		return "EBUSY";
-	case ENOSPC:
-		return "ENOSPC";
-	case ETIMEDOUT:
-		return "ETIMEDOUT";
-	case EINTR:
-		return "EINTR";
-	case EPROTO:
-		return "EPROTO";
-	case ENOTEMPTY:
-		return "ENOTEMPTY";
-	case EXDEV:
-		return "EXDEV";
-	case ECONNREFUSED:
-		return "ECONNREFUSED";
-	case EHOSTUNREACH:
-		return "EHOSTUNREACH";
-	default:
-		return "error";
-	}
-}
-
 void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err)
 {
+	const char *name = strerrorname_np(-phfs_user_error(-err->errnum));
 	char caller[128], stamp[32], line[1024];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -118,8 +79,7 @@ void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struc
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(line, sizeof(line), "%s %s: %s [%s] (by %s)", stamp, what,
-	         err->msg[0] ? err->msg : strerror(err->errnum),
-	         errno_name(-phfs_user_error(-err->errnum)), caller);
+	         err->msg[0] ? err->msg : strerror(err->errnum), name ? name : "error", caller);
 	log_error("refused %s", line + strlen(stamp) + 1);
 	/* No kernel invalidation needed (nor allowed here, on a request
 	 * thread): negative lookups are not cached and listings are read
@@ -220,20 +180,6 @@ static void fill_stat(const struct phfs *fs, struct stat *st, mode_t mode, size_
 	st->st_atim = mtime;
 }
 
-static int note_size(struct phfs *fs, const char *image, enum node_kind kind, size_t *size)
-{
-	char *text;
-	int ret = kind == NODE_REJECTED ? staging_get_rejected(fs->staging, image, &text, size)
-	                                : staging_get_error(fs->staging, image, &text, size);
-
-	if (ret < 0)
-		return ret;
-	if (!text)
-		return -ENOENT;
-	free(text);
-	return 0;
-}
-
 /* Attributes of a node, from the snapshot and staging (no network except for
  * build.log, whose size is its content's). */
 int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
@@ -264,9 +210,9 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	case NODE_ROOT_ERROR:
 	case NODE_IMAGE_ERROR:
 	case NODE_REJECTED:
-		ret = note_size(fs, n->image, n->kind, &size);
-		if (ret < 0)
-			return ret;
+		if (!(n->kind == NODE_REJECTED ? staging_has_rejected(fs->staging, n->image, &size)
+		                               : staging_has_error(fs->staging, n->image, &size)))
+			return -ENOENT;
 		fill_stat(fs, st, tree_mode(n->kind), size, t);
 		return 0;
 	case NODE_SPEC:
@@ -304,31 +250,13 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		if (e) {
 			const struct ph_group *g = snapshot_find_group(snap, n->leaf);
 
-			for (size_t i = 0; g && i < e->img->ngroups; i++) {
-				if (strcmp(e->img->groups[i].id, g->id) == 0) {
-					fill_stat(fs, st, tree_mode(n->kind), 0, t);
-					return 0;
-				}
-			}
-			return -ENOENT;
-		} else {
-			struct ph_strlist ids, names;
-			bool found = false;
-
-			ret = staging_pending_groups(fs->staging, n->image, &ids, &names);
-			if (ret < 0)
-				return ret;
-			for (size_t i = 0; i < names.n; i++)
-				if (!strcmp(names.items[i], n->leaf) ||
-				    !strcmp(ids.items[i], n->leaf))
-					found = true;
-			ph_strlist_free(&ids);
-			ph_strlist_free(&names);
-			if (!found)
+			if (!g || !ph_image_has_group(e->img, g->id))
 				return -ENOENT;
-			fill_stat(fs, st, tree_mode(n->kind), 0, t);
-			return 0;
+		} else if (!staging_pending_has_group(fs->staging, n->image, n->leaf)) {
+			return -ENOENT;
 		}
+		fill_stat(fs, st, tree_mode(n->kind), 0, t);
+		return 0;
 	case NODE_SCRATCH: {
 		struct scratch *s;
 		struct scratch_stat ss;

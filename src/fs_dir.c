@@ -70,14 +70,6 @@ static int update_groups(struct phfs *fs, const char *image, const char *group_i
 	return store_put_image(fs->store, result);
 }
 
-static bool image_has_group(const struct snap_image *e, const char *id)
-{
-	for (size_t i = 0; i < e->img->ngroups; i++)
-		if (strcmp(e->img->groups[i].id, id) == 0)
-			return true;
-	return false;
-}
-
 int phfs_group_connect(struct phfs *fs, const struct node *node)
 {
 	struct ph_err err = {0};
@@ -111,7 +103,7 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 	name = strdup(g->name ? g->name : g->id);
 	ret = id && name ? 0 : -ENOMEM;
 	/* Touching a connected group changes nothing and sends nothing. */
-	if (ret == 0 && e && image_has_group(e, id)) {
+	if (ret == 0 && e && ph_image_has_group(e->img, id)) {
 		snapshot_put(snap);
 		goto out;
 	}
@@ -160,7 +152,7 @@ static int group_disconnect(struct phfs *fs, const struct node *node)
 		return ret;
 	e = snapshot_find(snap, node->image);
 	g = e ? snapshot_find_group(snap, node->leaf) : NULL;
-	if (!e || !g || !image_has_group(e, g->id)) {
+	if (!e || !g || !ph_image_has_group(e->img, g->id)) {
 		snapshot_put(snap);
 		return -ENOENT;
 	}

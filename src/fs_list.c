@@ -85,7 +85,6 @@ static void list_root(struct phfs *fs, struct phfs_dirlist *l)
 	const struct snapshot *snap = l->snap;
 	struct ph_strlist pending;
 	size_t len;
-	char *text;
 
 	for (size_t i = 0; i < snap->nimages; i++)
 		list_add(l, snap->images[i]->img->id, NODE_IMAGE, false);
@@ -95,10 +94,8 @@ static void list_root(struct phfs *fs, struct phfs_dirlist *l)
 				list_add(l, pending.items[i], NODE_IMAGE, false);
 		ph_strlist_free(&pending);
 	}
-	if (staging_get_error(fs->staging, "", &text, &len) == 0 && text) {
-		free(text);
+	if (staging_has_error(fs->staging, "", &len))
 		list_add(l, TREE_ROOT_ERROR_NAME, NODE_ROOT_ERROR, false);
-	}
 }
 
 static int list_image(struct phfs *fs, struct phfs_dirlist *l)

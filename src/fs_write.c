@@ -175,6 +175,35 @@ int phfs_spec_truncate(struct phfs_handle *h, off_t size)
 
 /* ---- the commit ---- */
 
+/* A copy of the spec.json the snapshot shows for image: what a writer who
+ * did not open spec.json saw, and what a writer builds on after a save.
+ * *text stays NULL (and 0 is returned) for an image the snapshot lacks. */
+static int shown_spec_copy(struct phfs *fs, const char *image, char **text, size_t *len)
+{
+	const struct snap_image *e;
+	const struct snap_texts *tx;
+	struct snapshot *snap;
+	int ret;
+
+	*text = NULL;
+	*len = 0;
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	e = snapshot_find(snap, image);
+	tx = e ? snap_image_texts(e) : NULL;
+	if (e && !tx)
+		ret = -ENOMEM;
+	if (tx) {
+		*text = dup_bytes(tx->spec, tx->spec_len);
+		*len = tx->spec_len;
+		if (!*text)
+			ret = -ENOMEM;
+	}
+	snapshot_put(snap);
+	return ret;
+}
+
 static void keep_rejected(struct phfs *fs, const char *image, const char *text, size_t len,
                           const struct ph_err *err)
 {
@@ -341,10 +370,8 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
 
 int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
 {
-	struct snapshot *snap;
-	const struct snap_image *e;
-	char *text;
-	size_t len;
+	char *text, *base;
+	size_t len, base_len;
 	int ret;
 
 	pthread_mutex_lock(&h->lock);
@@ -356,6 +383,10 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
 	 * network; a write racing this commit makes the handle dirty again. */
 	text = dup_bytes(h->buf ? h->buf : "", h->buf_len);
 	len = h->buf_len;
+	/* The base too: another flush of this handle (a dup'd descriptor) may
+	 * replace it meanwhile. */
+	base = dup_bytes(h->base ? h->base : "", h->base_len);
+	base_len = h->base_len;
 	h->dirty = false;
 	if (h->too_big) {
 		struct ph_err err;
@@ -367,36 +398,30 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
 		if (text)
 			keep_rejected(fs, h->node.image, text, len, &err);
 		free(text);
+		free(base);
 		return -EFBIG;
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (!text)
+	if (!text || !base) {
+		free(text);
+		free(base);
 		return -ENOMEM;
+	}
 
-	ret = phfs_commit_text(fs, h->node.image, text, len, h->base, h->base_len);
+	ret = phfs_commit_text(fs, h->node.image, text, len, base, base_len);
 	free(text);
+	free(base);
 	if (ret < 0)
 		return ret;
 
 	/* Saved: what this writer now builds on is what PrimeHub holds. */
-	if (phfs_snapshot(fs, &snap) == 0) {
-		const struct snap_texts *tx;
-
-		e = snapshot_find(snap, h->node.image);
-		tx = e ? snap_image_texts(e) : NULL;
-		if (tx) {
-			char *base = dup_bytes(tx->spec, tx->spec_len);
-
-			if (base) {
-				pthread_mutex_lock(&h->lock);
-				free(h->base);
-				h->base = base;
-				h->base_len = tx->spec_len;
-				h->pending = false;
-				pthread_mutex_unlock(&h->lock);
-			}
-		}
-		snapshot_put(snap);
+	if (shown_spec_copy(fs, h->node.image, &base, &base_len) == 0 && base) {
+		pthread_mutex_lock(&h->lock);
+		free(h->base);
+		h->base = base;
+		h->base_len = base_len;
+		h->pending = false;
+		pthread_mutex_unlock(&h->lock);
 	}
 	return 0;
 }
@@ -406,8 +431,6 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
  * as rename promises; on refusal rename fails and the scratch file stays. */
 int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct node *to)
 {
-	struct snapshot *snap;
-	const struct snap_image *e;
 	struct scratch *s;
 	char *text = NULL, *base = NULL;
 	size_t len = 0, base_len = 0;
@@ -420,23 +443,9 @@ int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct
 	scratch_put(s);
 	if (ret < 0)
 		return ret;
-	/* The writer's base is what spec.json showed. */
-	ret = phfs_snapshot(fs, &snap);
-	if (ret == 0) {
-		const struct snap_texts *tx;
-
-		e = snapshot_find(snap, to->image);
-		tx = e ? snap_image_texts(e) : NULL;
-		if (e && !tx)
-			ret = -ENOMEM;
-		if (tx) {
-			base = dup_bytes(tx->spec, tx->spec_len);
-			base_len = tx->spec_len;
-			if (!base)
-				ret = -ENOMEM;
-		}
-		snapshot_put(snap);
-	}
+	/* The writer's base is what spec.json showed (none for a pending
+	 * image: its save is a create). */
+	ret = shown_spec_copy(fs, to->image, &base, &base_len);
 	if (ret == 0)
 		ret = phfs_commit_text(fs, to->image, text, len, base, base_len);
 	if (ret == 0)

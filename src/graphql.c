@@ -98,11 +98,6 @@ void gql_client_abort_hook(const struct gql_client *c, http_abort_fn *cb, void *
 	*arg = c->abort_arg;
 }
 
-const char *gql_client_endpoint(const struct gql_client *c)
-{
-	return c->endpoint;
-}
-
 struct http_client *gql_client_http(const struct gql_client *c)
 {
 	return c->http;

@@ -136,47 +136,6 @@ void ph_image_free(struct ph_image *img)
 	free(img);
 }
 
-struct ph_image *ph_image_dup(const struct ph_image *img)
-{
-	struct ph_image *d = calloc(1, sizeof(*d));
-	bool ok;
-
-	if (!d)
-		return NULL;
-	d->global = img->global;
-	d->is_ready = img->is_ready;
-	d->has_job_status = img->has_job_status;
-	ok = ph_strdup_opt(&d->id, img->id) && ph_strdup_opt(&d->name, img->name) &&
-	     ph_strdup_opt(&d->display_name, img->display_name) &&
-	     ph_strdup_opt(&d->description, img->description) &&
-	     ph_strdup_opt(&d->type, img->type) && ph_strdup_opt(&d->url, img->url) &&
-	     ph_strdup_opt(&d->url_for_gpu, img->url_for_gpu) &&
-	     ph_strdup_opt(&d->group_name, img->group_name) &&
-	     ph_strdup_opt(&d->use_image_pull_secret, img->use_image_pull_secret) &&
-	     ph_strdup_opt(&d->log_endpoint, img->log_endpoint) &&
-	     ph_strdup_opt(&d->job_phase, img->job_phase) &&
-	     ph_strdup_opt(&d->job_image, img->job_image);
-	if (ok && img->image_spec) {
-		d->image_spec = ph_build_spec_dup(img->image_spec);
-		ok = d->image_spec != NULL;
-	}
-	if (ok && img->ngroups) {
-		d->groups = calloc(img->ngroups, sizeof(*d->groups));
-		ok = d->groups != NULL;
-		for (size_t i = 0; ok && i < img->ngroups; i++) {
-			d->ngroups = i + 1;
-			ok = ph_strdup_opt(&d->groups[i].id, img->groups[i].id) &&
-			     ph_strdup_opt(&d->groups[i].name, img->groups[i].name) &&
-			     ph_strdup_opt(&d->groups[i].display_name, img->groups[i].display_name);
-		}
-	}
-	if (!ok) {
-		ph_image_free(d);
-		return NULL;
-	}
-	return d;
-}
-
 void ph_image_input_clear(struct ph_image_input *in)
 {
 	if (!in)
@@ -228,4 +187,12 @@ bool ph_image_equal(const struct ph_image *a, const struct ph_image *b)
 		    !str_eq(a->groups[i].display_name, b->groups[i].display_name))
 			return false;
 	return true;
+}
+
+bool ph_image_has_group(const struct ph_image *img, const char *group_id)
+{
+	for (size_t i = 0; i < img->ngroups; i++)
+		if (strcmp(img->groups[i].id, group_id) == 0)
+			return true;
+	return false;
 }

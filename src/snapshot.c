@@ -38,11 +38,10 @@ struct store {
 
 	struct snapshot *cur;
 	bool refresh_wanted;
-	bool fetching;         /* a fetch is under way (on the refresher) */
-	bool force_fetch;      /* store_invalidate: next get waits for a fetch */
-	uint64_t fetch_gen;    /* completed fetch attempts */
-	uint64_t mutation_gen; /* own mutations published */
-	uint64_t fetches;
+	bool fetching;          /* a fetch is under way (on the refresher) */
+	bool force_fetch;       /* store_invalidate: next get waits for a fetch */
+	uint64_t fetch_gen;     /* completed fetch attempts */
+	uint64_t mutation_gen;  /* own mutations published */
 	struct ph_err last_err; /* of the last failed fetch */
 	int last_ret;
 	struct timespec last_access;
@@ -394,7 +393,6 @@ static void store_do_fetch(struct store *st)
 
 	pthread_mutex_lock(&st->lock);
 	st->fetching = false;
-	st->fetches++;
 	st->last_ret = ret;
 	st->last_err = err;
 	if (ret < 0) {
@@ -715,14 +713,4 @@ void store_invalidate(struct store *st)
 	pthread_mutex_lock(&st->lock);
 	st->force_fetch = true;
 	pthread_mutex_unlock(&st->lock);
-}
-
-uint64_t store_fetch_count(struct store *st)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&st->lock);
-	n = st->fetches;
-	pthread_mutex_unlock(&st->lock);
-	return n;
 }

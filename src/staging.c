@@ -460,6 +460,20 @@ int staging_pending_group_remove(struct staging *st, const char *image, const ch
 	return ret;
 }
 
+bool staging_pending_has_group(struct staging *st, const char *image, const char *name_or_id)
+{
+	struct stage_dir *d;
+	bool yes;
+
+	pthread_mutex_lock(&st->lock);
+	d = find_dir(st, image);
+	yes = d && d->pending &&
+	      (strlist_has(&d->group_names, name_or_id, NULL) ||
+	       strlist_has(&d->group_ids, name_or_id, NULL));
+	pthread_mutex_unlock(&st->lock);
+	return yes;
+}
+
 int staging_pending_groups(struct staging *st, const char *image, struct ph_strlist *ids,
                            struct ph_strlist *names)
 {
@@ -698,6 +712,30 @@ static int note_get(struct staging *st, const char *image, enum note_kind kind, 
 	}
 	pthread_mutex_unlock(&st->lock);
 	return ret;
+}
+
+/* Whether a note exists, and its length, without copying it (stat path). */
+static bool note_len(struct staging *st, const char *image, enum note_kind kind, size_t *len)
+{
+	struct stage_dir *d;
+	bool yes;
+
+	pthread_mutex_lock(&st->lock);
+	d = find_dir(st, image);
+	yes = d && d->notes[kind].text;
+	*len = yes ? d->notes[kind].len : 0;
+	pthread_mutex_unlock(&st->lock);
+	return yes;
+}
+
+bool staging_has_error(struct staging *st, const char *image, size_t *len)
+{
+	return note_len(st, image, NOTE_ERROR, len);
+}
+
+bool staging_has_rejected(struct staging *st, const char *image, size_t *len)
+{
+	return note_len(st, image, NOTE_REJECTED, len);
 }
 
 void staging_set_error(struct staging *st, const char *image, const char *line)

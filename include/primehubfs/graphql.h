@@ -37,8 +37,8 @@ void gql_client_free(struct gql_client *c);
 /* Called around every transfer to decide whether to abort (see http.h). */
 void gql_client_set_abort(struct gql_client *c, http_abort_fn cb, void *arg);
 
-/* The endpoint and token, for the REST log endpoint that shares the token. */
-const char *gql_client_endpoint(const struct gql_client *c);
+/* The HTTP client and the auth header, for the REST log endpoint that
+ * shares the token. */
 struct http_client *gql_client_http(const struct gql_client *c);
 const char *gql_client_auth_header(const struct gql_client *c); /* "Authorization: Bearer ..." */
 

@@ -111,9 +111,11 @@ void ph_group_clear(struct ph_group *g); /* frees members, not g */
 void ph_secret_clear(struct ph_secret *s);
 
 void ph_image_free(struct ph_image *img); /* NULL-safe, frees img itself */
-struct ph_image *ph_image_dup(const struct ph_image *img);
 
 void ph_image_input_clear(struct ph_image_input *in); /* frees members, zeroes in */
+
+/* Whether group id is among img's connected groups. */
+bool ph_image_has_group(const struct ph_image *img, const char *group_id);
 
 /* Every field equal (NULL only equals NULL). */
 bool ph_image_equal(const struct ph_image *a, const struct ph_image *b);

@@ -97,9 +97,6 @@ int store_remove_image(struct store *st, const char *id);
 /* The next store_get fetches anew (e.g. after a partial failure). */
 void store_invalidate(struct store *st);
 
-/* Counters, for the debug log and tests. */
-uint64_t store_fetch_count(struct store *st);
-
 void snapshot_put(struct snapshot *snap);
 const struct snap_image *snapshot_find(const struct snapshot *snap, const char *id);
 /* A group by exact name, or else by id. */

@@ -48,6 +48,7 @@ int staging_pending_list(struct staging *st, struct ph_strlist *names);
 int staging_pending_group_add(struct staging *st, const char *image, const char *id,
                               const char *name);
 int staging_pending_group_remove(struct staging *st, const char *image, const char *name_or_id);
+bool staging_pending_has_group(struct staging *st, const char *image, const char *name_or_id);
 int staging_pending_groups(struct staging *st, const char *image, struct ph_strlist *ids,
                            struct ph_strlist *names);
 
@@ -85,6 +86,9 @@ int scratch_copy(struct scratch *s, char **data, size_t *len);
 void staging_set_error(struct staging *st, const char *image, const char *line);
 void staging_clear_error(struct staging *st, const char *image);
 int staging_get_error(struct staging *st, const char *image, char **text, size_t *len);
+/* Whether the note exists, and its length (no copy). */
+bool staging_has_error(struct staging *st, const char *image, size_t *len);
+bool staging_has_rejected(struct staging *st, const char *image, size_t *len);
 void staging_set_rejected(struct staging *st, const char *image, const char *text, size_t len);
 void staging_clear_rejected(struct staging *st, const char *image);
 int staging_get_rejected(struct staging *st, const char *image, char **text, size_t *len);

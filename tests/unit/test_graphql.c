@@ -351,7 +351,6 @@ static void test_client(void)
 
 	CHECK_INT(gql_client_new(NULL, "http://h/api/graphql", "tok-1\n", &c, &err), 0);
 	CHECK_STR(gql_client_auth_header(c), "Authorization: Bearer tok-1");
-	CHECK_STR(gql_client_endpoint(c), "http://h/api/graphql");
 	gql_client_free(c);
 
 	ph_err_clear(&err);
