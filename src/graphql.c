@@ -29,6 +29,8 @@ struct gql_client {
 	char *auth_header;        /* owned: "Authorization: Bearer <token>" */
 	http_abort_fn abort_cb;
 	void *abort_arg;
+	gql_token_reload_fn token_reload; /* may be NULL */
+	void *token_reload_arg;
 };
 
 int gql_client_new(struct http_client *http, const char *endpoint, const char *token,
@@ -90,6 +92,12 @@ void gql_client_set_abort(struct gql_client *c, http_abort_fn cb, void *arg)
 {
 	c->abort_cb = cb;
 	c->abort_arg = arg;
+}
+
+void gql_client_set_token_source(struct gql_client *c, gql_token_reload_fn reload, void *arg)
+{
+	c->token_reload = reload;
+	c->token_reload_arg = arg;
 }
 
 void gql_client_abort_hook(const struct gql_client *c, http_abort_fn *cb, void **arg)

@@ -34,6 +34,19 @@ int gql_client_new(struct http_client *http, const char *endpoint, const char *t
                    struct gql_client **out, struct ph_err *err);
 void gql_client_free(struct gql_client *c);
 
+/*
+ * Where a new token comes from when the server rejects the current one
+ * ("Context creation failed: ..."): for example a token file the
+ * administrator rewrote.  reload returns 0 with a malloc'd token in *token
+ * (the client takes it, and clears and frees the old one), or a negative
+ * errno when there is nothing new.  The request that was rejected is then
+ * sent once more with the new token: a rejected token means the server ran
+ * no resolver, so even a mutation is safe to resend.  Without a source
+ * (the default) a rejected token is simply EACCES.
+ */
+typedef int (*gql_token_reload_fn)(void *arg, char **token);
+void gql_client_set_token_source(struct gql_client *c, gql_token_reload_fn reload, void *arg);
+
 /* Called around every transfer to decide whether to abort (see http.h). */
 void gql_client_set_abort(struct gql_client *c, http_abort_fn cb, void *arg);
 
