@@ -1,7 +1,7 @@
 /*
  * test_spec.c - the spec layer: render (byte for byte), status, template,
  * update planning (rules, conflicts, PrimeHub quirk work-arounds) and create
- * planning.  Sample data is primehub-api.md §7.
+ * planning.  Sample data is the official SDK's documented examples.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -102,7 +102,7 @@ static struct ph_image *sample(int i)
 	return img;
 }
 
-/* The screenplay's my-custom-image as it reads back (primehub-api.md §7). */
+/* The screenplay's my-custom-image as it reads back (the SDK's screenplay notebook). */
 static struct ph_image *custom_image(void)
 {
 	struct ph_image *img =
