@@ -7,7 +7,7 @@
  * of what `cat` showed always succeeds, even when the server holds values
  * our rules would refuse.  A field the user changed that the server also
  * changed is refused (EBUSY) rather than overwritten.  The update then works
- * around PrimeHub's update quirks (docs/primehub-api.md) so that it never
+ * around PrimeHub's update quirks (docs/primehub-facts.md) so that it never
  * destroys what the user did not touch.
  */
 #include "spec_internal.h"

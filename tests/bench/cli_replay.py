@@ -7,7 +7,7 @@
 tests/bench/run.py runs this once per CLI command, as a user would run
 `primehub admin images list` and then `primehub admin images get ID` for
 every image: each command is a fresh process that pays an interpreter start.
-The documents, variables and encoding are the SDK's (docs/primehub-api.md;
+The documents, variables and encoding are the SDK's (docs/primehub-facts.md;
 sdk primehub/admin_images.py, primehub/utils/http_client.py): a form body
 with `query` and `variables` as a JSON string, lowercase `authorization`,
 a new connection per request (requests.post without a session), 10 s timeout.
