@@ -9,9 +9,25 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "primehubfs/log.h"
 #include "primehubfs/spec.h"
+
+/* Room to escape a 255-byte name (each byte at most 4 escaped bytes). */
+#define TREE_ID_ESCAPE_MAX (255 * 4 + 1)
+
+/* Backoff after failed refreshes: the first retry after about
+ * BACKOFF_FIRST_MS (or ttl when shorter, but never below BACKOFF_MIN_MS),
+ * doubling up to BACKOFF_MAX_MS, each delay jittered by +-20% so that many
+ * mounts do not retry in step. */
+#define BACKOFF_FIRST_MS 1000
+#define BACKOFF_MIN_MS   200
+#define BACKOFF_MAX_MS   60000
+
+/* More changed images than this in one refresh: tell the kernel about the
+ * root listing only; the short attribute timeouts cover the entries. */
+#define STORE_NOTIFY_MAX 64
 
 struct snap_dir {
 	int refs;
@@ -45,10 +61,20 @@ struct store {
 	struct ph_err last_err; /* of the last failed fetch */
 	int last_ret;
 	struct timespec last_access;
+	struct timespec last_attempt; /* CLOCK_MONOTONIC: when the last fetch ended */
+	struct timespec last_ok;      /* CLOCK_REALTIME: when a fetch last succeeded */
+
+	/* Backoff after failed fetches: no fetch before retry_at while
+	 * failures > 0, so a failing server is asked at a falling rate instead
+	 * of as fast as it can answer. */
+	unsigned failures;
+	struct timespec retry_at;
+	unsigned rng; /* jitter */
 
 	/* Change notifications waiting for the refresher thread. */
 	struct ph_strlist pending_ids;
 	bool pending_root;
+	bool pending_root_only; /* too many ids: only the root is announced */
 };
 
 /* ---- time helpers ---- */
@@ -241,13 +267,20 @@ const struct ph_secret *snapshot_secrets(const struct snapshot *snap, size_t *n)
 	return snap->dir->secrets;
 }
 
-/* Can this id be a directory name? */
+/* Can this id be a directory name?  Kubernetes names are lower-case
+ * letters, digits, '-' and '.', so anything else comes from a broken or
+ * hostile server: a '/' or '..' would escape the tree, a control character
+ * or an invalid UTF-8 byte would reach terminals through ls. */
 static bool usable_name(const char *id)
 {
 	size_t len = strlen(id);
+	char escaped[TREE_ID_ESCAPE_MAX];
 
-	return len > 0 && len <= 255 && !strchr(id, '/') && strcmp(id, ".") != 0 &&
-	       strcmp(id, "..") != 0 && strcmp(id, ".error") != 0;
+	if (len == 0 || len > 255 || strchr(id, '/') || strcmp(id, ".") == 0 ||
+	    strcmp(id, "..") == 0 || strcmp(id, ".error") == 0 || strcmp(id, ".status") == 0)
+		return false;
+	/* Escaping changes nothing exactly when every byte is printable UTF-8. */
+	return ph_escape_line(id, escaped, sizeof(escaped)) == len && strcmp(escaped, id) == 0;
 }
 
 /* Build a snapshot from a fetched tree (consumed).  Entries whose texts did
@@ -256,7 +289,8 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
                               struct snapshot **out)
 {
 	struct snapshot *s = calloc(1, sizeof(*s));
-	size_t n = 0;
+	size_t n = 0, skipped = 0, kept;
+	char *first_skipped = NULL;
 
 	if (!s)
 		goto nomem;
@@ -278,17 +312,25 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 
 	for (size_t i = 0; i < tree->nimages; i++) {
 		struct ph_image *img = tree->images[i];
-		const struct snap_image *old = prev ? snapshot_find(prev, img->id) : NULL;
+		const struct snap_image *old;
 		struct snap_image *e;
 
 		tree->images[i] = NULL;
+		if (!img)
+			continue;
 		if (!usable_name(img->id)) {
 			/* Kubernetes names never look like this; a server that sends
 			 * one must not make us show a path that escapes the tree. */
-			log_warn("ignoring an image with the unusable id '%s'", img->id);
+			if (!skipped++) {
+				char shown[TREE_ID_ESCAPE_MAX];
+
+				ph_escape_line(img->id, shown, sizeof(shown));
+				first_skipped = strdup(shown);
+			}
 			ph_image_free(img);
 			continue;
 		}
+		old = prev ? snapshot_find(prev, img->id) : NULL;
 		e = snap_image_new(img, old);
 		if (!e)
 			goto nomem;
@@ -299,23 +341,28 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 		s->images[n++] = e;
 		s->nimages = n;
 	}
+	if (skipped)
+		log_warn("ignoring %zu image(s) whose id cannot be a directory name, the first "
+		         "'%s': Kubernetes never names an image like that",
+		         skipped, first_skipped ? first_skipped : "?");
+	free(first_skipped);
 	qsort(s->images, s->nimages, sizeof(*s->images), cmp_entries);
 	/* Ids are names and unique on the server; drop duplicates defensively
-	 * so bsearch and readdir stay sane whatever the server sends. */
-	for (size_t i = 1; i < s->nimages;) {
-		if (strcmp(s->images[i - 1]->img->id, s->images[i]->img->id) == 0) {
+	 * so bsearch and readdir stay sane whatever the server sends (in one
+	 * linear pass: a hostile answer must not make this quadratic). */
+	kept = s->nimages ? 1 : 0;
+	for (size_t i = 1; i < s->nimages; i++) {
+		if (strcmp(s->images[kept - 1]->img->id, s->images[i]->img->id) == 0)
 			snap_image_put(s->images[i]);
-			memmove(&s->images[i], &s->images[i + 1],
-			        (s->nimages - i - 1) * sizeof(*s->images));
-			s->nimages--;
-		} else {
-			i++;
-		}
+		else
+			s->images[kept++] = s->images[i];
 	}
+	s->nimages = kept;
 	ph_tree_free(tree);
 	*out = s;
 	return 0;
 nomem:
+	free(first_skipped);
 	ph_tree_free(tree);
 	snapshot_put(s);
 	return -ENOMEM;
@@ -327,21 +374,47 @@ static void queue_change(struct store *st, const char *id)
 {
 	if (!st->changed)
 		return;
-	if (!id) {
+	if (!id || st->pending_root_only) {
 		st->pending_root = true;
 		return;
 	}
+	/* The queue never holds more than STORE_NOTIFY_MAX ids, so this scan
+	 * is short; past that the root alone is announced. */
 	for (size_t i = 0; i < st->pending_ids.n; i++)
 		if (strcmp(st->pending_ids.items[i], id) == 0)
 			return;
+	if (st->pending_ids.n >= STORE_NOTIFY_MAX) {
+		ph_strlist_free(&st->pending_ids);
+		st->pending_root = true;
+		st->pending_root_only = true;
+		return;
+	}
 	ph_strlist_append(&st->pending_ids, id);
 }
 
-/* Diff two snapshots into change notifications (lock held). */
-static void queue_diff(struct store *st, const struct snapshot *old, const struct snapshot *new)
+/* What changed between two snapshots, computed without the store lock (both
+ * are immutable) in one merge pass over the sorted entries.  At most
+ * STORE_NOTIFY_MAX ids are collected; past that *many is set. */
+struct snap_diff {
+	const char *ids[STORE_NOTIFY_MAX];
+	size_t n;
+	bool root, many;
+};
+
+static void diff_add(struct snap_diff *d, const char *id)
+{
+	if (d->n < STORE_NOTIFY_MAX)
+		d->ids[d->n++] = id;
+	else
+		d->many = true;
+}
+
+static void snapshot_diff(const struct snapshot *old, const struct snapshot *new,
+                          struct snap_diff *d)
 {
 	size_t i = 0, j = 0;
 
+	memset(d, 0, sizeof(*d));
 	while (i < old->nimages || j < new->nimages) {
 		int c;
 
@@ -353,12 +426,12 @@ static void queue_diff(struct store *st, const struct snapshot *old, const struc
 			c = strcmp(old->images[i]->img->id, new->images[j]->img->id);
 		if (c == 0) {
 			if (old->images[i] != new->images[j])
-				queue_change(st, new->images[j]->img->id);
+				diff_add(d, new->images[j]->img->id);
 			i++;
 			j++;
 		} else {
-			queue_change(st, NULL);
-			queue_change(st, c < 0 ? old->images[i]->img->id : new->images[j]->img->id);
+			d->root = true;
+			diff_add(d, c < 0 ? old->images[i]->img->id : new->images[j]->img->id);
 			if (c < 0)
 				i++;
 			else
@@ -367,8 +440,61 @@ static void queue_diff(struct store *st, const struct snapshot *old, const struc
 	}
 }
 
+/* Queue a diff's notifications (lock held; the ids point into snapshots the
+ * caller still holds). */
+static void queue_diff(struct store *st, const struct snap_diff *d)
+{
+	if (d->root || d->many)
+		queue_change(st, NULL);
+	if (d->many) {
+		ph_strlist_free(&st->pending_ids);
+		st->pending_root_only = true;
+		return;
+	}
+	for (size_t k = 0; k < d->n; k++)
+		queue_change(st, d->ids[k]);
+}
+
+/* The delay before the next fetch after `failures` failed ones. */
+static long backoff_ms(struct store *st)
+{
+	long first =
+	    st->ttl_ms > 0 && st->ttl_ms < BACKOFF_FIRST_MS ? st->ttl_ms : BACKOFF_FIRST_MS;
+	long ms = first < BACKOFF_MIN_MS ? BACKOFF_MIN_MS : first;
+	long jitter;
+
+	for (unsigned k = 1; k < st->failures && ms < BACKOFF_MAX_MS; k++)
+		ms *= 2;
+	if (ms > BACKOFF_MAX_MS)
+		ms = BACKOFF_MAX_MS;
+	/* +-20%, from a small LCG: no need for good randomness, only for mounts
+	 * not to retry in lock step. */
+	st->rng = st->rng * 1103515245u + 12345u;
+	jitter = (long)((st->rng >> 8) % 401u) - 200; /* -200..200 per mille */
+	return ms + ms * jitter / 1000;
+}
+
+static struct timespec ts_add_ms(struct timespec t, long ms)
+{
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (ms % 1000) * 1000000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return t;
+}
+
+/* Whether a fetch must wait for the backoff delay (lock held). */
+static bool backing_off(const struct store *st, struct timespec now)
+{
+	return st->failures && ts_after(st->retry_at, now);
+}
+
 /* One fetch; called on the refresher thread with the lock held, returns
- * with it held. */
+ * with it held.  The lock is dropped for the fetch, the snapshot build and
+ * the diff: all of them can take long at 10^5 images, and every FUSE
+ * request needs the lock for a moment. */
 static void store_do_fetch(struct store *st)
 {
 	uint64_t mutations_before = st->mutation_gen;
@@ -376,6 +502,7 @@ static void store_do_fetch(struct store *st)
 	struct snapshot *fresh = NULL;
 	struct ph_tree tree = {0};
 	struct ph_err err = {0};
+	struct snap_diff diff = {0};
 	int ret;
 
 	st->refresh_wanted = false;
@@ -390,25 +517,48 @@ static void store_do_fetch(struct store *st)
 	} else {
 		ph_tree_free(&tree);
 	}
+	if (ret == 0 && prev)
+		snapshot_diff(prev, fresh, &diff);
 
 	pthread_mutex_lock(&st->lock);
 	st->fetching = false;
 	st->last_ret = ret;
-	st->last_err = err;
+	st->last_attempt = now_mono();
 	if (ret < 0) {
-		log_warn("refreshing the image list failed: %s", err.msg);
-	} else if (st->mutation_gen != mutations_before) {
-		/* An own mutation landed while we fetched: this answer may predate
-		 * it, and publishing it would undo what the user just saw succeed.
-		 * Keep the current snapshot and fetch again. */
-		snapshot_put(fresh);
-		st->refresh_wanted = true;
+		/* Say it once, not once per retry: a dead server must not fill
+		 * the log.  The reason stays available to callers (.status,
+		 * a reader with nothing to show). */
+		if (!st->failures)
+			log_warn("refreshing the image list failed: %s%s", err.msg,
+			         st->cur ? "; showing the last list while retrying" : "");
+		st->failures++;
+		st->last_err = err;
+		st->retry_at = ts_add_ms(st->last_attempt, backoff_ms(st));
 	} else {
-		st->force_fetch = false;
-		if (st->cur)
-			queue_diff(st, st->cur, fresh);
-		snapshot_put(st->cur);
-		st->cur = fresh;
+		if (st->failures)
+			log_info("PrimeHub answers again: the image list is fresh after %u failed "
+			         "refresh(es)",
+			         st->failures);
+		st->failures = 0;
+		clock_gettime(CLOCK_REALTIME, &st->last_ok);
+		if (st->mutation_gen != mutations_before) {
+			/* An own mutation landed while we fetched: this answer may
+			 * predate it, and publishing it would undo what the user
+			 * just saw succeed.  Keep the current snapshot and fetch
+			 * again. */
+			snapshot_put(fresh);
+			fresh = NULL;
+			st->refresh_wanted = true;
+		} else {
+			/* No mutation since: cur is still prev, so the diff holds. */
+			st->force_fetch = false;
+			if (prev)
+				queue_diff(st, &diff);
+			else
+				queue_change(st, NULL);
+			snapshot_put(st->cur);
+			st->cur = fresh;
+		}
 	}
 	st->fetch_gen++;
 	pthread_cond_broadcast(&st->fetched);
@@ -431,6 +581,7 @@ static void store_notify(struct store *st)
 
 	st->pending_ids = (struct ph_strlist){0};
 	st->pending_root = false;
+	st->pending_root_only = false;
 	pthread_mutex_unlock(&st->lock);
 	if (root)
 		st->changed(st->changed_arg, NULL);
@@ -446,25 +597,26 @@ static void *store_thread(void *arg)
 
 	pthread_mutex_lock(&st->lock);
 	while (!st->stop) {
-		if (st->refresh_wanted) {
-			store_do_fetch(st);
-		} else if (st->pending_ids.n || st->pending_root) {
-			store_notify(st);
-		} else if (st->cur && st->ttl_ms > 0 &&
-		           ts_after(st->last_access, st->cur->fetched)) {
-			/* In use: renew the snapshot when it expires, so readers
-			 * see data at most about ttl old without ever waiting. */
-			struct timespec due = st->cur->fetched;
-			long long age;
+		struct timespec now = now_mono();
 
-			due.tv_sec += st->ttl_ms / 1000;
-			due.tv_nsec += (st->ttl_ms % 1000) * 1000000;
-			if (due.tv_nsec >= 1000000000) {
-				due.tv_sec++;
-				due.tv_nsec -= 1000000000;
-			}
-			age = ms_between(st->cur->fetched, now_mono());
-			if (age >= st->ttl_ms)
+		if (st->pending_ids.n || st->pending_root) {
+			store_notify(st);
+		} else if (st->refresh_wanted && backing_off(st, now)) {
+			/* Asked for, but the server failed lately: wait out the
+			 * backoff (a stop or a new wish wakes us). */
+			struct timespec until = st->retry_at;
+
+			pthread_cond_timedwait(&st->wake, &st->lock, &until);
+		} else if (st->refresh_wanted) {
+			store_do_fetch(st);
+		} else if (st->cur && st->ttl_ms > 0 &&
+		           ts_after(st->last_access, st->last_attempt)) {
+			/* In use since the last fetch: renew the snapshot as it
+			 * expires, so readers see data at most about ttl old
+			 * without ever waiting.  An unused mount asks nothing. */
+			struct timespec due = ts_add_ms(st->cur->fetched, st->ttl_ms);
+
+			if (ms_between(st->cur->fetched, now) >= st->ttl_ms)
 				st->refresh_wanted = true;
 			else
 				pthread_cond_timedwait(&st->wake, &st->lock, &due);
@@ -499,6 +651,7 @@ int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_
 	st->fetch_arg = fetch_arg;
 	st->changed = changed;
 	st->changed_arg = changed_arg;
+	st->rng = (unsigned)getpid() ^ (unsigned)now_mono().tv_nsec;
 	*out = st;
 	return 0;
 }
@@ -547,7 +700,7 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 	pthread_mutex_lock(&st->lock);
 	/* The first use since a fetch wakes the refresher, so that it renews
 	 * the snapshot as it expires while the mount is in use. */
-	if (st->cur && !ts_after(st->last_access, st->cur->fetched))
+	if (st->cur && !ts_after(st->last_access, st->last_attempt))
 		pthread_cond_signal(&st->wake);
 	st->last_access = now;
 	if (st->cur && !st->force_fetch) {
@@ -555,9 +708,11 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 
 		if (age < st->ttl_ms)
 			goto serve;
-		if (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR) {
-			/* Stale but recent: serve it, refresh behind the reader
-			 * (unless a refresh is already under way). */
+		/* Stale but recent, or the server is failing (backing off, or
+		 * a refresh is already under way after a failure): serve the
+		 * last snapshot at once and refresh behind the reader.  Nobody
+		 * waits on a server that is known to be in trouble. */
+		if (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR || st->failures) {
 			if (!st->refresh_wanted && !st->fetching) {
 				st->refresh_wanted = true;
 				pthread_cond_signal(&st->wake);
@@ -565,22 +720,27 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 			goto serve;
 		}
 	}
-	/* No snapshot yet, or an old one after an idle spell: wait for one fetch
-	 * (shared with every other waiter; only the refresher fetches). */
+	if (!st->cur && backing_off(st, now)) {
+		/* Nothing to show and the server failed a moment ago: fail fast
+		 * with that reason rather than queue behind another timeout. */
+		if (err)
+			*err = st->last_err;
+		ret = st->last_ret < 0 ? st->last_ret : -EIO;
+		pthread_mutex_unlock(&st->lock);
+		return ret;
+	}
+	/* No snapshot yet, or an old one after an idle spell: wait for ONE
+	 * fetch (the one under way, or the next), shared with every other
+	 * waiter; only the refresher fetches.  A fetch is bounded by the
+	 * request timeout, so no reader waits longer than that. */
 	target = st->fetch_gen + 1;
 	if (!st->fetching) {
 		st->refresh_wanted = true;
 		pthread_cond_signal(&st->wake);
 	}
 	while (st->fetch_gen < target && !st->stop) {
-		struct timespec slice;
+		struct timespec slice = ts_add_ms(now_mono(), 100);
 
-		clock_gettime(CLOCK_MONOTONIC, &slice);
-		slice.tv_nsec += 100 * 1000000;
-		if (slice.tv_nsec >= 1000000000) {
-			slice.tv_sec++;
-			slice.tv_nsec -= 1000000000;
-		}
 		pthread_cond_timedwait(&st->fetched, &st->lock, &slice);
 		if (st->fetch_gen < target && st->abort_cb && st->abort_cb(st->abort_arg)) {
 			pthread_mutex_unlock(&st->lock);
@@ -598,11 +758,24 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 		return ret;
 	}
 	/* A failed refresh with an older snapshot at hand: show the old data
-	 * (the log says the refresh failed) rather than failing every ls. */
+	 * (the log said once that refreshing failed) rather than failing. */
 serve:
 	*out = snapshot_ref(st->cur);
 	pthread_mutex_unlock(&st->lock);
 	return 0;
+}
+
+void store_get_status(struct store *st, struct store_status *out)
+{
+	pthread_mutex_lock(&st->lock);
+	memset(out, 0, sizeof(*out));
+	out->have_snapshot = st->cur != NULL;
+	out->last_ok = st->last_ok;
+	out->failures = st->failures;
+	out->fetches = st->fetch_gen;
+	if (st->failures)
+		out->last_error = st->last_err;
+	pthread_mutex_unlock(&st->lock);
 }
 
 struct snapshot *store_peek(struct store *st)

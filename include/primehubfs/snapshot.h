@@ -16,8 +16,14 @@
  * never wait on the network when a snapshot exists), and while the mount is
  * in use the refresher renews it as it expires, so what is shown is at most
  * about ttl old.  After an idle spell longer than STORE_IDLE_FACTOR * ttl
- * the first reader waits for a fresh one instead of being shown old data.
+ * readers wait for a fresh one instead of being shown old data, but only
+ * for that ONE fetch: if it fails they get the old snapshot.
  * Every fetch runs on the store's refresher thread, never two at once.
+ *
+ * Failures: after a failed fetch the refresher backs off (about 1 s, then
+ * doubling to 60 s, jittered) and logs the failure once and the recovery
+ * once.  Meanwhile readers get the last snapshot at once; with none at all
+ * they fail at once with the last reason.  An unused mount fetches nothing.
  *
  * Ownership: store_new/store_free.  store_get returns a counted reference the
  * caller drops with snapshot_put; pointers into it stay valid until then.
@@ -85,6 +91,16 @@ int store_start(struct store *st);
 /* A counted reference to the current snapshot, fetching the first one (or a
  * fresh one after an idle spell) if needed.  -errno from the fetch. */
 int store_get(struct store *st, struct snapshot **out, struct ph_err *err);
+
+/* How fetching goes, for .status and messages. */
+struct store_status {
+	bool have_snapshot;
+	struct timespec last_ok;  /* CLOCK_REALTIME of the last good fetch; 0 if none */
+	unsigned failures;        /* failed fetches in a row */
+	uint64_t fetches;         /* fetch attempts since mount */
+	struct ph_err last_error; /* the last failure's reason, while failures > 0 */
+};
+void store_get_status(struct store *st, struct store_status *out);
 
 /* The current snapshot if there is one, never fetching (NULL if none). */
 struct snapshot *store_peek(struct store *st);

@@ -2,6 +2,7 @@
  * copy-on-write edits, exact texts. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -73,6 +74,177 @@ static int fake_fetch(void *arg, struct ph_tree *out, struct ph_err *err)
 }
 
 static struct store *st;
+
+static long long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+struct notes {
+	pthread_mutex_t lock;
+	int roots, ids;
+};
+
+static void count_change(void *arg, const char *id)
+{
+	struct notes *n = arg;
+
+	pthread_mutex_lock(&n->lock);
+	if (id)
+		n->ids++;
+	else
+		n->roots++;
+	pthread_mutex_unlock(&n->lock);
+}
+
+/* A reader that keeps asking while the refresher publishes, recording the
+ * longest store_get. */
+static volatile int reading;
+static long long longest_get_ms;
+
+static void *steady_reader(void *arg)
+{
+	(void)arg;
+	while (__atomic_load_n(&reading, __ATOMIC_RELAXED)) {
+		struct snapshot *snap;
+		long long a = now_ms(), d;
+
+		if (store_get(st, &snap, NULL) == 0)
+			snapshot_put(snap);
+		d = now_ms() - a;
+		if (d > longest_get_ms)
+			longest_get_ms = d;
+		usleep(1000);
+	}
+	return NULL;
+}
+
+/* Count fetches while a reader asks every 20 ms for `ms`. */
+static void ask_for(int ms)
+{
+	for (long long end = now_ms() + ms; now_ms() < end;) {
+		struct snapshot *snap;
+
+		if (store_get(st, &snap, NULL) == 0)
+			snapshot_put(snap);
+		usleep(20 * 1000);
+	}
+}
+
+static void test_backoff(struct fake *f)
+{
+	struct snapshot *snap;
+	struct ph_err err;
+	long long a;
+
+	/* No snapshot and a failing server: the first reader gets the error,
+	 * the next ones get it at once without a new fetch, and fetches come
+	 * at a falling rate (200 ms, 400, 800, 1600 ... jittered 20%). */
+	f->calls = 0;
+	f->fail = 1;
+	f->delay_ms = 0;
+	CHECK_INT(store_new(100, fake_fetch, f, NULL, NULL, &st), 0);
+	CHECK_INT(store_start(st), 0);
+	CHECK_INT(store_get(st, &snap, &err), -EIO);
+	a = now_ms();
+	CHECK_INT(store_get(st, &snap, &err), -EIO);
+	CHECK(now_ms() - a < 50);
+	CHECK_CONTAINS(err.msg, "server down");
+	CHECK_INT(f->calls, 1);
+	ask_for(3000);
+	CHECK(f->calls >= 3 && f->calls <= 6);
+	{
+		struct store_status ss;
+
+		store_get_status(st, &ss);
+		CHECK(!ss.have_snapshot);
+		CHECK(ss.failures >= 3);
+		CHECK_CONTAINS(ss.last_error.msg, "server down");
+	}
+	/* The server is back: the next fetch after the delay succeeds. */
+	f->fail = 0;
+	usleep(3300 * 1000);
+	CHECK_INT(store_get(st, &snap, &err), 0);
+	snapshot_put(snap);
+	store_free(st);
+
+	/* A snapshot at hand and a failing server: readers are served the old
+	 * one at once, also after an idle spell, and fetches back off. */
+	f->calls = 0;
+	CHECK_INT(store_new(100, fake_fetch, f, NULL, NULL, &st), 0);
+	CHECK_INT(store_start(st), 0);
+	CHECK_INT(store_get(st, &snap, &err), 0);
+	snapshot_put(snap);
+	f->fail = 1;
+	f->delay_ms = 300;  /* a slow failure, like a timeout */
+	usleep(400 * 1000); /* idle spell: > 3 x ttl */
+	a = now_ms();
+	CHECK_INT(store_get(st, &snap, &err), 0); /* waits for ONE fetch, then the old one */
+	CHECK(now_ms() - a < 700);
+	snapshot_put(snap);
+	for (int i = 0; i < 20; i++) {
+		a = now_ms();
+		CHECK_INT(store_get(st, &snap, &err), 0);
+		CHECK(now_ms() - a < 50); /* never waits on a failing server again */
+		snapshot_put(snap);
+		usleep(50 * 1000);
+	}
+	CHECK(f->calls <= 5); /* 1 + failures over ~1.3 s of backoff */
+	f->fail = 0;
+	f->delay_ms = 0;
+	store_free(st);
+}
+
+/* 200,000 images, then none, then all again: the refresher publishes each
+ * without keeping readers waiting, and tells the kernel about the root
+ * instead of 200,000 images. */
+static void test_big_change(struct fake *f)
+{
+	struct notes n = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct snapshot *snap;
+	pthread_t t;
+
+	f->calls = 0;
+	f->fail = 0;
+	f->delay_ms = 0;
+	f->nimages = 200000;
+	/* ttl 1 s: long enough that a fetch of 200,000 images under a
+	 * sanitizer never makes the snapshot look idle-old (readers would then
+	 * rightly wait for one fetch). */
+	CHECK_INT(store_new(1000, fake_fetch, f, count_change, &n, &st), 0);
+	CHECK_INT(store_start(st), 0);
+	CHECK_INT(store_get(st, &snap, NULL), 0);
+	CHECK_INT(snap->nimages, 200000);
+	snapshot_put(snap);
+	longest_get_ms = 0;
+	reading = 1;
+	pthread_create(&t, NULL, steady_reader, NULL);
+	f->nimages = 0;
+	usleep(2500 * 1000);
+	CHECK_INT(store_get(st, &snap, NULL), 0);
+	CHECK_INT(snap->nimages, 0);
+	snapshot_put(snap);
+	f->nimages = 200000;
+	usleep(3000 * 1000);
+	reading = 0;
+	pthread_join(t, NULL);
+	CHECK_INT(store_get(st, &snap, NULL), 0);
+	CHECK_INT(snap->nimages, 200000);
+	snapshot_put(snap);
+	/* Generous for sanitizer builds; the quadratic version took seconds. */
+	if (longest_get_ms >= 200)
+		fprintf(stderr, "longest store_get: %lld ms\n", longest_get_ms);
+	CHECK(longest_get_ms < 200);
+	pthread_mutex_lock(&n.lock);
+	CHECK(n.roots >= 2);
+	CHECK(n.ids <= 2 * 64);
+	pthread_mutex_unlock(&n.lock);
+	store_free(st);
+	f->nimages = 50;
+}
 
 static void *reader(void *arg)
 {
@@ -190,5 +362,8 @@ int main(void)
 	CHECK_INT(store_get(st, &snap, &err), -EIO);
 	CHECK_CONTAINS(err.msg, "server down");
 	store_free(st);
+
+	test_backoff(&f);
+	test_big_change(&f);
 	UNIT_DONE();
 }
