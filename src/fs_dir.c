@@ -7,9 +7,11 @@
  * and recurses into groups/, so a naive design would disconnect every group
  * one by one and then fail on spec.json, leaving the image half-changed.
  * Here spec.json is listed first; its unlink is refused (EPERM) and noted
- * with the caller's pid, and for PHFS_RM_GUARD_MS that same process may not
- * disconnect the image's groups either.  So `rm -r IMAGE` fails having
- * changed nothing, and .error says to use `rmdir IMAGE`.
+ * with the caller's pid, and for PHFS_RM_GUARD_MS that same process may
+ * neither disconnect the image's groups nor rmdir the image (find -delete
+ * and shutil.rmtree go on to rmdir the directory whatever failed inside).
+ * So `rm -r IMAGE` fails having changed nothing, and .error says to use
+ * `rmdir IMAGE`.
  */
 #include "fs_internal.h"
 
@@ -248,6 +250,17 @@ int phfs_rmdir(const char *path)
 	snapshot_put(snap);
 	if (!exists)
 		return -ENOENT;
+	/* find -delete and shutil.rmtree(ignore_errors=True) go on to rmdir
+	 * the image after its files refused to go: that is the same rm -r at
+	 * work, not a request to delete the image. */
+	if (staging_recent_spec_unlink(fs->staging, n.image, caller_pid(), PHFS_RM_GUARD_MS)) {
+		ph_err_set(&err, EPERM, NULL,
+		           "not deleting image %s: this process just tried to remove its files one "
+		           "by one (rm -r, find -delete, rmtree); to delete the image use rmdir %s",
+		           n.image, n.image);
+		phfs_refuse(fs, "", path + 1, &err);
+		return -EPERM;
+	}
 	ret = ph_delete_image(fs->api, n.image, &err);
 	if (ret < 0 && ret != -ENOENT) {
 		phfs_refuse(fs, "", path + 1, &err);

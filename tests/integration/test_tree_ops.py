@@ -98,6 +98,32 @@ def test_rm_r_changes_nothing_and_says_why(emulator, mnt):
     assert "rmdir" in read(mnt.p("base-notebook", ".error")).decode()
 
 
+RM_R_LIKE = {
+    "find-delete": ["find", "{img}", "-delete"],
+    "rmtree-ignore-errors": ["/usr/bin/python3", "-c",
+                             "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)",
+                             "{img}"],
+    "rm-rf": ["rm", "-rf", "{img}"],
+}
+
+
+@pytest.mark.parametrize("tool", sorted(RM_R_LIKE))
+def test_recursive_removers_never_delete_the_image(emulator, mnt, tool):
+    """find -delete and shutil.rmtree go on to rmdir the image after its
+    files refused to go; that rmdir is refused too, so nothing changes."""
+    before = emulator.state()
+    cmd = [a.replace("{img}", mnt.p("base-notebook")) for a in RM_R_LIKE[tool]]
+    subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert emulator.state() == before          # still there, groups and all
+    assert "deleteImage" not in mutations(emulator)
+    assert "base-notebook" in os.listdir(mnt.path)
+    if tool != "rm-rf":                        # rm -r never tries the rmdir
+        assert "use rmdir base-notebook" in read(mnt.p(".error")).decode()
+    # A deliberate rmdir by another process still deletes it.
+    subprocess.run(["rmdir", mnt.p("base-notebook")], check=True, timeout=30)
+    assert "base-notebook" not in emulator.state()["images"]
+
+
 def test_rename_image_is_eperm(emulator, mnt):
     with pytest.raises(PermissionError):
         os.rename(mnt.p("tf-1"), mnt.p("tf-one"))
