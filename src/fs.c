@@ -109,6 +109,7 @@ struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node)
 	if (!h)
 		return NULL;
 	h->node = *node;
+	clock_gettime(CLOCK_REALTIME, &h->opened);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&fs->handles_lock);
 	h->next = fs->handles;
@@ -296,6 +297,14 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		pthread_mutex_lock(&h->lock);
 		fill_stat(fs, st, tree_mode(NODE_SPEC), h->buf_len, now);
 		pthread_mutex_unlock(&h->lock);
+		return 0;
+	}
+	if (h) {
+		/* Any other open file: what the handle holds, never the
+		 * network (fstat, and the kernel's GETATTR before a read, must
+		 * not wait on a hung server). */
+		fill_stat(fs, st, tree_mode(h->node.kind), h->ro_len,
+		          h->entry ? h->entry->mtime : h->opened);
 		return 0;
 	}
 	ret = tree_parse(path, &n);

@@ -48,6 +48,8 @@ struct phfs_handle {
 	struct phfs_handle *prev, *next; /* in phfs.handles */
 	struct node node;
 	pthread_mutex_t lock;
+	struct timespec opened; /* CLOCK_REALTIME: mtime of what the handle holds
+	                         * when no snapshot entry says better */
 	/* Read-only content held for the life of the handle (so a read never
 	 * sees bytes of two versions): either an entry's text or an own copy. */
 	struct snap_image *entry; /* spec.json/status.json: a counted reference */

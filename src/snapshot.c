@@ -23,7 +23,12 @@
  * mounts do not retry in step. */
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MIN_MS   200
-#define BACKOFF_MAX_MS   60000
+#define BACKOFF_MAX_MS   30000
+
+/* With nothing to show at all, a reader may still ask again this often
+ * whatever the backoff: someone typing `ls` after fixing the server should
+ * not wait half a minute, and one request a second is no flood. */
+#define READER_RETRY_MS 1000
 
 /* More changed images than this in one refresh: tell the kernel about the
  * root listing only; the short attribute timeouts cover the entries. */
@@ -69,7 +74,9 @@ struct store {
 	 * of as fast as it can answer. */
 	unsigned failures;
 	struct timespec retry_at;
-	unsigned rng; /* jitter */
+	bool retry_now;         /* a reader with nothing to show asked past the backoff */
+	bool fetch_for_waiters; /* readers wait for the fetch under way */
+	unsigned rng;           /* jitter */
 
 	/* Change notifications waiting for the refresher thread. */
 	struct ph_strlist pending_ids;
@@ -506,6 +513,7 @@ static void store_do_fetch(struct store *st)
 	int ret;
 
 	st->refresh_wanted = false;
+	st->retry_now = false;
 	st->fetching = true;
 	pthread_mutex_unlock(&st->lock);
 
@@ -522,6 +530,7 @@ static void store_do_fetch(struct store *st)
 
 	pthread_mutex_lock(&st->lock);
 	st->fetching = false;
+	st->fetch_for_waiters = false;
 	st->last_ret = ret;
 	st->last_attempt = now_mono();
 	if (ret < 0) {
@@ -601,7 +610,7 @@ static void *store_thread(void *arg)
 
 		if (st->pending_ids.n || st->pending_root) {
 			store_notify(st);
-		} else if (st->refresh_wanted && backing_off(st, now)) {
+		} else if (st->refresh_wanted && backing_off(st, now) && !st->retry_now) {
 			/* Asked for, but the server failed lately: wait out the
 			 * backoff (a stop or a new wish wakes us). */
 			struct timespec until = st->retry_at;
@@ -708,11 +717,13 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 
 		if (age < st->ttl_ms)
 			goto serve;
-		/* Stale but recent, or the server is failing (backing off, or
-		 * a refresh is already under way after a failure): serve the
-		 * last snapshot at once and refresh behind the reader.  Nobody
-		 * waits on a server that is known to be in trouble. */
-		if (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR || st->failures) {
+		/* Stale but recent, or the server is failing, or a background
+		 * renewal is under way (the mount was in use, so the snapshot
+		 * is old only because that fetch is slow): serve the last
+		 * snapshot at once and refresh behind the reader.  Nobody waits
+		 * on a server that is known to be in trouble. */
+		if (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR || st->failures ||
+		    (st->fetching && !st->fetch_for_waiters)) {
 			if (!st->refresh_wanted && !st->fetching) {
 				st->refresh_wanted = true;
 				pthread_cond_signal(&st->wake);
@@ -720,7 +731,8 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 			goto serve;
 		}
 	}
-	if (!st->cur && backing_off(st, now)) {
+	if (!st->cur && backing_off(st, now) &&
+	    ms_between(st->last_attempt, now) < READER_RETRY_MS) {
 		/* Nothing to show and the server failed a moment ago: fail fast
 		 * with that reason rather than queue behind another timeout. */
 		if (err)
@@ -736,6 +748,8 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 	target = st->fetch_gen + 1;
 	if (!st->fetching) {
 		st->refresh_wanted = true;
+		st->retry_now = !st->cur;
+		st->fetch_for_waiters = true;
 		pthread_cond_signal(&st->wake);
 	}
 	while (st->fetch_gen < target && !st->stop) {

@@ -21,9 +21,10 @@
  * Every fetch runs on the store's refresher thread, never two at once.
  *
  * Failures: after a failed fetch the refresher backs off (about 1 s, then
- * doubling to 60 s, jittered) and logs the failure once and the recovery
- * once.  Meanwhile readers get the last snapshot at once; with none at all
- * they fail at once with the last reason.  An unused mount fetches nothing.
+ * doubling to 30 s, jittered) and logs the failure once and the recovery
+ * once.  Meanwhile readers get the last snapshot at once.  With none at all
+ * they fail at once with the last reason, but may ask again once a second.
+ * An unused mount fetches nothing.
  *
  * Ownership: store_new/store_free.  store_get returns a counted reference the
  * caller drops with snapshot_put; pointers into it stay valid until then.

@@ -22,7 +22,13 @@ def test_listing_from_a_hung_server_fails_within_the_timeout(emulator, make_moun
     assert e.value.errno == errno.EIO
     assert elapsed < 6, elapsed
     assert "in time" in m.log()
-    # Once the server answers again, so does the mount.
+    # Right after the failure the mount answers at once with its reason
+    # instead of asking again; a second later it asks again, and works.
+    start = time.monotonic()
+    with pytest.raises(OSError):
+        os.listdir(m.path)
+    assert time.monotonic() - start < 0.5
+    time.sleep(1.1)
     assert "tf-2" in os.listdir(m.path)
 
 
@@ -52,3 +58,51 @@ def test_server_errors_on_listing_are_eio(emulator, make_mount):
     finally:
         emulator.control("faults", {"mode": "none"})
     assert e.value.errno == errno.EIO
+
+
+def test_open_files_never_wait_on_a_hung_server(emulator, make_mount):
+    """fstat and pread of files already open answer from what the handle
+    holds, even after an idle spell while the server hangs."""
+    m = make_mount(emulator, "timeout=5", ttl=1)
+    fds = [os.open(m.p("tf-2", name), os.O_RDONLY) for name in ("spec.json", "status.json")]
+    try:
+        sizes = [os.fstat(fd).st_size for fd in fds]
+        emulator.control("faults", {"mode": "hang", "seconds": 30})
+        time.sleep(3.5)                       # idle spell: > 3 x ttl
+        for fd, size in zip(fds, sizes):
+            start = time.monotonic()
+            assert os.fstat(fd).st_size == size
+            data = os.pread(fd, 1 << 16, 0)
+            assert time.monotonic() - start < 1.0
+            assert len(data) == size and data.startswith(b"{")
+    finally:
+        emulator.control("faults", {"mode": "none"})
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_failing_server_is_asked_at_a_falling_rate(emulator, make_mount):
+    """While the server answers 500, a mount in use retries with backoff
+    (not in a loop), keeps serving the last listing, and says so once."""
+    m = make_mount(emulator, ttl=1)
+    assert "tf-2" in os.listdir(m.path)
+    emulator.control("stats/reset", {})
+    emulator.control("faults", {"mode": "http500"})
+    try:
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            assert "tf-2" in os.listdir(m.path)   # the last snapshot, at once
+            time.sleep(0.05)
+        tree_requests = emulator.stats()["operations"].get("images", 0)
+    finally:
+        emulator.control("faults", {"mode": "none"})
+    # ttl 1 s, then backoff 1, 2, 4 s (+-20%): a handful, never thousands.
+    assert 2 <= tree_requests <= 6, tree_requests
+    assert m.log().count("refreshing the image list failed") == 1
+    # It recovers by itself, and says so once.
+    emulator.control("faults", {"mode": "none"})
+    deadline = time.monotonic() + 10
+    while "answers again" not in m.log() and time.monotonic() < deadline:
+        os.listdir(m.path)
+        time.sleep(0.2)
+    assert m.log().count("answers again") == 1
