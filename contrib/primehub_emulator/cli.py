@@ -36,8 +36,17 @@ def parse_args(argv):
                         help="delay every GraphQL and log request by MS milliseconds")
     parser.add_argument("--errors", choices=("v3", "v4"), default="v3",
                         help="not-found / invalid-name error texts of console v3 or v4")
+    parser.add_argument("--graphql-host", default=None, metavar="URL",
+                        help="base URL every logEndpoint is built from (PrimeHub's "
+                             "GRAPHQL_HOST); default: this server's own base URL")
+    parser.add_argument("--tls-cert", default=None, metavar="FILE",
+                        help="serve https with this certificate (PEM; needs --tls-key)")
+    parser.add_argument("--tls-key", default=None, metavar="FILE",
+                        help="private key of --tls-cert (PEM)")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     if args.images < 0:
         parser.error("--images must be >= 0")
     if args.user_token is not None and args.user_token == args.token:
@@ -53,11 +62,22 @@ def main(argv=None):
         sys.stderr.write("primehub-emulator: cannot listen on %s:%d: %s\n"
                          % (args.host, args.port, exc.strerror or exc))
         return 1
+    scheme = "http"
+    if args.tls_cert:
+        try:
+            httpd.use_tls(args.tls_cert, args.tls_key)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write("primehub-emulator: cannot use %s / %s: %s\n"
+                             % (args.tls_cert, args.tls_key, exc))
+            httpd.server_close()
+            return 1
+        scheme = "https"
     host, port = httpd.server_address[:2]
     shown_host = "[%s]" % host if ":" in host else host
-    base_url = "http://%s:%d" % (shown_host, port)
+    base_url = "%s://%s:%d" % (scheme, shown_host, port)
 
-    store = Store(base_url, errors=args.errors, clock=builds.Clock(args.clock),
+    store = Store(args.graphql_host or base_url, errors=args.errors,
+                  clock=builds.Clock(args.clock),
                   state_file=args.state, synthetic_images=args.images)
     service = GraphQLService(store, build_schema())
     app = server.App(store, service, args.token, args.user_token,

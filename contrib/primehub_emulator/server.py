@@ -11,24 +11,66 @@ PrimeHub endpoints (behaviour of the console's Koa app and Apollo Server 2):
   an HTML page for a 403 when the client accepts HTML.
 
 Control endpoints under ``/-/`` (loopback clients only, no auth, never
-delayed or faulted): stats, state, latency, faults, clock, shutdown.
+delayed or faulted): stats, state, requests, latency, faults, tokens, config,
+inject, clock, shutdown.
+
+Faults (POST /-/faults) either answer instead of running the request
+(nothing is applied) or run it (its effects are applied and saved) and then
+damage or withhold the answer: the second kind is what makes a client's
+"maybe applied" case testable.  ``only`` restricts a fault to requests whose
+root fields include one of the names (or "logs" for the log endpoint).
 
 HTTP/1.1 with keep-alive: every response carries Content-Length, and the
 number of accepted TCP connections is counted so tests can check that a
 client reuses its connection.
 """
 
+import base64
+import collections
 import json
 import socket
+import ssl
+import struct
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .pipeline import Response, error_body, json_bytes, loads_strict, plain
 
 MAX_BODY = 64 * 1024 * 1024
-FAULT_MODES = ("none", "http500", "api_unavailable", "hang", "garbage")
+# Modes that answer instead of running the request: nothing is applied.
+FAULTS_INSTEAD = ("http500", "http502", "http503", "http504", "html200", "api_unavailable",
+                  "garbage", "reset", "redirect", "body")
+# Modes that run the request (its effects are applied, the state file saved)
+# and then damage or withhold the answer.
+FAULTS_AFTER = ("reset_mid_body", "truncated", "drip", "apply_then_hang", "apply_then_reset")
+FAULT_MODES = ("none", "hang", "close_keepalive") + FAULTS_INSTEAD + FAULTS_AFTER
+REQUEST_LOG_SIZE = 500
+
+# What nginx (PrimeHub's ingress) answers when the console behind it fails.
+PROXY_PAGES = {
+    502: "Bad Gateway",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+}
+PROXY_PAGE = """<html>
+<head><title>%d %s</title></head>
+<body>
+<center><h1>%d %s</h1></center>
+<hr><center>nginx</center>
+</body>
+</html>
+"""
+# What an expired session or a misrouted request gets from the SSO in front
+# of the console: a 200 login page.
+LOGIN_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Sign in to PrimeHub</title></head>
+<body><form id="kc-form-login" action="/auth/realms/primehub/login-actions/authenticate"
+method="post"><input name="username"><input name="password" type="password">
+<input type="submit" value="Sign In"></form></body></html>
+"""
 
 
 class Stats(object):
@@ -40,6 +82,7 @@ class Stats(object):
         self.total = 0
         self.operations = {}
         self.logs = 0
+        self.requests = collections.deque(maxlen=REQUEST_LOG_SIZE)
 
     def count_request(self, root_fields):
         with self.lock:
@@ -51,37 +94,70 @@ class Stats(object):
         with self.lock:
             self.logs += 1
 
+    def record(self, entry):
+        with self.lock:
+            self.requests.append(entry)
+
+    def recorded(self):
+        with self.lock:
+            return list(self.requests)
+
+
+class Fault(object):
+    """One request's fault: what was taken from Faults."""
+
+    __slots__ = ("mode", "seconds", "extra")
+
+    def __init__(self, mode, seconds=0.0, extra=None):
+        self.mode = mode
+        self.seconds = seconds
+        self.extra = extra or {}
+
+
+NO_FAULT = Fault("none")
+
 
 class Faults(object):
     """What the next GraphQL/log requests suffer (POST /-/faults)."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.mode = "none"
-        self.count = None
-        self.seconds = 0.0
+        self.set("none")
 
-    def set(self, mode, count=None, seconds=0.0):
+    def set(self, mode, count=None, seconds=0.0, only=None, extra=None):
         with self.lock:
             self.mode = mode
             self.count = count
             self.seconds = seconds
+            self.only = None if only is None else set(only)
+            self.extra = dict(extra or {})
 
-    def take(self):
-        """Consume one faulted request: returns (mode, seconds)."""
+    def take(self, ops, for_logs=False):
+        """Consume one faulted request, if this one is concerned: ``ops`` are
+        its GraphQL root fields.  Returns a Fault (NO_FAULT if untouched)."""
         with self.lock:
             if self.mode == "none":
-                return "none", 0.0
-            mode, seconds = self.mode, self.seconds
+                return NO_FAULT
+            if self.only is not None:
+                if for_logs:
+                    concerned = "logs" in self.only
+                else:
+                    concerned = any(op in self.only for op in ops)
+                if not concerned:
+                    return NO_FAULT
+            fault = Fault(self.mode, self.seconds, self.extra)
             if self.count is not None:
                 self.count -= 1
                 if self.count <= 0:
-                    self.mode, self.count = "none", None
-            return mode, seconds
+                    self.mode, self.count, self.only, self.extra = "none", None, None, {}
+            return fault
 
     def view(self):
         with self.lock:
-            return {"mode": self.mode, "count": self.count, "seconds": self.seconds}
+            view = dict(self.extra)
+            view.update({"mode": self.mode, "count": self.count, "seconds": self.seconds,
+                         "only": None if self.only is None else sorted(self.only)})
+            return view
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -100,6 +176,26 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
             self.connections += 1
         ThreadingHTTPServer.process_request(self, request, client_address)
 
+    def handle_error(self, request, client_address):
+        """A client that goes away (or fails the TLS handshake) is normal
+        under test; a traceback per connection would also fill a stderr pipe
+        nobody reads.  Anything else is a bug and is shown."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, ValueError)):
+            if self.app is not None and self.app.verbose:
+                sys.stderr.write("%s: connection ended: %r\n" % (client_address[0], exc))
+            return
+        sys.stderr.write("primehub-emulator: internal error with %s:\n%s"
+                         % (client_address[0], traceback.format_exc()))
+
+    def use_tls(self, certfile, keyfile):
+        """Serve https.  The handshake happens in the connection's thread
+        (Handler.setup), so a client that never completes it blocks nobody."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        self.socket = context.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
 
 class App(object):
     """Everything the handler needs, wired by __main__."""
@@ -109,6 +205,7 @@ class App(object):
         self.store = store
         self.service = service
         by_name = {u["username"]: u["id"] for u in store.users}
+        self.user_ids = by_name
         self.tokens = {admin_token: by_name["phadmin"]}
         if user_token:
             self.tokens[user_token] = by_name["phuser"]
@@ -167,12 +264,20 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "primehub-emulator"
     sys_version = ""
+    tls_handshake_timeout = 10
 
     # ------------------------------------------------------------ basics
 
     @property
     def app(self):
         return self.server.app
+
+    def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.tls_handshake_timeout)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        BaseHTTPRequestHandler.setup(self)
 
     def log_message(self, fmt, *args):
         if self.app.verbose:
@@ -200,18 +305,39 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("body too large")
         return self.rfile.read(length) if length > 0 else b""
 
-    def _send(self, response):
+    def _send_head(self, response, extra_headers=None):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for key, value in response.headers.items():
             self.send_header(key, value)
+        for key, value in (extra_headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
+
+    def _send(self, response, extra_headers=None):
+        self._send_head(response, extra_headers)
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
     def _json(self, status, value):
         self._send(Response(status, json_bytes(value)))
+
+    def _reset(self):
+        """Abort the connection with a TCP RST (SO_LINGER 0, then close).
+        The read side's file object holds a reference to the socket, so it is
+        closed first, or close() would not close anything."""
+        self.close_connection = True
+        sock = self.connection
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        try:
+            self.rfile.close()
+        except OSError:
+            pass
+        sock.close()
 
     # ----------------------------------------------------------- routing
 
@@ -243,34 +369,56 @@ class Handler(BaseHTTPRequestHandler):
             if path.startswith("/-/"):
                 self._control(path, body)
             elif path == "/api/graphql":
-                self._graphql(split.query, body)
+                self._graphql(path, split.query, body)
             elif path.startswith("/api/logs/images/") and path.endswith("/job"):
                 image_id = unquote(path[len("/api/logs/images/"):-len("/job")])
-                self._logs(image_id, split.query)
+                self._logs(path, image_id, split.query)
             else:
                 self._send(plain(404, "Not Found"))
-        except BrokenPipeError:
+        except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # a bug here must not kill the connection silently
             sys.stderr.write("primehub-emulator: internal error: %r\n" % (exc,))
-            self._send(plain(500, "Internal Server Error"))
+            traceback.print_exc()
+            try:
+                self._send(plain(500, "Internal Server Error"))
+            except OSError:
+                self.close_connection = True
 
     # ------------------------------------------------- delay and faults
 
-    def _delay_and_fault(self, for_logs=False):
-        """Apply /-/latency and /-/faults.  Returns True if a fault already
-        answered the request."""
+    def _delay_and_fault(self, path, ops, for_logs=False):
+        """Apply /-/latency, take the fault this request suffers (the
+        request's root fields ``ops`` decide it when the fault has ``only``)
+        and record the request for /-/requests.  Returns the Fault; when
+        ``answered`` is set on it the fault already answered."""
         app = self.app
         if app.latency_ms > 0:
             app.stopping.wait(app.latency_ms / 1000.0)
-        mode, seconds = app.faults.take()
-        if mode == "none":
-            return False
+        fault = app.faults.take(ops, for_logs)
+        app.stats.record({"method": self.command, "path": path, "ops": list(ops),
+                          "auth": self.headers.get("Authorization") is not None,
+                          "fault": None if fault.mode == "none" else fault.mode})
+        return fault
+
+    def _answer_instead(self, fault, for_logs=False):
+        """The modes that answer without running the request.  Returns True
+        if the request was answered (or aborted) here."""
+        mode = fault.mode
         if mode == "hang":
-            app.stopping.wait(seconds)
+            self.app.stopping.wait(fault.seconds)
+            return False
+        if mode not in FAULTS_INSTEAD:
             return False
         if mode == "http500":
             self._send(plain(500, "Internal Server Error"))
+        elif mode in ("http502", "http503", "http504"):
+            status = int(mode[4:])
+            reason = PROXY_PAGES[status]
+            self._send(Response(status, PROXY_PAGE % (status, reason, status, reason),
+                                "text/html"))
+        elif mode == "html200":
+            self._send(Response(200, LOGIN_PAGE, "text/html; charset=utf-8"))
         elif mode == "garbage":
             self._send(Response(200, b"<html><body>upstream garbage \x00\xff{\"data\":",
                                 "application/json"))
@@ -281,7 +429,55 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._json(200, {"errors": [error_body("An internal server error occurred",
                                                        "API_UNAVAILABLE")], "data": None})
+        elif mode == "reset":
+            self._reset()
+        elif mode == "redirect":
+            status = fault.extra.get("status", 307)
+            location = fault.extra.get("location", "")
+            self._send(plain(status, "Redirecting to %s" % location, {"Location": location}))
+        elif mode == "body":
+            if "body_base64" in fault.extra:
+                body = base64.b64decode(fault.extra["body_base64"])
+            else:
+                # surrogateescape: "\udcff" in the text is the raw byte 0xff,
+                # so a test can send invalid UTF-8.
+                body = fault.extra.get("body", "").encode("utf-8", "surrogateescape")
+            self._send(Response(fault.extra.get("status", 200), body,
+                                fault.extra.get("content_type", "application/json")))
         return True
+
+    def _deliver(self, response, fault):
+        """Send the answer of a request that ran, damaged as ``fault`` says."""
+        mode = fault.mode
+        app = self.app
+        if mode == "close_keepalive":
+            self._send(response, {"Connection": "close"})
+            self.close_connection = True
+        elif mode == "truncated":
+            # The real Content-Length, half the body, then an orderly close.
+            self._send_head(response)
+            self.wfile.write(response.body[:len(response.body) // 2])
+            self.close_connection = True
+        elif mode == "reset_mid_body":
+            self._send_head(response)
+            self.wfile.write(response.body[:len(response.body) // 2])
+            self._reset()
+        elif mode == "drip":
+            interval = fault.seconds if fault.seconds > 0 else 2.0
+            self._send_head(response)
+            self.close_connection = True
+            body = response.body
+            for i in range(len(body)):
+                if i and app.stopping.wait(interval):
+                    return
+                self.wfile.write(body[i:i + 1])
+        elif mode == "apply_then_hang":
+            app.stopping.wait(fault.seconds)
+            self.close_connection = True
+        elif mode == "apply_then_reset":
+            self._reset()
+        else:
+            self._send(response)
 
     # ----------------------------------------------------------- graphql
 
@@ -321,7 +517,7 @@ class Handler(BaseHTTPRequestHandler):
             return {k: (v[0] if len(v) == 1 else v) for k, v in parsed.items()}, None
         return {}, None
 
-    def _graphql(self, query_string, body):
+    def _graphql(self, path, query_string, body):
         app = self.app
         if self.command == "GET":
             parsed = parse_qs(query_string, keep_blank_values=True)
@@ -332,6 +528,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             params, decode_error = {}, None
 
+        # The document is parsed before the fault is decided: ``only``
+        # selects by root field (a document that does not parse has none).
         if isinstance(params, list):
             fields = []
             for item in params:
@@ -343,32 +541,30 @@ class Handler(BaseHTTPRequestHandler):
             fields = []
         app.stats.count_request(fields)
 
-        if self._delay_and_fault():
+        fault = self._delay_and_fault(path, fields)
+        if self._answer_instead(fault):
             return
+        self._deliver(self._graphql_response(params, decode_error), fault)
+
+    def _graphql_response(self, params, decode_error):
         if decode_error is not None:
             # koa-bodyparser runs before Apollo, so a malformed body is
             # refused before authentication is even looked at.
-            self._send(decode_error)
-            return
+            return decode_error
         user, auth_error = self._authenticate()
         if auth_error:
-            self._json(500, {"errors": [error_body(auth_error, "INTERNAL_SERVER_ERROR")]})
-            return
+            return Response(500, json_bytes({"errors": [error_body(auth_error,
+                                                                   "INTERNAL_SERVER_ERROR")]}))
         if self.command not in ("GET", "POST"):
-            self._send(plain(405, "Apollo Server supports only GET/POST requests.",
-                             {"Allow": "GET, POST"}))
-            return
+            return plain(405, "Apollo Server supports only GET/POST requests.",
+                         {"Allow": "GET, POST"})
         if not params:
             if self.command == "GET":
-                self._send(plain(400, "GET query missing."))
-            else:
-                self._send(plain(500, "POST body missing. Did you forget use body-parser "
-                                      "middleware?"))
-            return
+                return plain(400, "GET query missing.")
+            return plain(500, "POST body missing. Did you forget use body-parser middleware?")
         if isinstance(params, list):
-            self._send(self._batch(params, user))
-            return
-        self._send(app.service.handle(self.command, params, user))
+            return self._batch(params, user)
+        return self.app.service.handle(self.command, params, user)
 
     def _batch(self, items, user):
         """Apollo 2 batching: one result per item, HTTP errors folded in."""
@@ -388,43 +584,45 @@ class Handler(BaseHTTPRequestHandler):
     def _koa_error(self, status, code, message):
         if status == 403 and _accepts_html(self.headers.get("Accept")):
             html = FORBIDDEN_PAGE % message
-            self._send(Response(403, html, "text/html; charset=utf-8"))
-        else:
-            self._json(status, {"code": code, "message": message})
+            return Response(403, html, "text/html; charset=utf-8")
+        return Response(status, json_bytes({"code": code, "message": message}))
 
-    def _logs(self, image_id, query_string):
+    def _logs(self, path, image_id, query_string):
         app = self.app
         app.stats.count_log()
         if self.command != "GET":
+            app.stats.record({"method": self.command, "path": path, "ops": [],
+                              "auth": self.headers.get("Authorization") is not None,
+                              "fault": None})
             self._send(plain(405, "Method Not Allowed", {"Allow": "GET, HEAD"}))
             return
-        if self._delay_and_fault(for_logs=True):
+        fault = self._delay_and_fault(path, [], for_logs=True)
+        if self._answer_instead(fault, for_logs=True):
             return
+        self._deliver(self._logs_response(image_id, query_string), fault)
+
+    def _logs_response(self, image_id, query_string):
+        app = self.app
         header = self.headers.get("Authorization") or ""
         if "Bearer" not in header:
-            self._koa_error(403, "INTERNAL_ERROR", "request not authorized")
-            return
+            return self._koa_error(403, "INTERNAL_ERROR", "request not authorized")
         user = app.user_for(header.replace("Bearer ", "", 1))
         if user is None:
             # A plain Error from the token cache: the handler's default 500.
-            self._koa_error(500, "INTERNAL_ERROR", "Invalid API Token")
-            return
+            return self._koa_error(500, "INTERNAL_ERROR", "Invalid API Token")
         store = app.store
         with store.lock:
             image = store.images.get(image_id)
             if image is None:
-                self._koa_error(400, "RESOURCE_NOT_FOUND", store.logical_error(image_id))
-                return
+                return self._koa_error(400, "RESOURCE_NOT_FOUND", store.logical_error(image_id))
             group_name = image["spec"].get("groupName")
             if not user["isAdmin"] and not store.is_group_admin(user["username"], group_name):
-                self._koa_error(403, "INTERNAL_ERROR", "request not authorized")
-                return
+                return self._koa_error(403, "INTERNAL_ERROR", "request not authorized")
             job, text = store.build_log(image_id)
         if job is None:
             message = ('imagespecjobs.primehub.io "%s" not found' % image_id
                        if store.errors == "v3" else "HTTP request failed")
-            self._koa_error(400, "RESOURCE_NOT_FOUND", message)
-            return
+            return self._koa_error(400, "RESOURCE_NOT_FOUND", message)
         params = parse_qs(query_string, keep_blank_values=True)
         tail = (params.get("tailLines") or [None])[0]
         if tail is not None:
@@ -435,9 +633,73 @@ class Handler(BaseHTTPRequestHandler):
         if tail is not None and tail >= 0:
             lines = text.splitlines(True)
             text = "".join(lines[len(lines) - tail:]) if tail else ""
-        self._send(Response(200, text, "text/plain; charset=utf-8"))
+        return Response(200, text, "text/plain; charset=utf-8")
 
     # ----------------------------------------------------------- control
+
+    def _set_faults(self, payload):
+        """POST /-/faults; returns an error text or None."""
+        mode = payload.get("mode", "none")
+        count = payload.get("count")
+        seconds = payload.get("seconds", 0)
+        if seconds is None:
+            seconds = 0
+        only = payload.get("only")
+        extra = {k: v for k, v in payload.items()
+                 if k not in ("mode", "count", "seconds", "only")}
+        if mode not in FAULT_MODES:
+            return "mode must be one of %s" % ", ".join(FAULT_MODES)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            return "count must be an integer"
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            return "seconds must be a number >= 0"
+        if only is not None and (not isinstance(only, list)
+                                 or not all(isinstance(o, str) for o in only)):
+            return "only must be a list of root field names or \"logs\""
+        status = extra.get("status")
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int)
+                                   or not 100 <= status <= 599):
+            return "status must be an HTTP status code"
+        if mode == "redirect" and not isinstance(extra.get("location"), str):
+            return "redirect needs a location"
+        if mode == "body" and not isinstance(extra.get("body", ""), str):
+            return "body must be a string"
+        if "body_base64" in extra:
+            try:
+                base64.b64decode(extra["body_base64"], validate=True)
+            except (TypeError, ValueError):
+                return "body_base64 must be base64"
+        try:
+            extra.get("body", "").encode("utf-8", "surrogateescape")
+        except (AttributeError, UnicodeEncodeError):
+            return "body must be text (lone surrogates \\udc80-\\udcff stand for bytes)"
+        if not isinstance(extra.get("content_type", ""), str):
+            return "content_type must be a string"
+        if mode == "none":
+            self.app.faults.set("none")
+        else:
+            self.app.faults.set(mode, count, float(seconds), only, extra)
+        return None
+
+    def _set_tokens(self, payload):
+        """POST /-/tokens {"revoke": TOKEN} and/or {"add": {"token", "user"}}."""
+        app = self.app
+        add = payload.get("add")
+        revoke = payload.get("revoke")
+        if add is None and revoke is None:
+            return 'give "revoke": TOKEN or "add": {"token": T, "user": NAME}'
+        if add is not None:
+            if not isinstance(add, dict) or not isinstance(add.get("token"), str) \
+                    or not add["token"] or add.get("user", "phadmin") not in app.user_ids:
+                return 'add must be {"token": T, "user": one of %s}' % ", ".join(
+                    sorted(app.user_ids))
+        if revoke is not None and not isinstance(revoke, str):
+            return "revoke must be a token"
+        if revoke is not None:
+            app.tokens.pop(revoke, None)
+        if add is not None:
+            app.tokens[add["token"]] = app.user_ids[add.get("user", "phadmin")]
+        return None
 
     def _control(self, path, body):
         app = self.app
@@ -475,16 +737,39 @@ class Handler(BaseHTTPRequestHandler):
             app.latency_ms = ms
             self._json(200, {"ms": app.latency_ms})
         elif path == "/-/faults" and method == "POST":
-            mode = payload.get("mode", "none")
-            count = payload.get("count")
-            seconds = payload.get("seconds", 0)
-            if mode not in FAULT_MODES or (count is not None and not isinstance(count, int)) \
-                    or not isinstance(seconds, (int, float)):
-                self._json(400, {"error": "mode must be one of %s; count an integer; seconds "
-                                          "a number" % ", ".join(FAULT_MODES)})
+            error = self._set_faults(payload)
+            if error:
+                self._json(400, {"error": error})
                 return
-            app.faults.set(mode, count if mode != "none" else None, float(seconds))
-            self._json(200, app.faults.view())
+            # ASCII-escaped: a hostile ``body`` may hold lone surrogates.
+            self._send(Response(200, json.dumps(app.faults.view())))
+        elif path == "/-/faults" and method == "GET":
+            self._send(Response(200, json.dumps(app.faults.view())))
+        elif path == "/-/requests" and method == "GET":
+            self._json(200, app.stats.recorded())
+        elif path == "/-/tokens" and method == "POST":
+            error = self._set_tokens(payload)
+            if error:
+                self._json(400, {"error": error})
+                return
+            self._json(200, {"tokens": len(app.tokens)})
+        elif path == "/-/config" and method in ("GET", "POST"):
+            if method == "POST":
+                host = payload.get("graphqlHost")
+                if not isinstance(host, str) or not host:
+                    self._json(400, {"error": "graphqlHost must be a URL string"})
+                    return
+                app.store.set_graphql_host(host)
+            self._json(200, {"graphqlHost": app.store.base_url})
+        elif path == "/-/inject" and method == "POST":
+            images = payload.get("images")
+            if not isinstance(images, list) or not all(
+                    isinstance(i, dict) and isinstance(i.get("name"), str)
+                    and isinstance(i.get("spec", {}), dict) for i in images):
+                self._json(400, {"error": 'images must be [{"name": string, "spec": object}]'})
+                return
+            app.store.inject_images(images)
+            self._json(200, {"injected": [i["name"] for i in images]})
         elif path == "/-/clock/advance" and method == "POST":
             try:
                 seconds = float(payload.get("seconds", 0))

@@ -364,6 +364,28 @@ class Store(object):
     def commit(self):
         self.save()
 
+    def set_graphql_host(self, base_url):
+        """PrimeHub's GRAPHQL_HOST: the base every ``logEndpoint`` is built
+        from (it need not be this server: a proxy, another host)."""
+        with self.lock:
+            self.base_url = base_url.rstrip("/")
+            self._mapped = {}
+            self.version += 1
+
+    def inject_images(self, images):
+        """Store images as a broken or hostile server would hold them: no
+        name rule, no schema, ``spec`` kept as given, no groups, no build."""
+        with self.lock:
+            for image in images:
+                name = image["name"]
+                self.images[name] = {"spec": copy.deepcopy(image.get("spec") or {}),
+                                     "status": None}
+                self.roles[ROLE_PREFIX + name] = []
+                self.jobs.pop(name, None)
+                self.active_jobs.discard(name)
+                self._changed(name)
+            self.commit()
+
     # ------------------------------------------------------------- views
 
     def state_view(self):

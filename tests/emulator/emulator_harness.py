@@ -7,7 +7,10 @@ import http.client
 import json
 import os
 import select
+import shutil
+import ssl
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -51,19 +54,30 @@ class Reply:
 class Emulator:
     """A running emulator process plus a urllib client for it."""
 
-    def __init__(self, *args, startup_timeout=30):
+    def __init__(self, *args, startup_timeout=30, tls=None):
+        """``tls=(certfile, keyfile)`` serves https; the harness then trusts
+        that certificate (and only it) for its own calls."""
         self.args = args
+        self.tls = tls
+        self.ssl_context = None
+        extra = []
+        if tls is not None:
+            extra = ["--tls-cert", tls[0], "--tls-key", tls[1]]
+            self.ssl_context = ssl.create_default_context(cafile=tls[0])
         self.started = time.monotonic()
+        # stderr goes to a file, not a pipe: nobody reads it while the
+        # emulator runs, and a full pipe would stop the emulator.
+        self.stderr_file = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", EMULATOR, "--port", "0", "--clock", "manual",
-             "--token", ADMIN_TOKEN, "--user-token", USER_TOKEN] + list(args),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             "--token", ADMIN_TOKEN, "--user-token", USER_TOKEN] + extra + list(args),
+            stdout=subprocess.PIPE, stderr=self.stderr_file)
         ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout)
         line = self.proc.stdout.readline().decode() if ready else ""
         self.startup_seconds = time.monotonic() - self.started
-        if not line.startswith("http://"):
+        if not line.startswith(("http://", "https://")):
             self.stop()
-            raise RuntimeError("emulator did not start: %r" % line)
+            raise RuntimeError("emulator did not start: %r %r" % (line, self.stderr_text()))
         self.endpoint = line.strip()
         self.base = self.endpoint[:-len("/api/graphql")]
 
@@ -75,7 +89,7 @@ class Emulator:
         for key, value in (headers or {}).items():
             req.add_header(key, value)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context) as resp:
                 return Reply(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as exc:
             return Reply(exc.code, exc.headers, exc.read())
@@ -127,9 +141,57 @@ class Emulator:
     def advance(self, seconds):
         return self.control("clock/advance", {"seconds": seconds})
 
-    def connection(self):
+    # ------------------------------------------------- fault injection
+
+    def fault(self, mode, count=None, seconds=0, only=None, **extra):
+        """POST /-/faults: the next ``count`` requests (all, without it)
+        whose root fields include one of ``only`` (or the log endpoint for
+        "logs"; every request without it) suffer ``mode``.  ``extra``:
+        ``status``, ``location`` (redirect), ``body``, ``content_type``."""
+        payload = dict(extra)
+        payload.update({"mode": mode, "count": count, "seconds": seconds, "only": only})
+        return self.control("faults", payload)
+
+    def requests(self):
+        """GET /-/requests: the last 500 requests to /api/..., oldest first:
+        [{"method", "path", "ops", "auth", "fault"}]."""
+        return self.control("requests")
+
+    def tokens(self, revoke=None, add=None):
+        """POST /-/tokens: revoke a token and/or add {"token": T, "user": NAME}."""
+        payload = {}
+        if revoke is not None:
+            payload["revoke"] = revoke
+        if add is not None:
+            payload["add"] = add
+        return self.control("tokens", payload)
+
+    def config(self, **settings):
+        """POST /-/config (GET without arguments): ``graphqlHost``."""
+        return self.control("config", settings if settings else None)
+
+    def inject(self, images):
+        """POST /-/inject: store [{"name", "spec"}] bypassing every rule."""
+        return self.control("inject", {"images": images})
+
+    def connection(self, timeout=HTTP_TIMEOUT):
+        """A raw http.client connection (https with the trusted cert)."""
         host, port = urllib.parse.urlsplit(self.base).netloc.rsplit(":", 1)
-        return http.client.HTTPConnection(host, int(port), timeout=HTTP_TIMEOUT)
+        if self.ssl_context is not None:
+            return http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                               context=self.ssl_context)
+        return http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+    def address(self):
+        host, port = urllib.parse.urlsplit(self.base).netloc.rsplit(":", 1)
+        return host, int(port)
+
+    def stderr_text(self):
+        try:
+            self.stderr_file.seek(0)
+            return self.stderr_file.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
 
     # -------------------------------------------------------- lifecycle
 
@@ -144,6 +206,23 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def make_self_signed_cert(directory, name="emulator"):
+    """A self-signed certificate for 127.0.0.1 and localhost (CN and
+    subjectAltName), made with the openssl command: returns (cert, key)."""
+    cert = os.path.join(directory, name + "-cert.pem")
+    key = os.path.join(directory, name + "-key.pem")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the openssl command is needed (Debian package openssl)")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+                    "-addext", "extendedKeyUsage=serverAuth"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+    return cert, key
