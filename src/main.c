@@ -6,10 +6,12 @@
  *   primehubfs [ENDPOINT] MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "primehubfs/config.h"
@@ -29,6 +31,7 @@ struct options {
 	int connect_timeout; /* seconds */
 	int show_help;
 	int show_version;
+	int allow_other; /* seen (and passed on to libfuse) */
 	char *nonopt[2]; /* ENDPOINT and MOUNTPOINT as given */
 	int nnonopt;
 };
@@ -37,6 +40,8 @@ struct options {
 	{                                                                                          \
 		t, offsetof(struct options, p), 1                                                  \
 	}
+enum { KEY_ALLOW_OTHER };
+
 static const struct fuse_opt option_spec[] = {
     OPTION("config=%s", config),
     OPTION("token_file=%s", token_file),
@@ -48,6 +53,7 @@ static const struct fuse_opt option_spec[] = {
     OPTION("--help", show_help),
     OPTION("-V", show_version),
     OPTION("--version", show_version),
+    FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
     FUSE_OPT_END,
 };
 
@@ -68,7 +74,8 @@ static void usage(const char *prog)
 	       "    -o ttl=SECONDS         how long fetched data counts as fresh (default 5)\n"
 	       "    -o timeout=SECONDS     limit for one request to PrimeHub (default 15)\n"
 	       "    -o connect_timeout=SECONDS  limit for connecting (default 5)\n"
-	       "    -o cafile=PATH         CA certificates to trust for https\n"
+	       "    -o cafile=PATH         also trust these CA certificates for https\n"
+	       "                           (TLS verification is always on)\n"
 	       "    -f                     stay in the foreground, log to stderr\n"
 	       "    -d                     debug: foreground, every FUSE call logged\n"
 	       "    -s                     single-threaded\n"
@@ -79,6 +86,14 @@ static void usage(const char *prog)
 	       ".error file of that directory (the mount's top for mkdir) and to the log\n"
 	       "(stderr with -f, syslog otherwise); a refused spec.json is kept beside it as\n"
 	       "spec.json.rejected until the next good save.\n"
+	       "\n"
+	       "Access: the kernel checks every access against the file modes\n"
+	       "(default_permissions is always on).  Files belong to the mounting user\n"
+	       "(or -o uid=N,gid=N); spec.json and groups/ entries are 0644, other files\n"
+	       "0444, directories 0755.  Only the mounting user can use the mount unless\n"
+	       "-o allow_other is given; other users may then read, and change nothing\n"
+	       "unless the modes let them (-o umask=0000 does).  Whoever can write through\n"
+	       "the mount acts as the token's owner on PrimeHub.\n"
 	       "\n",
 	       prog);
 }
@@ -88,6 +103,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	struct options *o = data;
 
 	(void)outargs;
+	if (key == KEY_ALLOW_OTHER) {
+		o->allow_other = 1;
+		return 1; /* libfuse needs it too */
+	}
 	if (key == FUSE_OPT_KEY_NONOPT) {
 		if (o->nnonopt == 2) {
 			fprintf(stderr, "primehubfs: unexpected argument '%s'\n", arg);
@@ -97,6 +116,83 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		return 0; /* the mount point is put back after parsing */
 	}
 	return 1;
+}
+
+/*
+ * A warning at mount: on stderr, which the person mounting sees (and which is
+ * the log with -f), and in syslog too once daemonized.  The text is escaped:
+ * it may hold a path.
+ */
+static void mount_warning(const char *text, bool foreground)
+{
+	char safe[2048];
+
+	ph_escape_line(text, safe, sizeof(safe));
+	fprintf(stderr, "primehubfs: warning: %s\n", safe);
+	if (!foreground)
+		log_warn("%s", safe);
+}
+
+/*
+ * The token must not outlive its use in the environment block either:
+ * /proc/PID/environ shows the block the process started with, so clear the
+ * value in place (unsetenv only drops the pointer).  Also keeps it from the
+ * fusermount3 helper libfuse starts for an unprivileged mount.
+ */
+static void scrub_token_env(void)
+{
+	extern char **environ;
+	static const char name[] = "PRIMEHUB_API_TOKEN=";
+
+	for (char **e = environ; e && *e; e++)
+		if (strncmp(*e, name, sizeof(name) - 1) == 0)
+			explicit_bzero(*e + sizeof(name) - 1, strlen(*e + sizeof(name) - 1));
+}
+
+/* The token source for the GraphQL client: when the server rejects the token,
+ * read it again from the file it came from (an administrator replaced it). */
+struct token_reload {
+	pthread_mutex_t lock;
+	struct ph_config *cfg; /* cfg->token: the token in use */
+	bool stale_logged;     /* "still the rejected token" said once */
+};
+
+static int token_reload_cb(void *arg, char **token)
+{
+	struct token_reload *r = arg;
+	struct ph_err err = {0};
+	char *fresh = NULL, *copy;
+	int ret;
+
+	*token = NULL;
+	pthread_mutex_lock(&r->lock);
+	ret = config_reload_token(r->cfg, &fresh, &err);
+	if (ret == 0 && strcmp(fresh, r->cfg->token) == 0) {
+		ret = ph_err_set(&err, EACCES, NULL, "%s still holds the rejected token",
+		                 r->cfg->token_path);
+		config_free_token(fresh);
+		fresh = NULL;
+	}
+	if (ret < 0) {
+		if (!r->stale_logged)
+			log_warn("PrimeHub rejected the API token; no new one: %s", err.msg);
+		r->stale_logged = true;
+		pthread_mutex_unlock(&r->lock);
+		return ret;
+	}
+	copy = strdup(fresh);
+	if (!copy) {
+		config_free_token(fresh);
+		pthread_mutex_unlock(&r->lock);
+		return -ENOMEM;
+	}
+	config_free_token(r->cfg->token);
+	r->cfg->token = copy;
+	r->stale_logged = false;
+	log_info("PrimeHub rejected the API token; trying the new one in %s", r->cfg->token_path);
+	pthread_mutex_unlock(&r->lock);
+	*token = fresh;
+	return 0;
 }
 
 static int run(struct fuse_args *args, struct options *o)
@@ -111,6 +207,7 @@ static int run(struct fuse_args *args, struct options *o)
 	struct phfs *fs = NULL;
 	struct fuse *fuse = NULL;
 	struct ph_err err = {0};
+	struct token_reload reload = {.lock = PTHREAD_MUTEX_INITIALIZER, .cfg = &cfg};
 	char *user = NULL;
 	int ret = 1;
 
@@ -127,7 +224,14 @@ static int run(struct fuse_args *args, struct options *o)
 	cin.token_file = o->token_file;
 	cin.getenv_fn = getenv;
 	if (config_resolve(&cin, &cfg, &err) < 0) {
+		scrub_token_env();
 		fprintf(stderr, "primehubfs: %s\n", err.msg);
+		goto out;
+	}
+	scrub_token_env();
+	if (o->cafile && access(o->cafile, R_OK) != 0) {
+		fprintf(stderr, "primehubfs: cannot read cafile %s: %s\n", o->cafile,
+		        strerror(errno));
 		goto out;
 	}
 
@@ -140,11 +244,25 @@ static int run(struct fuse_args *args, struct options *o)
 		fprintf(stderr, "primehubfs: %s\n", err.msg[0] ? err.msg : "out of memory");
 		goto out;
 	}
+	if (cfg.token_path)
+		gql_client_set_token_source(gql, token_reload_cb, &reload);
 	/* Refuse to mount, with one clear line, when the endpoint does not
 	 * answer, the token is rejected or the user is no administrator. */
 	if (ph_check_admin(api, &user, &err) < 0) {
 		fprintf(stderr, "primehubfs: cannot mount %s: %s\n", cfg.endpoint, err.msg);
 		goto out;
+	}
+	for (int i = 0; i < cfg.nwarnings; i++)
+		mount_warning(cfg.warning[i], cl.foreground);
+	if (o->allow_other) {
+		char text[512];
+
+		snprintf(text, sizeof(text),
+		         "-o allow_other: other local users can use this mount; whoever can write "
+		         "through it acts as %s on PrimeHub with this token (file modes decide "
+		         "who can write: by default only the files' owner)",
+		         user);
+		mount_warning(text, cl.foreground);
 	}
 
 	if (phfs_new(api, (o->ttl >= 0 ? o->ttl : 5) * 1000L, &fs) < 0) {
@@ -214,6 +332,15 @@ int main(int argc, char *argv[])
 	struct options o = {.ttl = -1};
 	int ret;
 
+	/* First of all, before the token is read: no core dump, no ptrace and
+	 * no /proc/PID/{environ,mem} for anyone but root.  A core of this
+	 * process would hold the token, and the mount's files are root's
+	 * concern only while it is not dumpable. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		fprintf(stderr, "primehubfs: cannot make the process non-dumpable: %s\n",
+		        strerror(errno));
+		return 1;
+	}
 	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) == -1)
 		return 1;
 	if (o.show_help) {
@@ -234,8 +361,12 @@ int main(int argc, char *argv[])
 		ret = 1;
 		goto out;
 	}
-	/* The last non-option is the mount point; give it back to libfuse. */
-	if (fuse_opt_add_arg(&args, o.nonopt[o.nnonopt - 1]) != 0) {
+	/* The kernel checks permissions against the modes and owners the files
+	 * show.  Always: without it, with -o allow_other, any local user could
+	 * act with the token.  There is deliberately no way to turn it off. */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0 ||
+	    /* The last non-option is the mount point; give it back to libfuse. */
+	    fuse_opt_add_arg(&args, o.nonopt[o.nnonopt - 1]) != 0) {
 		ret = 1;
 		goto out;
 	}

@@ -1,19 +1,29 @@
 /*
- * config.h - where the endpoint and the API token come from, in the official
- * SDK's order (primehub-api.md §1.1):
+ * config.h - where the endpoint and the API token come from, in the order
+ * the official PrimeHub SDK uses:
  *   endpoint: command line > PRIMEHUB_API_ENDPOINT > config file "endpoint"
  *   token:    PRIMEHUB_API_TOKEN > -o token_file=PATH > config file "api-token"
  * The token is never taken from the command line: it would show in ps.
- * The config file is -o config=PATH, else ~/.primehub/config.json; a missing
- * default file is not an error, a missing named one is.
+ * The config file is -o config=PATH, else ~/.primehub/config.json (the SDK's
+ * file: {"endpoint", "api-token", "group"}); a missing default file is not an
+ * error, a missing named one is.
+ *
+ * The token is a secret: every copy this module makes is cleared
+ * (explicit_bzero) before it is freed, a token with a space or a control
+ * character is refused (it would break or forge the Authorization header),
+ * and a file holding it that group or others may read draws a warning.
  *
  * Ownership: config_resolve fills *out with malloc'd strings; config_clear
- * frees them.  The input is borrowed.
+ * clears and frees them.  The input is borrowed.
  */
 #ifndef PRIMEHUBFS_CONFIG_H
 #define PRIMEHUBFS_CONFIG_H
 
+#include <stddef.h>
 #include "primehubfs/error.h"
+
+/* Larger config or token files are refused (EFBIG). */
+#define CONFIG_MAX_FILE (64 * 1024)
 
 struct ph_config_input {
 	const char *endpoint_arg;             /* first non-option argument, or NULL */
@@ -22,14 +32,53 @@ struct ph_config_input {
 	char *(*getenv_fn)(const char *name); /* getenv, or a fake in tests */
 };
 
+#define CONFIG_MAX_WARNINGS 2
+
 struct ph_config {
 	char *endpoint;
 	char *token;
-	const char *endpoint_source; /* static text: "command line", "PRIMEHUB_API_ENDPOINT", ... */
+	const char
+	    *endpoint_source; /* static text: "the command line", "PRIMEHUB_API_ENDPOINT", ... */
 	const char *token_source;
+	/* The file the token was read from (the token file or the config file),
+	 * NULL when it came from the environment; token_in_json tells which. */
+	char *token_path;
+	int token_in_json;
+	/* Lines for the mount to print, e.g. a token file that others can read. */
+	char warning[CONFIG_MAX_WARNINGS][640];
+	int nwarnings;
 };
 
 int config_resolve(const struct ph_config_input *in, struct ph_config *out, struct ph_err *err);
 void config_clear(struct ph_config *cfg);
+
+/*
+ * Read the token again from the file it came from (cfg->token_path: the
+ * token file, or "api-token" of the config file), for a server that rejected
+ * the current one.  Returns 0 with a malloc'd token in *token (free it with
+ * config_free_token), -ENOENT when the token came from the environment
+ * (which cannot change under a running process), or the file's error.
+ */
+int config_reload_token(const struct ph_config *cfg, char **token, struct ph_err *err);
+
+/* Clear and free a token string (NULL is fine). */
+void config_free_token(char *token);
+
+/*
+ * Pure parsers, also the fuzz targets' entry points.  text need not be
+ * NUL-terminated and may contain NUL bytes; name is only used in messages.
+ *
+ * config_parse_text: a config file's text must be a JSON object; its
+ * "endpoint" and "api-token" strings (empty or absent: NULL) are returned
+ * malloc'd, the token trimmed of surrounding white space.  Its characters
+ * are checked only when it is the token used (config_resolve).
+ *
+ * config_token_from_text: the token file's text, surrounding white space
+ * trimmed; it must be non-empty and printable ASCII without spaces.
+ */
+int config_parse_text(const char *text, size_t len, const char *name, char **endpoint, char **token,
+                      struct ph_err *err);
+int config_token_from_text(const char *text, size_t len, const char *name, char **token,
+                           struct ph_err *err);
 
 #endif
