@@ -24,6 +24,7 @@ int phfs_user_error(int ret)
 {
 	switch (ret) {
 	case -ECONNREFUSED:
+	case -ECONNRESET:
 	case -EHOSTUNREACH:
 	case -ETIMEDOUT:
 	case -EPROTO:

@@ -4,9 +4,16 @@
  * Every error the server can give is turned into an errno here, once, by the
  * table in graphql.h, so primehub.c and the FUSE layer never look at error
  * text.  The decision uses extensions.code; the message text is used only
- * where it is the sole signal (primehub-api.md §8.1: "Context creation
- * failed:" for a rejected token, "Not Authorised!" from graphql-shield, and
- * "Request failed with status code 404" for an unknown group id).
+ * where it is the sole signal (PrimeHub answers a missing or rejected token
+ * with HTTP 500 "Context creation failed: ...", graphql-shield refuses with
+ * "Not Authorised!", and an unknown group id gives "Request failed with
+ * status code 404").
+ *
+ * Queries change nothing, so a transient failure (refused or broken
+ * connection, a proxy's 502/503/504, a plain-text 500, API_UNAVAILABLE) is
+ * retried with backoff inside ONE time budget, the request timeout.  A
+ * mutation is sent once: when its answer is lost it may still have been
+ * applied, which the caller finds out by reading the image back.
  *
  * Nothing is logged here: the reason goes back in struct ph_err and the
  * caller decides what to log.
@@ -15,61 +22,107 @@
 #include "net_private.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define AUTH_PREFIX  "Authorization: Bearer "
 #define TOKEN_PREFIX "Context creation failed:"
 
+/* Query retries: the first after about RETRY_FIRST_MS, doubling, jittered,
+ * as long as the time budget (the request timeout) lasts. */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS   2000
+#define QUERY_TRIES    4 /* the first and three more */
+
 struct gql_client {
 	struct http_client *http; /* borrowed */
 	char *endpoint;           /* owned */
-	char *auth_header;        /* owned: "Authorization: Bearer <token>" */
+	long timeout_ms;          /* the budget of one operation, retries included */
+	pthread_mutex_t token_lock;
+	char *auth_header; /* owned, under token_lock: "Authorization: Bearer <token>";
+	                    * requests send a copy, so a new token can replace it */
 	http_abort_fn abort_cb;
 	void *abort_arg;
 	gql_token_reload_fn token_reload; /* may be NULL */
 	void *token_reload_arg;
 };
 
-int gql_client_new(struct http_client *http, const char *endpoint, const char *token,
-                   struct gql_client **out, struct ph_err *err)
+/* "Authorization: Bearer <token>" for a token, or NULL: -EINVAL (reason in
+ * err) for an empty token or one with spaces or control characters, which
+ * would let it forge more header lines. */
+static char *auth_header_for(const char *token, struct ph_err *err)
 {
-	struct gql_client *c;
 	size_t tlen;
+	char *h;
 
-	*out = NULL;
-	if (!endpoint || !*endpoint)
-		return ph_err_set(err, EINVAL, NULL, "no PrimeHub GraphQL endpoint given");
-	if (!token || !*token)
-		return ph_err_set(err, EINVAL, NULL, "no PrimeHub API token given");
-	/* A token read from a file often ends in a newline; anything else that
-	 * is not printable would let the token forge more header lines. */
+	if (!token || !*token) {
+		ph_err_set(err, EINVAL, NULL, "no PrimeHub API token given");
+		return NULL;
+	}
+	/* A token read from a file often ends in a newline. */
 	tlen = strlen(token);
 	while (tlen && (token[tlen - 1] == '\n' || token[tlen - 1] == '\r' ||
 	                token[tlen - 1] == ' ' || token[tlen - 1] == '\t'))
 		tlen--;
-	if (!tlen)
-		return ph_err_set(err, EINVAL, NULL, "no PrimeHub API token given");
+	if (!tlen) {
+		ph_err_set(err, EINVAL, NULL, "no PrimeHub API token given");
+		return NULL;
+	}
 	for (size_t i = 0; i < tlen; i++)
-		if ((unsigned char)token[i] < 0x21 || token[i] == 0x7f)
-			return ph_err_set(err, EINVAL, NULL,
-			                  "the API token contains a space or control character");
+		if ((unsigned char)token[i] < 0x21 || token[i] == 0x7f) {
+			ph_err_set(err, EINVAL, NULL,
+			           "the API token contains a space or control character");
+			return NULL;
+		}
+	h = malloc(sizeof(AUTH_PREFIX) + tlen);
+	if (!h) {
+		ph_err_set(err, ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
+	memcpy(h, AUTH_PREFIX, sizeof(AUTH_PREFIX) - 1);
+	memcpy(h + sizeof(AUTH_PREFIX) - 1, token, tlen);
+	h[sizeof(AUTH_PREFIX) - 1 + tlen] = '\0';
+	return h;
+}
 
+/* Secrets must not linger in freed memory (a core dump, a later leak). */
+static void free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+int gql_client_new(struct http_client *http, const char *endpoint, const char *token,
+                   struct gql_client **out, struct ph_err *err)
+{
+	struct gql_client *c;
+	char *header;
+
+	*out = NULL;
+	if (!endpoint || !*endpoint)
+		return ph_err_set(err, EINVAL, NULL, "no PrimeHub GraphQL endpoint given");
+	header = auth_header_for(token, err);
+	if (!header)
+		return -(err && err->errnum ? err->errnum : EINVAL);
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		free_secret(header);
 		return ph_err_set(err, ENOMEM, NULL, "out of memory");
+	}
+	pthread_mutex_init(&c->token_lock, NULL);
 	c->http = http;
+	c->auth_header = header;
+	c->timeout_ms = http ? http_client_timeout_ms(http) : 15000;
 	c->endpoint = strdup(endpoint);
-	c->auth_header = malloc(sizeof(AUTH_PREFIX) + tlen);
-	if (!c->endpoint || !c->auth_header) {
+	if (!c->endpoint) {
 		gql_client_free(c);
 		return ph_err_set(err, ENOMEM, NULL, "out of memory");
 	}
-	memcpy(c->auth_header, AUTH_PREFIX, sizeof(AUTH_PREFIX) - 1);
-	memcpy(c->auth_header + sizeof(AUTH_PREFIX) - 1, token, tlen);
-	c->auth_header[sizeof(AUTH_PREFIX) - 1 + tlen] = '\0';
 	*out = c;
 	return 0;
 }
@@ -79,9 +132,8 @@ void gql_client_free(struct gql_client *c)
 	if (!c)
 		return;
 	free(c->endpoint);
-	if (c->auth_header) /* the token should not linger in freed memory */
-		memset(c->auth_header, 0, strlen(c->auth_header));
-	free(c->auth_header);
+	free_secret(c->auth_header);
+	pthread_mutex_destroy(&c->token_lock);
 	free(c);
 }
 
@@ -111,9 +163,52 @@ struct http_client *gql_client_http(const struct gql_client *c)
 	return c->http;
 }
 
-const char *gql_client_auth_header(const struct gql_client *c)
+char *gql_client_auth_header(struct gql_client *c)
 {
-	return c->auth_header;
+	char *h;
+
+	pthread_mutex_lock(&c->token_lock);
+	h = strdup(c->auth_header);
+	pthread_mutex_unlock(&c->token_lock);
+	return h;
+}
+
+void gql_free_auth_header(char *header)
+{
+	free_secret(header);
+}
+
+const char *gql_client_endpoint(const struct gql_client *c)
+{
+	return c->endpoint;
+}
+
+/* Ask the token source for a new token after the server rejected `used`
+ * (the header that request sent).  True when the client now holds a
+ * different token, so the request is worth sending once more. */
+static bool reload_token(struct gql_client *c, const char *used)
+{
+	char *token = NULL, *header;
+	bool changed = false;
+
+	if (!c->token_reload || c->token_reload(c->token_reload_arg, &token) < 0 || !token)
+		return false;
+	header = auth_header_for(token, NULL);
+	free_secret(token);
+	if (!header)
+		return false;
+	pthread_mutex_lock(&c->token_lock);
+	if (strcmp(header, c->auth_header) != 0) {
+		free_secret(c->auth_header);
+		c->auth_header = header;
+		header = NULL;
+		changed = true;
+	} else if (strcmp(used, c->auth_header) != 0) {
+		changed = true; /* another thread already swapped it in */
+	}
+	pthread_mutex_unlock(&c->token_lock);
+	free_secret(header);
+	return changed;
 }
 
 char *gql_encode_request(const char *document, const cJSON *variables)
@@ -213,8 +308,16 @@ static bool str_is(const char *s, const char *lit)
 	return s && strcmp(s, lit) == 0;
 }
 
+/* What decode learnt beyond the errno. */
+struct verdict {
+	bool token_rejected; /* "Context creation failed": no resolver ran */
+	bool transient;      /* worth asking again (for a query) */
+	bool maybe_applied;  /* no real answer: a mutation may have been applied */
+};
+
 /* One error object -> errno and a message; endpoint may be NULL. */
-static int map_error(long status, const cJSON *e, const char *endpoint, char *msg, size_t msgsz)
+static int map_error(long status, const cJSON *e, const char *endpoint, char *msg, size_t msgsz,
+                     struct verdict *v)
 {
 	const char *text = cJSON_IsObject(e) ? json_str(e, "message") : NULL;
 	const char *code = NULL;
@@ -233,8 +336,12 @@ static int map_error(long status, const cJSON *e, const char *endpoint, char *ms
 
 		while (*rest == ' ')
 			rest++;
-		snprintf(msg, msgsz, "token rejected%s%s: %s", endpoint ? " by " : "",
-		         endpoint ? endpoint : "", rest);
+		snprintf(msg, msgsz, "token rejected%s%s: %s%s", endpoint ? " by " : "",
+		         endpoint ? endpoint : "", rest,
+		         strstr(rest, "Invalid API Token")
+		             ? " (it expired or was revoked: make a new one in PrimeHub)"
+		             : "");
+		v->token_rejected = true;
 		return -EACCES;
 	}
 	if (str_is(code, "REFRESH_TOKEN_EXPIRED") || str_is(code, "ACCESS_TOKEN_EXPIRED")) {
@@ -277,16 +384,21 @@ static int map_error(long status, const cJSON *e, const char *endpoint, char *ms
 		         text, codebuf);
 		return -EPROTO;
 	}
+	/* Kubernetes behind the server is down: a query may work a moment
+	 * later. */
+	if (str_is(code, "API_UNAVAILABLE"))
+		v->transient = true;
 	snprintf(msg, msgsz, "server error: %s%s", text, codebuf);
 	return -EIO;
 }
 
-static int map_errors(long status, const cJSON *errors, const char *endpoint, struct ph_err *err)
+static int map_errors(long status, const cJSON *errors, const char *endpoint, struct ph_err *err,
+                      struct verdict *v)
 {
 	const cJSON *first = errors->child, *second = first ? first->next : NULL;
 	char msg[sizeof(err->msg)];
 	int nerr = cJSON_GetArraySize(errors);
-	int ret = map_error(status, first, endpoint, msg, sizeof(msg));
+	int ret = map_error(status, first, endpoint, msg, sizeof(msg), v);
 
 	if (second) {
 		const char *t2 = cJSON_IsObject(second) ? json_str(second, "message") : NULL;
@@ -298,8 +410,8 @@ static int map_errors(long status, const cJSON *errors, const char *endpoint, st
 	return ph_err_set(err, ret, NULL, "%s", msg);
 }
 
-static int decode(long status, const char *body, size_t len, const char *endpoint, cJSON **data_out,
-                  struct ph_err *err)
+static int decode(long status, const char *body, size_t len, const char *endpoint,
+                  const char *location, cJSON **data_out, struct ph_err *err, struct verdict *v)
 {
 	const cJSON *errors;
 	cJSON *root, *data;
@@ -308,20 +420,36 @@ static int decode(long status, const char *body, size_t len, const char *endpoin
 
 	if (data_out)
 		*data_out = NULL;
+	if (status >= 300 && status <= 399) {
+		char where[160];
+
+		net_snippet(location, location ? strlen(location) : 0, where, sizeof(where));
+		return ph_err_set(
+		    err, EIO, NULL,
+		    "the server answered HTTP %ld, a redirect to %s; primehubfs does not "
+		    "follow redirects (the token goes to the endpoint only): use the "
+		    "final URL as the endpoint",
+		    status, location ? where : "(no Location)");
+	}
 	root = body ? cJSON_ParseWithLength(body, len) : NULL;
 	if (!cJSON_IsObject(root)) {
-		/* §8.2: plain-text 400/405, a proxy's HTML 502, garbage. */
+		/* Plain-text 400/405 from the HTTP layer, a proxy's HTML 502,
+		 * garbage.  Not PrimeHub's own answer: a mutation may or may not
+		 * have run behind it, and a query may work when asked again
+		 * (not a 4xx: that is the request itself). */
 		char snip[NET_SNIPPET_MAX + 16];
 
 		cJSON_Delete(root);
 		net_snippet(body, len, snip, sizeof(snip));
+		v->maybe_applied = status < 400 || status >= 500;
+		v->transient = status >= 500;
 		return ph_err_set(err, EIO, NULL, "HTTP %ld from server: %s", status, snip);
 	}
 	errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
 	data = cJSON_GetObjectItemCaseSensitive(root, "data");
 
 	if (cJSON_IsArray(errors) && errors->child) {
-		ret = map_errors(status, errors, endpoint, err);
+		ret = map_errors(status, errors, endpoint, err, v);
 		partial = true;
 	} else if (errors && !cJSON_IsNull(errors) && !cJSON_IsArray(errors)) {
 		ret = ph_err_set(err, EPROTO, NULL,
@@ -348,22 +476,78 @@ static int decode(long status, const char *body, size_t len, const char *endpoin
 int gql_decode_response(long http_status, const char *body, size_t len, cJSON **data_out,
                         struct ph_err *err)
 {
-	return decode(http_status, body, len, NULL, data_out, err);
+	struct verdict v = {0};
+
+	return decode(http_status, body, len, NULL, NULL, data_out, err, &v);
 }
 
-int gql_execute(struct gql_client *c, const char *document, const cJSON *variables,
-                cJSON **data_out, struct ph_err *err)
+static long long mono_ms(void)
 {
-	const char *headers[] = {"Content-Type: application/json", "Accept: application/json",
-	                         c->auth_header, NULL};
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* One POST with the current token.  *used gets the header it sent (the
+ * caller frees it with gql_free_auth_header). */
+static int send_once(struct gql_client *c, const char *body, long timeout_ms, char **used,
+                     cJSON **data_out, struct ph_err *err, struct verdict *v)
+{
+	const char *headers[] = {"Content-Type: application/json", "Accept: application/json", NULL,
+	                         NULL};
 	struct http_response resp;
 	struct http_request req = {
 	    .method = "POST",
 	    .url = c->endpoint,
 	    .headers = headers,
+	    .body = body,
+	    .body_len = strlen(body),
+	    .timeout_ms = timeout_ms,
 	    .abort_cb = c->abort_cb,
 	    .abort_arg = c->abort_arg,
 	};
+	int ret;
+
+	memset(v, 0, sizeof(*v));
+	*used = gql_client_auth_header(c);
+	if (!*used)
+		return ph_err_set(err, ENOMEM, NULL, "out of memory");
+	headers[2] = *used;
+	ret = http_perform(c->http, &req, &resp, err);
+	if (ret < 0) {
+		/* A refused connection or one that broke before an answer
+		 * may well work on a second try. */
+		v->transient = ret == -ECONNREFUSED || ret == -ECONNRESET;
+		v->maybe_applied = err && err->maybe_applied;
+		return ret;
+	}
+	ret =
+	    decode(resp.status, resp.body, resp.len, c->endpoint, resp.location, data_out, err, v);
+	http_response_free(&resp);
+	return ret;
+}
+
+/* Sleep ms, in slices, unless the request is abandoned; false if it was. */
+static bool pause_unless_aborted(struct gql_client *c, long ms)
+{
+	for (long slept = 0; slept < ms; slept += 50) {
+		if (c->abort_cb && c->abort_cb(c->abort_arg))
+			return false;
+		nanosleep(&(struct timespec){0, (ms - slept < 50 ? ms - slept : 50) * 1000000L},
+		          NULL);
+	}
+	return !(c->abort_cb && c->abort_cb(c->abort_arg));
+}
+
+static int execute(struct gql_client *c, const char *document, const cJSON *variables,
+                   bool mutation, cJSON **data_out, struct ph_err *err)
+{
+	long long deadline = mono_ms() + c->timeout_ms;
+	long delay = RETRY_FIRST_MS;
+	bool token_retried = false;
+	unsigned seed = (unsigned)mono_ms();
+	int tries = 0;
 	char *body;
 	int ret;
 
@@ -372,13 +556,56 @@ int gql_execute(struct gql_client *c, const char *document, const cJSON *variabl
 	body = gql_encode_request(document, variables);
 	if (!body)
 		return ph_err_set(err, ENOMEM, NULL, "out of memory");
-	req.body = body;
-	req.body_len = strlen(body);
-	ret = http_perform(c->http, &req, &resp, err);
+	for (;;) {
+		long long left = deadline - mono_ms();
+		struct verdict v;
+		char *used = NULL;
+
+		ret = send_once(c, body, left > 0 ? (long)left : 1, &used, data_out, err, &v);
+		if (ret == -EACCES && v.token_rejected && !token_retried && used &&
+		    reload_token(c, used)) {
+			/* The server ran nothing (context creation failed), so
+			 * even a mutation is safe to send again, once. */
+			token_retried = true;
+			gql_free_auth_header(used);
+			cJSON_Delete(data_out ? *data_out : NULL);
+			if (data_out)
+				*data_out = NULL;
+			continue;
+		}
+		gql_free_auth_header(used);
+		if (ret == 0 || mutation || !v.transient || ++tries >= QUERY_TRIES) {
+			if (ret < 0 && mutation && v.maybe_applied && err)
+				err->maybe_applied = true;
+			break;
+		}
+		/* A query that failed for a passing reason: again, after a
+		 * jittered pause, if the budget allows. */
+		seed = seed * 1103515245u + 12345u;
+		{
+			long pause =
+			    delay - delay / 5 + (long)((seed >> 8) % (unsigned)(delay / 5 * 2 + 1));
+
+			if (mono_ms() + pause + 50 >= deadline || !pause_unless_aborted(c, pause))
+				break;
+		}
+		cJSON_Delete(data_out ? *data_out : NULL);
+		if (data_out)
+			*data_out = NULL;
+		delay = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2;
+	}
 	free(body);
-	if (ret < 0)
-		return ret;
-	ret = decode(resp.status, resp.body, resp.len, c->endpoint, data_out, err);
-	http_response_free(&resp);
 	return ret;
+}
+
+int gql_execute(struct gql_client *c, const char *document, const cJSON *variables,
+                cJSON **data_out, struct ph_err *err)
+{
+	return execute(c, document, variables, false, data_out, err);
+}
+
+int gql_execute_mutation(struct gql_client *c, const char *document, const cJSON *variables,
+                         cJSON **data_out, struct ph_err *err)
+{
+	return execute(c, document, variables, true, data_out, err);
 }

@@ -150,6 +150,11 @@ void http_client_free(struct http_client *c)
 	free(c);
 }
 
+long http_client_timeout_ms(const struct http_client *c)
+{
+	return c->timeout_ms;
+}
+
 /* Take a handle from the pool, or make one; NULL only on ENOMEM. */
 static CURL *pool_take(struct http_client *c)
 {
@@ -249,7 +254,11 @@ static int setup_handle(struct http_client *c, CURL *h, const struct http_reques
 #endif
 	SET(CURLOPT_USERAGENT, c->user_agent);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-	SET(CURLOPT_TIMEOUT_MS, c->timeout_ms);
+	SET(CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 && req->timeout_ms < c->timeout_ms
+	                            ? req->timeout_ms
+	                            : c->timeout_ms);
+	/* The token goes to the URL asked for and nowhere else. */
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	/* A server that accepted the request and then stalls is caught here
 	 * even when the total timeout is configured very long. */
 	if (c->timeout_ms / 1000 < low_speed_time)
@@ -325,6 +334,12 @@ static int map_curl_error(CURL *h, CURLcode rc, const struct xfer *x, const char
 		                  url);
 	case CURLE_OUT_OF_MEMORY:
 		return ph_err_set(err, ENOMEM, NULL, "out of memory talking to %s", url);
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return ph_err_set(err, ECONNRESET, NULL, "the connection to %s broke: %s", url,
+		                  why);
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CERTPROBLEM:
@@ -388,14 +403,23 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	rc = curl_easy_perform(h); /* no lock held: other threads run their own transfers */
 
 	if (rc == CURLE_OK) {
-		const char *ct = NULL;
+		const char *ct = NULL, *loc = NULL;
 
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 		if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
 			ctype = strdup(ct);
+		if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc)
+			resp->location = strdup(loc);
 		ret = 0;
 	} else {
+		long sent = 0;
+
 		ret = map_curl_error(h, rc, &x, req->url, errbuf, err);
+		/* Bytes of the request went out: the server may have acted on
+		 * it although no (whole) answer came back. */
+		if (curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent > 0 &&
+		    err)
+			err->maybe_applied = true;
 	}
 	/* Detach the borrowed pointers before the handle goes back. */
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
@@ -431,5 +455,6 @@ void http_response_free(struct http_response *resp)
 		return;
 	free(resp->body);
 	free(resp->content_type);
+	free(resp->location);
 	memset(resp, 0, sizeof(*resp));
 }

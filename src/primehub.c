@@ -14,6 +14,8 @@
 #include "primehubfs/primehub.h"
 #include "net_private.h"
 
+#include <curl/curl.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,13 +127,18 @@ static int run_image_op(struct ph_api *api, const char *what, const char *id, co
                         cJSON *vars, const char *field, bool null_ok, struct ph_image **out,
                         struct ph_err *err)
 {
+	/* Every image operation but the image() read changes something. */
+	bool mutation = strcmp(field, "image") != 0;
 	const cJSON *node;
 	cJSON *data = NULL;
+	bool maybe_applied;
 	int ret;
 
 	if (out)
 		*out = NULL;
-	ret = gql_execute(api->gql, doc, vars, &data, err);
+	ret = mutation ? gql_execute_mutation(api->gql, doc, vars, &data, err)
+	               : gql_execute(api->gql, doc, vars, &data, err);
+	maybe_applied = ret < 0 && err && err->maybe_applied;
 	cJSON_Delete(vars);
 	if (ret < 0)
 		goto out;
@@ -152,6 +159,8 @@ static int run_image_op(struct ph_api *api, const char *what, const char *id, co
 out:
 	if (ret < 0)
 		ph_err_prefix(err, "%s%s%s: ", what, id ? " " : "", id ? id : "");
+	if (maybe_applied && err)
+		err->maybe_applied = true; /* kept through the prefix */
 	cJSON_Delete(data);
 	return ret;
 }
@@ -348,37 +357,121 @@ static void log_error_text(const struct http_response *resp, char *out, size_t o
 	cJSON_Delete(root);
 }
 
+/* Whether a URL part may travel in a log URL: printable ASCII only. */
+static bool url_part_ok(const char *p)
+{
+	for (; p && *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+			return false;
+	return true;
+}
+
+int ph_log_url(const char *endpoint, const char *log_endpoint, char **out, struct ph_err *err)
+{
+	CURLU *ep = curl_url(), *log = curl_url();
+	char *path = NULL, *query = NULL, *scheme = NULL, *user = NULL;
+	int ret = 0;
+
+	*out = NULL;
+	if (!ep || !log) {
+		ret = nomem(err);
+		goto out;
+	}
+	if (!log_endpoint || !*log_endpoint) {
+		ret = ph_err_set(err, ENOENT, NULL, "build log: the image has no log endpoint");
+		goto out;
+	}
+	/* PrimeHub builds logEndpoint from its own GRAPHQL_HOST setting, which
+	 * may name another host (or scheme, or port) than the endpoint the
+	 * administrator gave.  The token must go to that endpoint only, so
+	 * only the path and query of logEndpoint are used, on the endpoint's
+	 * own scheme, host and port. */
+	if (curl_url_set(log, CURLUPART_URL, log_endpoint, 0) != CURLUE_OK ||
+	    curl_url_get(log, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) ||
+	    curl_url_get(log, CURLUPART_PATH, &path, 0) != CURLUE_OK || !url_part_ok(path) ||
+	    path[0] != '/' || strlen(path) < 2) {
+		char shown[160];
+
+		net_snippet(log_endpoint, strlen(log_endpoint), shown, sizeof(shown));
+		ret =
+		    ph_err_set(err, EPROTO, NULL,
+		               "build log: unexpected answer from server: logEndpoint %s is not an "
+		               "http(s) URL with a path",
+		               shown);
+		goto out;
+	}
+	if (curl_url_get(log, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+		ret = ph_err_set(err, EPROTO, NULL,
+		                 "build log: unexpected answer from server: logEndpoint carries a "
+		                 "user name");
+		goto out;
+	}
+	if (curl_url_get(log, CURLUPART_QUERY, &query, 0) != CURLUE_OK)
+		query = NULL;
+	if (query && !url_part_ok(query)) {
+		ret = ph_err_set(err, EPROTO, NULL,
+		                 "build log: unexpected answer from server: bad logEndpoint query");
+		goto out;
+	}
+	if (curl_url_set(ep, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
+	    curl_url_set(ep, CURLUPART_PATH, path, 0) != CURLUE_OK ||
+	    curl_url_set(ep, CURLUPART_QUERY, query, 0) != CURLUE_OK ||
+	    curl_url_set(ep, CURLUPART_QUERY, "follow=false", CURLU_APPENDQUERY) != CURLUE_OK ||
+	    curl_url_set(ep, CURLUPART_FRAGMENT, NULL, 0) != CURLUE_OK) {
+		ret = ph_err_set(err, EINVAL, NULL, "build log: cannot make the log URL from %s",
+		                 endpoint);
+		goto out;
+	}
+	{
+		char *url = NULL;
+
+		if (curl_url_get(ep, CURLUPART_URL, &url, 0) != CURLUE_OK || !url) {
+			ret = nomem(err);
+			goto out;
+		}
+		*out = strdup(url);
+		curl_free(url);
+		if (!*out)
+			ret = nomem(err);
+	}
+out:
+	curl_free(scheme);
+	curl_free(path);
+	curl_free(query);
+	curl_free(user);
+	curl_url_cleanup(ep);
+	curl_url_cleanup(log);
+	return ret;
+}
+
 int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text, size_t *len,
                        struct ph_err *err)
 {
-	const char *headers[] = {gql_client_auth_header(api->gql), "Accept: application/json",
-	                         NULL};
+	const char *headers[] = {NULL, "Accept: application/json", NULL};
 	struct http_request req = {.method = "GET", .headers = headers, .max_body = LOG_MAX_BODY};
 	struct http_response resp;
 	char why[256];
-	char *url;
+	char *url, *auth;
 	int ret;
 
 	*text = NULL;
 	*len = 0;
-	if (!log_endpoint || !*log_endpoint)
-		return ph_err_set(err, ENOENT, NULL, "build log: the image has no log endpoint");
-	/* The server names this URL; the token must go nowhere but http(s). */
-	if (strncasecmp(log_endpoint, "http://", 7) != 0 &&
-	    strncasecmp(log_endpoint, "https://", 8) != 0)
-		return ph_err_set(err, EPROTO, NULL,
-		                  "build log: unexpected answer from server: logEndpoint %.200s is "
-		                  "not an http(s) URL",
-		                  log_endpoint);
-	url = malloc(strlen(log_endpoint) + sizeof("&follow=false"));
-	if (!url)
+	ret = ph_log_url(gql_client_endpoint(api->gql), log_endpoint, &url, err);
+	if (ret < 0)
+		return ret;
+	auth = gql_client_auth_header(api->gql);
+	if (!auth) {
+		free(url);
 		return nomem(err);
-	sprintf(url, "%s%cfollow=false", log_endpoint, strchr(log_endpoint, '?') ? '&' : '?');
+	}
+	headers[0] = auth;
 	req.url = url;
 	gql_client_abort_hook(api->gql, &req.abort_cb, &req.abort_arg);
 
 	ret = http_perform(gql_client_http(api->gql), &req, &resp, err);
 	free(url);
+	gql_free_auth_header(auth);
 	if (ret < 0) {
 		ph_err_prefix(err, "build log: ");
 		return ret;

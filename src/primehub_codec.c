@@ -15,6 +15,7 @@
  * Arrays are sized once from the JSON array, so decoding 10,000 images is
  * linear; children are walked with cJSON_ArrayForEach, never by index.
  */
+#include "primehubfs/log.h"
 #include "primehubfs/primehub.h"
 
 #include <errno.h>
@@ -341,7 +342,8 @@ static int decode_tree_images(const cJSON *arr, struct ph_tree *t, struct ph_err
 {
 	char sub[PATH_MAX_LEN];
 	const cJSON *item;
-	int size = cJSON_GetArraySize(arr), i = 0, ret;
+	struct ph_err one = {0}, first = {0};
+	int size = cJSON_GetArraySize(arr), i = 0, ret, skipped = 0;
 
 	if (size <= 0)
 		return 0;
@@ -355,11 +357,21 @@ static int decode_tree_images(const cJSON *arr, struct ph_tree *t, struct ph_err
 			continue;
 		}
 		snprintf(sub, sizeof(sub), "images[%d]", i++);
-		ret = decode_image(item, sub, &t->images[t->nimages], err);
-		if (ret)
-			return ret;
+		ret = decode_image(item, sub, &t->images[t->nimages], &one);
+		if (ret == -ENOMEM)
+			return nomem(err);
+		if (ret) {
+			/* One broken image must not hide all the others: skip
+			 * it, and say so once per answer. */
+			if (!skipped++)
+				first = one;
+			continue;
+		}
 		t->nimages++;
 	}
+	if (skipped)
+		log_warn("ignoring %d malformed image(s) in the server's answer; the first: %s",
+		         skipped, first.msg);
 	return 0;
 }
 

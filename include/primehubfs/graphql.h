@@ -50,19 +50,32 @@ void gql_client_set_token_source(struct gql_client *c, gql_token_reload_fn reloa
 /* Called around every transfer to decide whether to abort (see http.h). */
 void gql_client_set_abort(struct gql_client *c, http_abort_fn cb, void *arg);
 
-/* The HTTP client and the auth header, for the REST log endpoint that
- * shares the token. */
+/* The HTTP client, the endpoint and the auth header, for the REST log
+ * endpoint that shares the token.  The header is a copy (the token can be
+ * replaced meanwhile): free it with gql_free_auth_header, which clears it. */
 struct http_client *gql_client_http(const struct gql_client *c);
-const char *gql_client_auth_header(const struct gql_client *c); /* "Authorization: Bearer ..." */
+const char *gql_client_endpoint(const struct gql_client *c);
+char *gql_client_auth_header(struct gql_client *c); /* "Authorization: Bearer ..." */
+void gql_free_auth_header(char *header);
 
 /*
- * Send one document with its variables (borrowed, may be NULL).  On success
+ * Send one query with its variables (borrowed, may be NULL).  On success
  * *data_out is the "data" object.  On a GraphQL error the return is the mapped
  * -errno and, when the response still had a "data" object (partial failure),
  * *data_out is set to it too so the caller can see what happened.
+ * A transient failure (refused or broken connection, a proxy's 502/503/504
+ * page, API_UNAVAILABLE) is retried with jittered backoff, all within one
+ * request timeout.
  */
 int gql_execute(struct gql_client *c, const char *document, const cJSON *variables,
                 cJSON **data_out, struct ph_err *err);
+
+/* The same for a mutation: sent once (again only after a token rejection,
+ * when the server ran nothing).  When the answer was lost after the request
+ * went out (timeout, reset, a proxy's or garbage answer), err->maybe_applied
+ * is set: the caller must read back what the server holds, never resend. */
+int gql_execute_mutation(struct gql_client *c, const char *document, const cJSON *variables,
+                         cJSON **data_out, struct ph_err *err);
 
 /* Pure: decode an HTTP status + body as above.  Exposed for unit tests. */
 int gql_decode_response(long http_status, const char *body, size_t len, cJSON **data_out,

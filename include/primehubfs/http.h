@@ -42,6 +42,7 @@ struct http_request {
 	const char *body;           /* POST body, may be NULL */
 	size_t body_len;
 	size_t max_body;        /* refuse (EFBIG) a response larger than this; 0: 64 MiB */
+	long timeout_ms;        /* this transfer's whole time; 0: the client's timeout */
 	http_abort_fn abort_cb; /* may be NULL */
 	void *abort_arg;
 };
@@ -51,20 +52,28 @@ struct http_response {
 	char *body;  /* NUL-terminated for convenience; len excludes the NUL */
 	size_t len;
 	char *content_type; /* may be NULL */
+	char *location;     /* a redirect's target (never followed), may be NULL */
 };
 
 int http_client_new(const struct http_options *opts, struct http_client **out, struct ph_err *err);
 void http_client_free(struct http_client *c);
+/* The whole-transfer timeout the client was made with. */
+long http_client_timeout_ms(const struct http_client *c);
 
 /*
  * Perform one request.  Returns 0 when an HTTP response arrived (whatever its
- * status: GraphQL errors come with 200, 400 and 500).  Errors:
+ * status: GraphQL errors come with 200, 400 and 500).  Redirects are never
+ * followed: the token goes to the URL asked for and nowhere else, and a 3xx
+ * answer comes back as it is, with its Location in resp->location.  Errors:
  *   -ETIMEDOUT  connect or total timeout, or too slow
  *   -EINTR      abort_cb asked to stop
  *   -EHOSTUNREACH / -ECONNREFUSED  the server cannot be reached
+ *   -ECONNRESET the connection broke, or the answer stopped half-way
  *   -EFBIG      response over max_body
  *   -EIO        any other transport or TLS failure
  * err gets a line such as "cannot connect to 127.0.0.1:8080: Connection refused".
+ * On a failure after the request went out (some of it was sent), err's
+ * maybe_applied is set: the server may have acted on it.
  */
 int http_perform(struct http_client *c, const struct http_request *req, struct http_response *resp,
                  struct ph_err *err);

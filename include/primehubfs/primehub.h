@@ -54,7 +54,13 @@ int ph_rebuild_image(struct ph_api *api, const char *id, const struct ph_build_s
 int ph_cancel_image_build(struct ph_api *api, const char *id, struct ph_image **out,
                           struct ph_err *err);
 
-/* GET <log_endpoint>?follow=false with the token; *text is malloc'd. */
+/* The URL build.log is fetched from: the path and query of the server's
+ * logEndpoint on the GraphQL endpoint's own scheme, host and port, plus
+ * follow=false.  *out is malloc'd.  -EPROTO for a logEndpoint that is not an
+ * http(s) URL with a path. */
+int ph_log_url(const char *endpoint, const char *log_endpoint, char **out, struct ph_err *err);
+
+/* GET the build log (URL as ph_log_url) with the token; *text is malloc'd. */
 int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text, size_t *len,
                        struct ph_err *err);
 

@@ -29,7 +29,8 @@ static void test_auth(void)
 	/* §8.1: a bad token is a 500 whose message starts "Context creation failed:". */
 	CHECK_INT(decode(500, AUTH_ERR("Context creation failed: Invalid API Token"), &data, &err),
 	          -EACCES);
-	CHECK_STR(err.msg, "token rejected: Invalid API Token");
+	CHECK_STR(err.msg, "token rejected: Invalid API Token (it expired or was revoked: make a "
+	                   "new one in PrimeHub)");
 	CHECK_INT(err.errnum, EACCES);
 	CHECK(data == NULL);
 
@@ -349,8 +350,12 @@ static void test_client(void)
 	struct gql_client *c = NULL;
 	struct ph_err err;
 
+	char *header;
+
 	CHECK_INT(gql_client_new(NULL, "http://h/api/graphql", "tok-1\n", &c, &err), 0);
-	CHECK_STR(gql_client_auth_header(c), "Authorization: Bearer tok-1");
+	header = gql_client_auth_header(c);
+	CHECK_STR(header, "Authorization: Bearer tok-1");
+	gql_free_auth_header(header);
 	gql_client_free(c);
 
 	ph_err_clear(&err);

@@ -39,6 +39,10 @@ static struct {
 	pthread_mutex_t lock;
 	char last_request[65536]; /* headers + body of the last request */
 	pthread_t thread;
+	atomic_int stolen;     /* requests that followed a redirect */
+	atomic_int flaky_left; /* /flaky/ answers 503 this many more times */
+	atomic_int flaky_calls;
+	atomic_int flaky_mutations;
 } srv;
 
 static void send_all(int fd, const char *p, size_t n)
@@ -98,6 +102,39 @@ static void handle(int fd, const char *req, const char *body)
 			send_all(fd, chunk, (size_t)n + 4098);
 		}
 		send_all(fd, "0\r\n\r\n", 5);
+	} else if (strncmp(path, "/redirect/", 10) == 0) {
+		char head[256];
+		int n = snprintf(head, sizeof(head),
+		                 "HTTP/1.1 307 X\r\nLocation: http://127.0.0.1:%d/stolen\r\n"
+		                 "Content-Length: 0\r\n\r\n",
+		                 srv.port);
+
+		send_all(fd, head, (size_t)n);
+	} else if (strncmp(path, "/stolen", 7) == 0) {
+		srv.stolen++;
+		respond(fd, 200, JSON, "{\"data\":{\"me\":{\"username\":\"x\",\"isAdmin\":true}}}");
+	} else if (strncmp(path, "/flaky/", 7) == 0) {
+		srv.flaky_calls++;
+		if (strstr(body, "mutation"))
+			srv.flaky_mutations++;
+		if (srv.flaky_left > 0) {
+			srv.flaky_left--;
+			respond(
+			    fd, 503, "text/html",
+			    "<html><head><title>503 Service Temporarily Unavailable</title></head>"
+			    "<body>nginx</body></html>");
+		} else {
+			respond(fd, 200, JSON,
+			        "{\"data\":{\"me\":{\"username\":\"phadmin\",\"isAdmin\":true}}}");
+		}
+	} else if (strncmp(path, "/rotate/", 8) == 0) {
+		if (strstr(req, "Authorization: Bearer good\r\n"))
+			respond(fd, 200, JSON,
+			        "{\"data\":{\"me\":{\"username\":\"phadmin\",\"isAdmin\":true}}}");
+		else
+			respond(fd, 500, JSON,
+			        "{\"errors\":[{\"message\":\"Context creation failed: Invalid API "
+			        "Token\",\"extensions\":{\"code\":\"INTERNAL_SERVER_ERROR\"}}]}");
 	} else if (strncmp(path, "/badtoken/", 10) == 0) {
 		respond(fd, 500, JSON,
 		        "{\"errors\":[{\"message\":\"Context creation failed: Invalid API "
@@ -531,7 +568,10 @@ static void test_operations(struct http_client *http)
 	{
 		char want[256];
 
-		snprintf(want, sizeof(want), "token rejected by %s: Invalid API Token", url);
+		snprintf(want, sizeof(want),
+		         "token rejected by %s: Invalid API Token (it expired or was revoked: make "
+		         "a new one in PrimeHub)",
+		         url);
 		CHECK_STR(err.msg, want);
 	}
 	CHECK_INT(ph_fetch_tree(api, &tree, &err), -EACCES);
@@ -546,6 +586,112 @@ static void test_operations(struct http_client *http)
 	CHECK(user == NULL);
 	CHECK_STR(err.msg, "user bob is not a PrimeHub administrator (admin images need the "
 	                   "realm-admin role)");
+	ph_api_free(api);
+	gql_client_free(gql);
+}
+
+static int reloads;
+static const char *next_token;
+
+static int reload(void *arg, char **token)
+{
+	(void)arg;
+	reloads++;
+	*token = next_token ? strdup(next_token) : NULL;
+	return *token ? 0 : -ENOENT;
+}
+
+/* Redirects are not followed, queries retry passing failures, mutations do
+ * not, a rejected token is reloaded once, and the build log goes to the
+ * endpoint's own origin whatever logEndpoint names. */
+static void test_trust_and_retries(struct http_client *http)
+{
+	struct gql_client *gql = NULL;
+	struct ph_api *api = NULL;
+	struct ph_image_input in = {0};
+	struct ph_image *img = NULL;
+	struct ph_err err;
+	char url[128], *user = NULL, *text = NULL, *out = NULL;
+	size_t len;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/redirect/graphql", srv.port);
+	CHECK_INT(gql_client_new(http, url, "secret-token", &gql, &err), 0);
+	CHECK_INT(ph_api_new(gql, &api), 0);
+	CHECK_INT(ph_check_admin(api, &user, &err), -EIO);
+	CHECK_CONTAINS(err.msg, "HTTP 307, a redirect to http://127.0.0.1:");
+	CHECK_CONTAINS(err.msg, "does not follow redirects");
+	CHECK_INT(srv.stolen, 0);
+	ph_api_free(api);
+	gql_client_free(gql);
+
+	/* Two 503 pages, then an answer: a query gets through. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/flaky/graphql", srv.port);
+	CHECK_INT(gql_client_new(http, url, "secret-token", &gql, &err), 0);
+	CHECK_INT(ph_api_new(gql, &api), 0);
+	srv.flaky_left = 2;
+	srv.flaky_calls = 0;
+	CHECK_INT(ph_check_admin(api, &user, &err), 0);
+	free(user);
+	CHECK_INT(srv.flaky_calls, 3);
+	/* A mutation is sent once, and its lost answer says so. */
+	srv.flaky_left = 5;
+	srv.flaky_mutations = 0;
+	ph_err_clear(&err);
+	in.set = PH_IN_DESCRIPTION;
+	in.description = strdup("x");
+	CHECK_INT(ph_update_image(api, "tf-2", &in, &img, &err), -EIO);
+	CHECK(err.maybe_applied);
+	CHECK_INT(srv.flaky_mutations, 1);
+	ph_image_input_clear(&in);
+	srv.flaky_left = 0;
+	ph_api_free(api);
+	gql_client_free(gql);
+
+	/* A rejected token: the source gives a new one, the request goes once
+	 * more; the same token again is not retried. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/rotate/graphql", srv.port);
+	CHECK_INT(gql_client_new(http, url, "old", &gql, &err), 0);
+	CHECK_INT(ph_api_new(gql, &api), 0);
+	gql_client_set_token_source(gql, reload, NULL);
+	next_token = "old";
+	CHECK_INT(ph_check_admin(api, &user, &err), -EACCES);
+	CHECK_INT(reloads, 1);
+	next_token = "good\n";
+	CHECK_INT(ph_check_admin(api, &user, &err), 0);
+	free(user);
+	CHECK_INT(reloads, 2);
+	CHECK_INT(ph_check_admin(api, &user, &err), 0); /* keeps the new one */
+	free(user);
+	CHECK_INT(reloads, 2);
+	ph_api_free(api);
+	gql_client_free(gql);
+
+	/* The log URL keeps only path and query of logEndpoint. */
+	CHECK_INT(ph_log_url("https://hub.example.com/api/graphql",
+	                     "http://other.example:8080/api/logs/images/x/job", &out, &err),
+	          0);
+	CHECK_STR(out, "https://hub.example.com/api/logs/images/x/job?follow=false");
+	free(out);
+	CHECK_INT(ph_log_url("http://127.0.0.1:9/api/graphql",
+	                     "https://h/api/logs/images/x/job?tailLines=10#frag", &out, &err),
+	          0);
+	CHECK_STR(out, "http://127.0.0.1:9/api/logs/images/x/job?tailLines=10&follow=false");
+	free(out);
+	CHECK_INT(ph_log_url("http://e/api/graphql", "file:///etc/passwd", &out, &err), -EPROTO);
+	CHECK_INT(ph_log_url("http://e/api/graphql", "http://u:p@h/api/logs", &out, &err), -EPROTO);
+	CHECK_INT(ph_log_url("http://e/api/graphql", "not a url", &out, &err), -EPROTO);
+	CHECK_INT(ph_log_url("http://e/api/graphql", "", &out, &err), -ENOENT);
+	CHECK(out == NULL);
+
+	/* A logEndpoint naming another port is fetched from the endpoint's. */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/graphql", srv.port);
+	CHECK_INT(gql_client_new(http, url, "secret-token", &gql, &err), 0);
+	CHECK_INT(ph_api_new(gql, &api), 0);
+	CHECK_INT(ph_fetch_build_log(api, "http://127.0.0.1:1/api/logs/images/built/job", &text,
+	                             &len, &err),
+	          0);
+	CHECK_STR(text, "Step 1/3 : FROM jupyter/base-notebook\n");
+	free(text);
 	ph_api_free(api);
 	gql_client_free(gql);
 }
@@ -565,6 +711,7 @@ int main(void)
 	test_threads(c);
 	test_refused(c);
 	test_operations(c);
+	test_trust_and_retries(c);
 	http_client_free(c);
 	test_silent();
 
