@@ -649,8 +649,9 @@ class Handler(BaseHTTPRequestHandler):
                  if k not in ("mode", "count", "seconds", "only")}
         if mode not in FAULT_MODES:
             return "mode must be one of %s" % ", ".join(FAULT_MODES)
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
-            return "count must be an integer"
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                                  or count < 1):
+            return "count must be an integer >= 1"
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
             return "seconds must be a number >= 0"
         if only is not None and (not isinstance(only, list)

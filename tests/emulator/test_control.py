@@ -4,8 +4,10 @@
 """
 import http.client
 import json
+import shutil
 import socket
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -231,6 +233,30 @@ def test_https_refused_without_the_cert(start_emulator, cert):
     assert not reply.startswith(b"HTTP/1.1 200")
     # The emulator is still serving after the failed handshakes.
     assert post(emu, ME)[0] == 200
+
+
+def curl(emu, cert):
+    curl_path = shutil.which("curl")
+    assert curl_path, "the curl command is needed (Debian package curl)"
+    return subprocess.run([curl_path, "-sS", "--max-time", "10", "--cacert", cert,
+                           "-H", "Authorization: Bearer " + ADMIN_TOKEN,
+                           "-H", "Content-Type: application/json",
+                           "-d", '{"query": "{ me { id } }"}', emu.endpoint],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_https_faults_as_libcurl_sees_them(start_emulator, cert):
+    """Python's ssl module reports an RST under TLS as a plain EOF; curl
+    (libcurl, as primehubfs uses it) shows what really happened."""
+    emu = start_emulator(tls=cert)
+    assert curl(emu, cert[0]).returncode == 0
+    for mode, code, text in (("reset", 56, "Connection reset by peer"),
+                             ("reset_mid_body", 56, "Connection reset by peer"),
+                             ("truncated", 18, "transfer closed with"),
+                             ("apply_then_reset", 56, "Connection reset by peer")):
+        emu.fault(mode, count=1)
+        result = curl(emu, cert[0])
+        assert (result.returncode, text in result.stderr) == (code, True), (mode, result)
 
 
 def test_tls_options_are_checked(start_emulator, cert, tmp_path):

@@ -324,6 +324,7 @@ def test_log_endpoint_faults(emu):
 
 def test_fault_requests_are_validated(emu):
     for payload in ({"mode": "nonsense"}, {"mode": "http500", "count": "1"},
+                    {"mode": "http500", "count": 0},
                     {"mode": "hang", "seconds": "3"}, {"mode": "hang", "seconds": -1},
                     {"mode": "http500", "only": "me"}, {"mode": "redirect"},
                     {"mode": "body", "status": 1000}, {"mode": "body", "body": 5},
