@@ -769,6 +769,13 @@ class Handler(BaseHTTPRequestHandler):
                     and isinstance(i.get("spec", {}), dict) for i in images):
                 self._json(400, {"error": 'images must be [{"name": string, "spec": object}]'})
                 return
+            try:
+                json_bytes(images)
+            except UnicodeEncodeError:
+                # Stored, a lone surrogate would break every later answer and
+                # the state file; invalid UTF-8 goes through the "body" fault.
+                self._json(400, {"error": "images must be valid Unicode (no lone surrogates)"})
+                return
             app.store.inject_images(images)
             self._json(200, {"injected": [i["name"] for i in images]})
         elif path == "/-/clock/advance" and method == "POST":

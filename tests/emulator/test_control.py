@@ -178,10 +178,12 @@ def test_inject_is_validated_and_persisted(start_emulator, tmp_path):
     state = tmp_path / "state.json"
     emu = start_emulator("--state", str(state))
     for payload in ({}, {"images": "x"}, {"images": [{"spec": {}}]},
-                    {"images": [{"name": "x", "spec": []}]}):
+                    {"images": [{"name": "x", "spec": []}]},
+                    {"images": [{"name": "\udcff", "spec": {}}]}):
         reply = emu.request("POST", "/-/inject", json.dumps(payload).encode(),
                             {"Content-Type": "application/json"})
         assert reply.status == 400, payload
+    assert post(emu, IMAGES)[0] == 200  # nothing of the refused requests was stored
     emu.inject([{"name": "../saved", "spec": {"url": "u"}}])
     assert json.loads(state.read_text())["images"]["../saved"]["spec"] == {"url": "u"}
 
