@@ -38,12 +38,27 @@ def run(args, timeout=60, **kw):
                           stdin=subprocess.DEVNULL, **kw)
 
 
+@pytest.fixture
 def mount_env():
-    """The environment of an administrator's shell, without our settings."""
+    """The environment of an administrator's shell, without our settings.
+    A daemon started by mount(8) has no stderr, so a sanitizer build
+    (tests/run.sh's second pass) writes its reports to files, which must
+    not appear."""
+    logdir = tempfile.mkdtemp(prefix="phfs-sanlog-")
+    os.chmod(logdir, 0o1777)
     env = {k: v for k, v in os.environ.items()
            if k not in ("PRIMEHUB_API_TOKEN", "PRIMEHUB_API_ENDPOINT")}
     env["HOME"] = tempfile.mkdtemp(prefix="phfs-home-")
-    return env
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        env[var] = ":".join(filter(None, [env.get(var), f"log_path={logdir}/report"]))
+    yield env
+    reports = {}
+    for name in os.listdir(logdir):
+        with open(os.path.join(logdir, name), errors="replace") as f:
+            reports[name] = f.read()[-4000:]
+    shutil.rmtree(logdir)
+    shutil.rmtree(env["HOME"])
+    assert not reports, f"sanitizer report from a daemon started by mount(8): {reports}"
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +219,8 @@ def test_installed_man_page_is_found_by_man(stage, tmp_path):
 
 # ---------------------------------------------------------------- mount(8)
 
-def test_mount_t_fuse_primehubfs_finds_the_installed_program(stage, emulator, token_file):
+def test_mount_t_fuse_primehubfs_finds_the_installed_program(stage, emulator, token_file,
+                                                              mount_env):
     mnt = tempfile.mkdtemp(prefix="phfs-mnt-")
     script = """
 mount -t fuse.primehubfs "$ENDPOINT" "$MNT" -o token_file="$TOKEN_FILE"
@@ -213,7 +229,7 @@ ls "$MNT"
 umount "$MNT"
 findmnt -rn "$MNT" || echo unmounted
 """
-    env = dict(mount_env(), PATH="/usr/bin:/bin", ENDPOINT=emulator.endpoint,
+    env = dict(mount_env, PATH="/usr/bin:/bin", ENDPOINT=emulator.endpoint,
                TOKEN_FILE=token_file)
     try:
         r = in_namespace(stage, mnt, script, env)
@@ -235,7 +251,7 @@ def write_fstab(line):
     return path
 
 
-def test_fstab_line_with_noauto_user_netdev_automount(stage, emulator, token_file):
+def test_fstab_line_with_noauto_user_netdev_automount(stage, emulator, token_file, mount_env):
     """The documented fstab line, through mount(8) with a temporary fstab
     (mount -T); mount(8) keeps noauto, user, _netdev and x-systemd.* to
     itself and primehubfs gets token_file."""
@@ -252,7 +268,7 @@ umount "$MNT"
 findmnt -rn "$MNT" || echo unmounted
 """
     try:
-        r = in_namespace(stage, mnt, script, dict(mount_env(), FSTAB=fstab))
+        r = in_namespace(stage, mnt, script, dict(mount_env, FSTAB=fstab))
     finally:
         os.rmdir(mnt)
         os.unlink(fstab)
@@ -266,7 +282,7 @@ findmnt -rn "$MNT" || echo unmounted
     assert emulator.stats()["operations"].get("me", 0) >= 1  # the mount-time admin check
 
 
-def test_fstab_with_absolute_path_for_other_prefixes(emulator, token_file):
+def test_fstab_with_absolute_path_for_other_prefixes(emulator, token_file, mount_env):
     """Installed outside the shell's default path: the type `fuse` and the
     source PATH#ENDPOINT, as primehubfs(1) says.  Uses the build's binary."""
     mnt = tempfile.mkdtemp(prefix="phfs-mnt-")
@@ -274,7 +290,7 @@ def test_fstab_with_absolute_path_for_other_prefixes(emulator, token_file):
     fstab = write_fstab(f"{binary}#{emulator.endpoint} {mnt} fuse noauto,_netdev,"
                         f"token_file={token_file} 0 0")
     try:
-        r = run(["mount", "-T", fstab, mnt], timeout=30, env=mount_env())
+        r = run(["mount", "-T", fstab, mnt], timeout=30, env=mount_env)
         assert r.returncode == 0, r.stderr
         assert sorted(os.listdir(mnt)) == admin_images(emulator)
     finally:
@@ -293,7 +309,7 @@ def test_fstab_with_absolute_path_for_other_prefixes(emulator, token_file):
     assert not left
 
 
-def test_user_mount_from_fstab_runs_as_that_user(stage, emulator, tmp_path):
+def test_user_mount_from_fstab_runs_as_that_user(stage, emulator, tmp_path, mount_env):
     """`user` in fstab: an ordinary user (nobody) mounts with `mount DIR`,
     primehubfs runs as that user, and she unmounts with umount.  The fstab
     is the real path /etc/fstab inside the namespace (mount -T is root's)."""
@@ -327,7 +343,7 @@ ps -o uid= -p "$(pgrep -f -x "primehubfs $ENDPOINT $MNT .*" | head -1)"
 {as_nobody} umount "$MNT"
 findmnt -rn "$MNT" || echo unmounted
 """
-    env = dict(mount_env(), FSTAB=fstab, ENDPOINT=emulator.endpoint,
+    env = dict(mount_env, FSTAB=fstab, ENDPOINT=emulator.endpoint,
                FUSEDEV=str(tmp_path / "fuse"))
     try:
         r = in_namespace(stage, mnt, script, env)
