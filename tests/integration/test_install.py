@@ -375,3 +375,50 @@ def test_systemd_unit_verifies(stage, tmp_path):
                      f'systemd-analyze verify "{tmp_path}/primehubfs@{instance}.service" 2>&1',
                      dict(os.environ))
     assert r.returncode == 0 and r.stdout.strip() == "", r.stdout + r.stderr
+
+
+def fstab_example_lines():
+    """The entries of contrib/fstab.example, commented out or not."""
+    with open(os.path.join(ROOT, "contrib", "fstab.example")) as f:
+        return [line.lstrip("#").strip() for line in f if line.lstrip("#").startswith("http")]
+
+
+def test_fstab_example_lines_make_the_systemd_units_they_promise(tmp_path):
+    """systemd reads fstab through systemd-fstab-generator (which takes the
+    file from $SYSTEMD_FSTAB): the boot line becomes a mount wanted by
+    remote-fs.target (_netdev, nofail), the x-systemd.automount line an
+    automount point with an idle timeout and no mount at boot (noauto), and
+    systemd-analyze verify accepts what it generates."""
+    need("systemd-analyze")
+    generator = next((p for p in ("/lib/systemd/system-generators/systemd-fstab-generator",
+                                  "/usr/lib/systemd/system-generators/systemd-fstab-generator")
+                      if os.access(p, os.X_OK)), None)
+    assert generator, "systemd-fstab-generator is missing: tests/run.sh installs systemd"
+    boot, automount, user = fstab_example_lines()
+    assert "fuse.primehubfs" in boot and "_netdev" in boot and "noauto" not in boot
+    assert "noauto" in user.split()[3] and "user" in user.split()[3].split(",")
+
+    def generate(line):
+        out = tmp_path / str(len(os.listdir(tmp_path)))
+        out.mkdir()
+        fstab = out / "fstab"
+        fstab.write_text(line + "\n")
+        r = run([generator, str(out), str(out), str(out)],
+                env=dict(os.environ, SYSTEMD_FSTAB=str(fstab), SYSTEMD_LOG_LEVEL="warning"))
+        assert r.returncode == 0, r.stderr
+        return out
+
+    out = generate(boot)
+    assert (out / "remote-fs.target.wants" / "mnt-primehub.mount").exists()
+    unit = (out / "mnt-primehub.mount").read_text()
+    assert "Type=fuse.primehubfs" in unit and "What=https://primehub.example.com/api/graphql" in unit
+    r = run(["systemd-analyze", "verify", str(out / "mnt-primehub.mount")])
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+    out = generate(automount)
+    assert (out / "remote-fs.target.requires" / "mnt-primehub.automount").exists()
+    assert not (out / "remote-fs.target.wants").exists()  # noauto: not mounted at boot
+    assert "TimeoutIdleSec=10min" in (out / "mnt-primehub.automount").read_text()
+    r = run(["systemd-analyze", "verify", str(out / "mnt-primehub.mount"),
+             str(out / "mnt-primehub.automount")])
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
