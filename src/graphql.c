@@ -13,7 +13,16 @@
  * connection, a proxy's 502/503/504, a plain-text 500, API_UNAVAILABLE) is
  * retried with backoff inside ONE time budget, the request timeout.  A
  * mutation is sent once: when its answer is lost it may still have been
- * applied, which the caller finds out by reading the image back.
+ * applied, which the caller finds out by reading the image back.  It is sent
+ * again only when the server certainly ran nothing: the connection was
+ * refused before a byte went out, or the server rejected the token (it
+ * answers that before any resolver runs).
+ *
+ * The token: the client keeps one "Authorization: Bearer" header under a
+ * mutex; every request sends its own copy, so a thread that swaps in a new
+ * token never frees a header another thread is sending.  Copies are cleared
+ * before they are freed, and the token never appears in an error message
+ * (a server that echoes it back has it cut out).
  *
  * Nothing is logged here: the reason goes back in struct ph_err and the
  * caller decides what to log.
@@ -186,13 +195,31 @@ const char *gql_client_endpoint(const struct gql_client *c)
 /* Ask the token source for a new token after the server rejected `used`
  * (the header that request sent).  True when the client now holds a
  * different token, so the request is worth sending once more. */
+static bool token_changed_since(struct gql_client *c, const char *used)
+{
+	bool changed;
+
+	pthread_mutex_lock(&c->token_lock);
+	changed = strcmp(used, c->auth_header) != 0;
+	pthread_mutex_unlock(&c->token_lock);
+	return changed;
+}
+
 static bool reload_token(struct gql_client *c, const char *used)
 {
 	char *token = NULL, *header;
 	bool changed = false;
 
-	if (!c->token_reload || c->token_reload(c->token_reload_arg, &token) < 0 || !token)
+	if (!c->token_reload)
 		return false;
+	/* Another thread, rejected at the same time, may have swapped in the
+	 * new token already (the source then says "nothing new"). */
+	if (token_changed_since(c, used))
+		return true;
+	if (c->token_reload(c->token_reload_arg, &token) < 0 || !token) {
+		free_secret(token);
+		return token_changed_since(c, used);
+	}
 	header = auth_header_for(token, NULL);
 	free_secret(token);
 	if (!header)
@@ -330,7 +357,9 @@ static int map_error(long status, const cJSON *e, const char *endpoint, char *ms
 	if (code)
 		snprintf(codebuf, sizeof(codebuf), " (%s)", code);
 
-	/* §8.1: the only sign of a bad or missing token is this prefix. */
+	/* PrimeHub answers a missing, expired or revoked token with HTTP 500
+	 * and a message starting "Context creation failed:", before any
+	 * resolver runs; that prefix is the only sign. */
 	if (strncmp(text, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1) == 0) {
 		const char *rest = text + sizeof(TOKEN_PREFIX) - 1;
 
@@ -359,7 +388,7 @@ static int map_error(long status, const cJSON *e, const char *endpoint, char *ms
 	}
 	if (str_is(code, "RESOURCE_NOT_FOUND")) {
 		/* v3 says `images.primehub.io "x" not found`, v4 only "HTTP request
-		 * failed": the code is what counts (§3.7). */
+		 * failed": the code is what counts. */
 		snprintf(msg, msgsz, "not found: %s%s", text, codebuf);
 		return -ENOENT;
 	}
@@ -426,7 +455,7 @@ static int decode(long status, const char *body, size_t len, const char *endpoin
 		net_snippet(location, location ? strlen(location) : 0, where, sizeof(where));
 		return ph_err_set(
 		    err, EIO, NULL,
-		    "the server answered HTTP %ld, a redirect to %s; primehubfs does not "
+		    "PrimeHub answered HTTP %ld redirecting to %s; primehubfs does not "
 		    "follow redirects (the token goes to the endpoint only): use the "
 		    "final URL as the endpoint",
 		    status, location ? where : "(no Location)");
@@ -457,14 +486,18 @@ static int decode(long status, const char *body, size_t len, const char *endpoin
 	} else if (status < 200 || status > 299) {
 		char snip[NET_SNIPPET_MAX + 16];
 
+		/* JSON, but not a GraphQL answer: a proxy or gateway spoke. */
 		net_snippet(body, len, snip, sizeof(snip));
+		v->maybe_applied = status >= 500;
+		v->transient = status >= 500;
 		ret = ph_err_set(err, EIO, NULL, "HTTP %ld from server: %s", status, snip);
 	} else if (!cJSON_IsObject(data)) {
 		ret = ph_err_set(err, EPROTO, NULL,
 		                 "unexpected answer from server: no data and no errors");
 	}
 	/* On success, and on a partial failure that still has data, the caller
-	 * gets the data object (§8.10: read what did happen). */
+	 * gets the data object: a mutation that failed half-way may have
+	 * applied part of the change, and the data says which part. */
 	if (data_out && (ret == 0 || partial) && cJSON_IsObject(data)) {
 		cJSON_DetachItemViaPointer(root, data);
 		*data_out = data;
@@ -489,10 +522,32 @@ static long long mono_ms(void)
 	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+/* Cut every copy of the token out of msg (a server may quote the
+ * Authorization header back in an error). */
+static void redact_token(char *msg, const char *token)
+{
+	static const char mask[] = "(token)";
+	size_t tlen = strlen(token);
+	char *p;
+
+	if (tlen < 4)
+		return; /* too short to be a real token; a cut would mangle words */
+	while ((p = strstr(msg, token)) != NULL) {
+		size_t rest = strlen(p + tlen);
+
+		if (tlen >= sizeof(mask) - 1) {
+			memcpy(p, mask, sizeof(mask) - 1);
+			memmove(p + sizeof(mask) - 1, p + tlen, rest + 1);
+		} else {
+			memset(p, '*', tlen); /* never grows the message */
+		}
+	}
+}
+
 /* One POST with the current token.  *used gets the header it sent (the
  * caller frees it with gql_free_auth_header). */
-static int send_once(struct gql_client *c, const char *body, long timeout_ms, char **used,
-                     cJSON **data_out, struct ph_err *err, struct verdict *v)
+static int send_once(struct gql_client *c, const char *body, bool mutation, long timeout_ms,
+                     char **used, cJSON **data_out, struct ph_err *err, struct verdict *v)
 {
 	const char *headers[] = {"Content-Type: application/json", "Accept: application/json", NULL,
 	                         NULL};
@@ -504,6 +559,7 @@ static int send_once(struct gql_client *c, const char *body, long timeout_ms, ch
 	    .body = body,
 	    .body_len = strlen(body),
 	    .timeout_ms = timeout_ms,
+	    .once = mutation,
 	    .abort_cb = c->abort_cb,
 	    .abort_arg = c->abort_arg,
 	};
@@ -525,6 +581,8 @@ static int send_once(struct gql_client *c, const char *body, long timeout_ms, ch
 	ret =
 	    decode(resp.status, resp.body, resp.len, c->endpoint, resp.location, data_out, err, v);
 	http_response_free(&resp);
+	if (ret < 0 && err)
+		redact_token(err->msg, *used + sizeof(AUTH_PREFIX) - 1);
 	return ret;
 }
 
@@ -540,12 +598,21 @@ static bool pause_unless_aborted(struct gql_client *c, long ms)
 	return !(c->abort_cb && c->abort_cb(c->abort_arg));
 }
 
+/* Whether a failed request may be sent again: a query after any passing
+ * failure, a mutation only when not a byte of it reached the server. */
+static bool retryable(bool mutation, int ret, const struct verdict *v)
+{
+	if (!v->transient)
+		return false;
+	return !mutation || (ret == -ECONNREFUSED && !v->maybe_applied);
+}
+
 static int execute(struct gql_client *c, const char *document, const cJSON *variables,
                    bool mutation, cJSON **data_out, struct ph_err *err)
 {
 	long long deadline = mono_ms() + c->timeout_ms;
 	long delay = RETRY_FIRST_MS;
-	bool token_retried = false;
+	bool token_retried = false, maybe = false;
 	unsigned seed = (unsigned)mono_ms();
 	int tries = 0;
 	char *body;
@@ -561,7 +628,8 @@ static int execute(struct gql_client *c, const char *document, const cJSON *vari
 		struct verdict v;
 		char *used = NULL;
 
-		ret = send_once(c, body, left > 0 ? (long)left : 1, &used, data_out, err, &v);
+		ret = send_once(c, body, mutation, left > 0 ? (long)left : 1, &used, data_out, err,
+		                &v);
 		if (ret == -EACCES && v.token_rejected && !token_retried && used &&
 		    reload_token(c, used)) {
 			/* The server ran nothing (context creation failed), so
@@ -574,26 +642,35 @@ static int execute(struct gql_client *c, const char *document, const cJSON *vari
 			continue;
 		}
 		gql_free_auth_header(used);
-		if (ret == 0 || mutation || !v.transient || ++tries >= QUERY_TRIES) {
-			if (ret < 0 && mutation && v.maybe_applied && err)
-				err->maybe_applied = true;
+		maybe = v.maybe_applied;
+		if (ret == 0 || !retryable(mutation, ret, &v) || ++tries >= QUERY_TRIES)
 			break;
-		}
-		/* A query that failed for a passing reason: again, after a
-		 * jittered pause, if the budget allows. */
+		/* A failure that may pass: again, after a pause of the doubling
+		 * delay +-20% (so clients that failed together do not return
+		 * together), if the one budget allows. */
 		seed = seed * 1103515245u + 12345u;
 		{
 			long pause =
 			    delay - delay / 5 + (long)((seed >> 8) % (unsigned)(delay / 5 * 2 + 1));
 
-			if (mono_ms() + pause + 50 >= deadline || !pause_unless_aborted(c, pause))
+			if (mono_ms() + pause + 50 >= deadline)
 				break;
+			if (!pause_unless_aborted(c, pause)) {
+				ret = ph_err_set(err, EINTR, NULL, "request to %s interrupted",
+				                 c->endpoint);
+				maybe = false; /* only a request nothing of which was sent waits */
+				break;
+			}
 		}
 		cJSON_Delete(data_out ? *data_out : NULL);
 		if (data_out)
 			*data_out = NULL;
 		delay = delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : delay * 2;
 	}
+	/* Set last, as ph_err_set starts afresh.  Only a mutation's caller has
+	 * anything to re-read. */
+	if (err)
+		err->maybe_applied = ret < 0 && mutation && maybe;
 	free(body);
 	return ret;
 }

@@ -10,7 +10,8 @@
  * Why the pool never blocks: when every pooled handle is busy a fresh one is
  * made; when a handle comes back to a full stack it is cleaned up.  Waiting
  * for a handle would chain one slow request to every other thread, which is
- * exactly the kind of hang fuse-practice.md §4 warns about.
+ * exactly the kind of hang a FUSE daemon must avoid: every worker thread
+ * would end up queued behind the slowest request.
  *
  * The pool mutex guards only the stack; it is never held during a transfer.
  * DNS answers and TLS sessions are shared between handles through a CURLSH
@@ -257,8 +258,16 @@ static int setup_handle(struct http_client *c, CURL *h, const struct http_reques
 	SET(CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 && req->timeout_ms < c->timeout_ms
 	                            ? req->timeout_ms
 	                            : c->timeout_ms);
-	/* The token goes to the URL asked for and nowhere else. */
+	/* The token goes to the URL asked for and nowhere else: a 3xx comes
+	 * back to the caller as it is (and CURLOPT_UNRESTRICTED_AUTH is never
+	 * set, so even a follow could not carry it to another host). */
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	/* A request that must not run twice never rides a reused connection:
+	 * libcurl resends on a fresh one when a reused connection dies before
+	 * the answer starts, which would repeat a mutation the server may have
+	 * already applied. */
+	if (req->once)
+		SET(CURLOPT_FRESH_CONNECT, 1L);
 	/* A server that accepted the request and then stalls is caught here
 	 * even when the total timeout is configured very long. */
 	if (c->timeout_ms / 1000 < low_speed_time)

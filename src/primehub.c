@@ -8,8 +8,10 @@
  *
  * Errors come mapped from graphql.c; this file adds what it was doing
  * ("updateImage tf-2: ...").  A mutation that answers with an error is an
- * error here even when part of it was applied (primehub-api.md §8.10): the
- * caller re-reads the tree rather than trusting a half-success.
+ * error here even when part of it was applied (PrimeHub's updateImage can
+ * change the fields and then fail on a group id): the caller re-reads the
+ * tree rather than trusting a half-success.  A mutation whose answer was
+ * lost, or came back in a shape we cannot read, has err->maybe_applied set.
  */
 #include "primehubfs/primehub.h"
 #include "net_private.h"
@@ -24,7 +26,8 @@
 
 #define LOG_MAX_BODY ((size_t)8 << 20) /* 8 MiB of build log */
 
-/* Everything the mount shows of an image, §3.1 (not the raw `spec`). */
+/* Everything the mount shows of an image (not the raw `spec`, whose layout
+ * differs between server versions). */
 #define IMAGE_FIELDS_FRAGMENT                                                                      \
 	"fragment ImageFields on Image {\n"                                                        \
 	"  id name displayName description type url urlForGpu groupName\n"                         \
@@ -142,6 +145,9 @@ static int run_image_op(struct ph_api *api, const char *what, const char *id, co
 	cJSON_Delete(vars);
 	if (ret < 0)
 		goto out;
+	/* From here on the server did answer: a mutation ran, and an answer we
+	 * cannot read says nothing about what it changed. */
+	maybe_applied = mutation;
 	node = cJSON_GetObjectItemCaseSensitive(data, field);
 	if (!node) {
 		ret = ph_err_set(err, EPROTO, NULL, "unexpected answer from server: no %s", field);
@@ -159,8 +165,8 @@ static int run_image_op(struct ph_api *api, const char *what, const char *id, co
 out:
 	if (ret < 0)
 		ph_err_prefix(err, "%s%s%s: ", what, id ? " " : "", id ? id : "");
-	if (maybe_applied && err)
-		err->maybe_applied = true; /* kept through the prefix */
+	if (err)
+		err->maybe_applied = ret < 0 && maybe_applied; /* after the last ph_err_set */
 	cJSON_Delete(data);
 	return ret;
 }
@@ -250,7 +256,7 @@ int ph_get_image(struct ph_api *api, const char *id, struct ph_image **out, stru
 		cJSON_Delete(vars);
 		return nomem(err);
 	}
-	/* §2.1: a missing image is data.image == null with no error. */
+	/* PrimeHub answers an unknown id with data.image == null and no error. */
 	return run_image_op(api, "image", id, DOC_IMAGE, vars, "image", true, out, err);
 }
 
@@ -341,7 +347,7 @@ int ph_cancel_image_build(struct ph_api *api, const char *id, struct ph_image **
 	                    false, out, err);
 }
 
-/* The server's {"code", "message"} error body (§3.6), or a snippet. */
+/* The log endpoint's {"code", "message"} error body, or a snippet. */
 static void log_error_text(const struct http_response *resp, char *out, size_t outsz)
 {
 	cJSON *root = cJSON_ParseWithLength(resp->body, resp->len);
@@ -482,6 +488,19 @@ int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text
 		resp.body = NULL;
 		http_response_free(&resp);
 		return 0;
+	}
+	if (resp.status >= 300 && resp.status <= 399) {
+		char where[NET_SNIPPET_MAX + 16];
+
+		net_snippet(resp.location, resp.location ? strlen(resp.location) : 0, where,
+		            sizeof(where));
+		ret = ph_err_set(err, EIO, NULL,
+		                 "build log: PrimeHub answered HTTP %ld redirecting to %s; "
+		                 "primehubfs does not follow redirects (the token goes to the "
+		                 "endpoint only)",
+		                 resp.status, resp.location ? where : "(no Location)");
+		http_response_free(&resp);
+		return ret;
 	}
 	log_error_text(&resp, why, sizeof(why));
 	switch (resp.status) {

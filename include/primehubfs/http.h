@@ -41,8 +41,13 @@ struct http_request {
 	const char *const *headers; /* NULL-terminated "Name: value" list, may be NULL */
 	const char *body;           /* POST body, may be NULL */
 	size_t body_len;
-	size_t max_body;        /* refuse (EFBIG) a response larger than this; 0: 64 MiB */
-	long timeout_ms;        /* this transfer's whole time; 0: the client's timeout */
+	size_t max_body; /* refuse (EFBIG) a response larger than this; 0: 64 MiB */
+	long timeout_ms; /* this transfer's whole time; 0: the client's timeout */
+	/* At most once: the request changes something (a mutation), so it gets
+	 * a connection of its own.  libcurl silently resends a request whose
+	 * reused keep-alive connection died before any answer byte, and the
+	 * server may have run the first copy before the connection died. */
+	bool once;
 	http_abort_fn abort_cb; /* may be NULL */
 	void *abort_arg;
 };
@@ -72,8 +77,12 @@ long http_client_timeout_ms(const struct http_client *c);
  *   -EFBIG      response over max_body
  *   -EIO        any other transport or TLS failure
  * err gets a line such as "cannot connect to 127.0.0.1:8080: Connection refused".
- * On a failure after the request went out (some of it was sent), err's
- * maybe_applied is set: the server may have acted on it.
+ *
+ * Sent or not: on a failure after bytes of the request went out (a timeout
+ * while waiting for the answer, a reset or EOF mid-answer, a truncated body)
+ * err->maybe_applied is set: the server may have acted on it.  It stays
+ * false when nothing was sent (-ECONNREFUSED, a resolve failure, a connect
+ * timeout, -EINTR before connecting), so such a request is safe to resend.
  */
 int http_perform(struct http_client *c, const struct http_request *req, struct http_response *resp,
                  struct ph_err *err);

@@ -618,7 +618,7 @@ static void test_trust_and_retries(struct http_client *http)
 	CHECK_INT(gql_client_new(http, url, "secret-token", &gql, &err), 0);
 	CHECK_INT(ph_api_new(gql, &api), 0);
 	CHECK_INT(ph_check_admin(api, &user, &err), -EIO);
-	CHECK_CONTAINS(err.msg, "HTTP 307, a redirect to http://127.0.0.1:");
+	CHECK_CONTAINS(err.msg, "PrimeHub answered HTTP 307 redirecting to http://127.0.0.1:");
 	CHECK_CONTAINS(err.msg, "does not follow redirects");
 	CHECK_INT(srv.stolen, 0);
 	ph_api_free(api);
