@@ -3,14 +3,19 @@
  *
  * Decoding reads server input, so it trusts nothing: any cJSON tree gives
  * either a complete model or -EPROTO / -ENOMEM with nothing leaked, never a
- * crash.  The rules (primehub-api.md §3.1):
+ * crash.  The rules:
  *   - a missing key and JSON null both decode to NULL (strings), false
  *     (booleans), an empty list, or "absent" (imageSpec, packages, jobStatus);
- *   - "" stays "" (useImagePullSecret is "" after create, null after update);
+ *   - "" stays "" (PrimeHub gives useImagePullSecret "" after create and
+ *     null after update, and the two mean different things to a save);
  *   - a value of the wrong JSON type is refused with the field's path:
  *     "unexpected answer from server: images[3].displayName is not a string";
  *   - null items inside a list are skipped (GraphQL reports their error
- *     separately, and graphql.c has already acted on it).
+ *     separately, and graphql.c has already acted on it);
+ *   - in the tree, a malformed image, group or secret is left out (counted
+ *     in nskipped, one warning per answer) instead of failing the mount;
+ *   - strings are bytes: a name with '/', control characters or invalid
+ *     UTF-8 is kept as it is, for the layers above to show or refuse.
  *
  * Arrays are sized once from the JSON array, so decoding 10,000 images is
  * linear; children are walked with cJSON_ArrayForEach, never by index.
@@ -164,10 +169,26 @@ static int decode_secret(const cJSON *node, const char *path, struct ph_secret *
 	return ret;
 }
 
-/* An array of groups; *out is NULL when there are none. */
-static int decode_groups(const cJSON *arr, const char *path, struct ph_group **out, size_t *n,
-                         struct ph_err *err)
+/* Malformed entries left out of a tree answer, and why the first was. */
+struct skips {
+	size_t images, groups, secrets;
+	struct ph_err first;
+};
+
+static void skip(struct skips *sk, size_t *count, const struct ph_err *why)
 {
+	if (!sk->images && !sk->groups && !sk->secrets)
+		sk->first = *why;
+	(*count)++;
+}
+
+/* An array of groups; *out is NULL when there are none.  With sk (the
+ * tree's list), a malformed group is left out and counted; without (an
+ * image's groups), it fails the whole list. */
+static int decode_groups(const cJSON *arr, const char *path, struct ph_group **out, size_t *n,
+                         struct skips *sk, struct ph_err *err)
+{
+	struct ph_err one = {0};
 	char sub[PATH_MAX_LEN];
 	const cJSON *item;
 	struct ph_group *g;
@@ -189,7 +210,13 @@ static int decode_groups(const cJSON *arr, const char *path, struct ph_group **o
 		}
 		if (snprintf(sub, sizeof(sub), "%s[%d]", path, i++) >= (int)sizeof(sub))
 			sub[sizeof(sub) - 1] = '\0';
-		ret = decode_group(item, sub, &g[*n], err);
+		ret = decode_group(item, sub, &g[*n], sk ? &one : err);
+		if (ret && ret != -ENOMEM && sk) {
+			skip(sk, &sk->groups, &one);
+			continue;
+		}
+		if (ret == -ENOMEM && sk)
+			nomem(err);
 		if (ret) {
 			for (size_t k = 0; k < *n; k++)
 				ph_group_clear(&g[k]);
@@ -290,8 +317,9 @@ static int decode_image(const cJSON *node, const char *path, struct ph_image **o
 	v = member(node, "groups");
 	if (!ret && v) {
 		join_path(sub, sizeof(sub), path, "groups");
-		ret = cJSON_IsArray(v) ? decode_groups(v, sub, &img->groups, &img->ngroups, err)
-		                       : bad(err, sub, NULL, "is not a list");
+		ret = cJSON_IsArray(v)
+		          ? decode_groups(v, sub, &img->groups, &img->ngroups, NULL, err)
+		          : bad(err, sub, NULL, "is not a list");
 	}
 	v = member(node, "imageSpec");
 	if (!ret && v) {
@@ -338,12 +366,13 @@ void ph_tree_free(struct ph_tree *t)
 	memset(t, 0, sizeof(*t));
 }
 
-static int decode_tree_images(const cJSON *arr, struct ph_tree *t, struct ph_err *err)
+static int decode_tree_images(const cJSON *arr, struct ph_tree *t, struct skips *sk,
+                              struct ph_err *err)
 {
 	char sub[PATH_MAX_LEN];
 	const cJSON *item;
-	struct ph_err one = {0}, first = {0};
-	int size = cJSON_GetArraySize(arr), i = 0, ret, skipped = 0;
+	struct ph_err one = {0};
+	int size = cJSON_GetArraySize(arr), i = 0, ret;
 
 	if (size <= 0)
 		return 0;
@@ -361,24 +390,21 @@ static int decode_tree_images(const cJSON *arr, struct ph_tree *t, struct ph_err
 		if (ret == -ENOMEM)
 			return nomem(err);
 		if (ret) {
-			/* One broken image must not hide all the others: skip
-			 * it, and say so once per answer. */
-			if (!skipped++)
-				first = one;
+			/* One broken image must not hide all the others. */
+			skip(sk, &sk->images, &one);
 			continue;
 		}
 		t->nimages++;
 	}
-	if (skipped)
-		log_warn("ignoring %d malformed image(s) in the server's answer; the first: %s",
-		         skipped, first.msg);
 	return 0;
 }
 
-static int decode_tree_secrets(const cJSON *arr, struct ph_tree *t, struct ph_err *err)
+static int decode_tree_secrets(const cJSON *arr, struct ph_tree *t, struct skips *sk,
+                               struct ph_err *err)
 {
 	char sub[PATH_MAX_LEN];
 	const cJSON *item;
+	struct ph_err one = {0};
 	int size = cJSON_GetArraySize(arr), i = 0, ret;
 
 	if (size <= 0)
@@ -395,9 +421,13 @@ static int decode_tree_secrets(const cJSON *arr, struct ph_tree *t, struct ph_er
 			continue;
 		}
 		snprintf(sub, sizeof(sub), "secrets[%d]", i++);
-		ret = decode_secret(item, sub, s, err);
-		if (ret)
-			return ret;
+		ret = decode_secret(item, sub, s, &one);
+		if (ret == -ENOMEM)
+			return nomem(err);
+		if (ret) {
+			skip(sk, &sk->secrets, &one);
+			continue;
+		}
 		/* Only docker-config secrets can be an image's pull secret. */
 		if (s->type && strcmp(s->type, "kubernetes") == 0)
 			t->nsecrets++;
@@ -410,6 +440,7 @@ static int decode_tree_secrets(const cJSON *arr, struct ph_tree *t, struct ph_er
 int ph_decode_tree(const cJSON *data, struct ph_tree *out, struct ph_err *err)
 {
 	const cJSON *images, *groups, *secrets;
+	struct skips sk = {0};
 	int ret;
 
 	memset(out, 0, sizeof(*out));
@@ -428,14 +459,23 @@ int ph_decode_tree(const cJSON *data, struct ph_tree *out, struct ph_err *err)
 	if (!cJSON_IsArray(secrets))
 		return bad(err, "secrets", NULL, "is not a list");
 
-	ret = decode_tree_images(images, out, err);
+	ret = decode_tree_images(images, out, &sk, err);
 	if (!ret)
-		ret = decode_groups(groups, "groups", &out->groups, &out->ngroups, err);
+		ret = decode_groups(groups, "groups", &out->groups, &out->ngroups, &sk, err);
 	if (!ret)
-		ret = decode_tree_secrets(secrets, out, err);
-	if (ret)
+		ret = decode_tree_secrets(secrets, out, &sk, err);
+	if (ret) {
 		ph_tree_free(out);
-	return ret;
+		return ret;
+	}
+	out->nskipped = sk.images + sk.groups + sk.secrets;
+	if (out->nskipped)
+		log_warn("left out %zu malformed entr%s of the server's answer (%zu image%s, %zu "
+		         "group%s, %zu secret%s); the first: %s",
+		         out->nskipped, out->nskipped == 1 ? "y" : "ies", sk.images,
+		         sk.images == 1 ? "" : "s", sk.groups, sk.groups == 1 ? "" : "s",
+		         sk.secrets, sk.secrets == 1 ? "" : "s", sk.first.msg);
+	return 0;
 }
 
 /* ---- encoding: the model -> GraphQL input objects ---- */
@@ -509,7 +549,7 @@ cJSON *ph_encode_build_spec(const struct ph_build_spec *spec)
 		goto fail;
 	if (spec->has_packages) {
 		/* All three lists, empty ones too: rebuild merges a list left out
-		 * with the stored one (§3.5), so "no pip" must be said as []. */
+		 * with the stored one, so "no pip" must be said as []. */
 		pk = cJSON_CreateObject();
 		if (!add_owned(o, "packages", pk) ||
 		    !add_owned(pk, "apt", strlist_json(&spec->apt)) ||
@@ -568,7 +608,7 @@ cJSON *ph_encode_image_input(const struct ph_image_input *in, bool for_create)
 		    !add_owned(g, "disconnect", id_list_json(&in->disconnect)))
 			goto fail;
 	}
-	/* ImageUpdateInput has no imageSpec either (§8.8): rebuild changes it. */
+	/* ImageUpdateInput has no imageSpec: only rebuildImage changes it. */
 	if (for_create && (in->set & PH_IN_IMAGE_SPEC) &&
 	    !add_owned(o, "imageSpec", ph_encode_build_spec(in->image_spec)))
 		goto fail;

@@ -2,8 +2,8 @@
  * graphql.h - the GraphQL envelope: POST {"query", "variables"} as JSON with
  * the bearer token, and decode {"data", "errors"} into data + errno.
  *
- * Errors are mapped once, here, so every caller agrees (see
- * primehub-api.md §1.2, §3.7, §8):
+ * Errors are mapped once, here, so every caller agrees.  PrimeHub signals
+ * them as follows (extensions.code where it has one, else the text):
  *   "Context creation failed: ..." (HTTP 500)      -> EACCES (token rejected)
  *   NOT_AUTH, "Not Authorised!"                    -> EACCES
  *   RESOURCE_NOT_FOUND                              -> ENOENT
@@ -13,7 +13,9 @@
  *                                                   -> EPROTO (a bug in us or a
  *                                                      server of another version)
  *   API_UNAVAILABLE, INTERNAL_ERROR, other codes, non-JSON bodies, 5xx -> EIO
- * The message is the server's text, prefixed with what we were doing.
+ *   a 3xx redirect (never followed)                 -> EIO
+ * The message is the server's text, prefixed with what we were doing (and
+ * never containing the token, even if the server quoted it).
  *
  * Ownership: gql_client borrows the http_client (the caller frees it after
  * gql_client_free).  *data_out is a cJSON tree owned by the caller

@@ -32,6 +32,12 @@ struct ph_tree {
 	size_t ngroups;
 	struct ph_secret *secrets;
 	size_t nsecrets;
+	/* Malformed entries (an image, group or secret without a string id or
+	 * name, or with a field of the wrong type) left out so that one broken
+	 * entry cannot hide all the others; logged once per answer.  Names are
+	 * kept as the server sent them, whatever bytes they hold: showing or
+	 * refusing an odd name is the caller's decision. */
+	size_t nskipped;
 };
 int ph_fetch_tree(struct ph_api *api, struct ph_tree *out, struct ph_err *err);
 void ph_tree_free(struct ph_tree *t);

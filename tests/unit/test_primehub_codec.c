@@ -1,18 +1,20 @@
 /*
- * test_primehub_codec.c - API JSON <-> the C model, without a network: the
- * sample data of primehub-api.md §7, null vs "" kept apart, malformed input
- * refused (and never a crash), and the inputs we send.
+ * test_primehub_codec.c - API JSON <-> the C model, without a network:
+ * answers as PrimeHub gives them, null vs "" kept apart, malformed input
+ * refused or (in the tree) left out with one warning, never a crash, and the
+ * inputs we send.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "primehubfs/primehub.h"
 #include "unit.h"
 
-/* tf-2 as the ImageFields fragment reads it (§7). */
+/* tf-2 as the ImageFields fragment reads it from PrimeHub. */
 static const char TF2[] =
     "{\"id\":\"tf-2\",\"name\":\"tf-2\",\"displayName\":\"TensorFlow 2.5.0 (Python 3.7)\","
     "\"description\":\"TensorFlow 2.5.0 (Python 3.7)\",\"type\":\"both\","
@@ -33,7 +35,7 @@ static const char BASE_NOTEBOOK[] =
     "\"displayName\":\"Example Group 1\"},{\"id\":\"0fdaea59-705a-4546-8d13-2d52511342b0\","
     "\"name\":\"example-group-2\",\"displayName\":null}],\"imageSpec\":null,\"jobStatus\":null}";
 
-/* The custom image read back after create (§7, screenplay notebook). */
+/* A custom image read back after createImage. */
 static const char CUSTOM[] =
     "{\"id\":\"my-custom-image\",\"name\":\"my-custom-image\","
     "\"displayName\":\"my-custom-image\",\"description\":null,\"type\":\"both\",\"url\":null,"
@@ -113,7 +115,7 @@ static void test_decode_samples(void)
 
 	img = decode_ok(CUSTOM);
 	if (img) {
-		/* "" after create, kept apart from null (§8.6). */
+		/* "" after create, kept apart from null. */
 		CHECK(img->use_image_pull_secret != NULL);
 		CHECK_STR(img->use_image_pull_secret, "");
 		CHECK(img->url == NULL);
@@ -388,6 +390,99 @@ static void test_decode_tree(void)
 	CHECK_INT(ph_decode_tree(NULL, &t, &err), -EPROTO);
 }
 
+/* Run ph_decode_tree with stderr (the log) captured into log, logsz. */
+static int decode_tree_logged(const cJSON *data, struct ph_tree *t, struct ph_err *err, char *log,
+                              size_t logsz)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(2), ret;
+	size_t n;
+
+	fflush(stderr);
+	dup2(fileno(tmp), 2);
+	ret = ph_decode_tree(data, t, err);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	n = fread(log, 1, logsz - 1, tmp);
+	log[n] = '\0';
+	fclose(tmp);
+	return ret;
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Malformed groups and secrets are left out like images, one warning line
+ * for the whole answer; odd names (a '/', control characters, invalid
+ * UTF-8) are kept as bytes, because the layers above need them for their
+ * conflict checks and decide themselves what to show. */
+static void test_decode_tree_tolerant(void)
+{
+	static const char json[] =
+	    "{\"images\":[{\"id\":\"a\",\"name\":\"a\"},{\"name\":\"no-id\"},"
+	    "{\"id\":\"bad\xff\\u0001\",\"name\":\"bad\xff\\u0001\"},"
+	    "{\"id\":\"c\",\"name\":\"c\",\"groups\":[{\"id\":1}]}],"
+	    "\"groups\":[{\"id\":\"g1\",\"name\":\"a/b\"},{\"id\":\"g2\"},{\"id\":\"g3\","
+	    "\"name\":\"x\\ny\\u001b[31m\"},7,{\"id\":\"g4\",\"name\":\"ok\",\"displayName\":"
+	    "[]}],"
+	    "\"secrets\":[{\"name\":\"no-id\",\"type\":\"kubernetes\"},{\"id\":\"s1\","
+	    "\"name\":\"s1\",\"type\":\"kubernetes\"},{\"id\":\"s2\",\"type\":5}]}";
+	char log[4096];
+	struct ph_tree t;
+	struct ph_err err = {0};
+	cJSON *data = cJSON_Parse(json);
+
+	CHECK(data != NULL);
+	CHECK_INT(decode_tree_logged(data, &t, &err, log, sizeof(log)), 0);
+	/* Images: a, the invalid-UTF-8 one; "no-id" and c (a group of c has
+	 * no string id) are left out. */
+	CHECK_INT(t.nimages, 2);
+	CHECK_STR(t.nimages > 0 ? t.images[0]->id : NULL, "a");
+	CHECK_STR(t.nimages > 1 ? t.images[1]->name : NULL, "bad\xff\x01");
+	/* Groups: "a/b" and the one with control characters are kept. */
+	CHECK_INT(t.ngroups, 2);
+	CHECK_STR(t.ngroups > 0 ? t.groups[0].name : NULL, "a/b");
+	CHECK_STR(t.ngroups > 1 ? t.groups[1].name : NULL, "x\ny\x1b[31m");
+	CHECK_INT(t.nsecrets, 1);
+	CHECK_STR(t.nsecrets ? t.secrets[0].id : NULL, "s1");
+	CHECK_INT(t.nskipped, 2 + 3 + 2);
+	/* One line, with the count, each kind, and the first reason. */
+	CHECK_INT(count_lines(log), 1);
+	CHECK_CONTAINS(log, "left out 7 malformed entries");
+	CHECK_CONTAINS(log, "(2 images, 3 groups, 2 secrets)");
+	CHECK_CONTAINS(log, "images[1].id is missing");
+	ph_tree_free(&t);
+	cJSON_Delete(data);
+
+	/* A clean answer logs nothing. */
+	data = cJSON_Parse("{\"images\":[{\"id\":\"a\",\"name\":\"a\"}],\"groups\":[],"
+	                   "\"secrets\":[]}");
+	CHECK_INT(decode_tree_logged(data, &t, &err, log, sizeof(log)), 0);
+	CHECK_INT(t.nskipped, 0);
+	CHECK_STR(log, "");
+	ph_tree_free(&t);
+	cJSON_Delete(data);
+
+	/* A lone image (a mutation's answer) is still refused, not skipped. */
+	data = cJSON_Parse("{\"id\":\"a\",\"name\":\"a\",\"groups\":[{\"name\":\"g\"}]}");
+	{
+		struct ph_image *img = NULL;
+
+		CHECK_INT(ph_decode_image(data, &img, &err), -EPROTO);
+		CHECK_CONTAINS(err.msg, "groups[0].id is missing");
+		CHECK(img == NULL);
+	}
+	cJSON_Delete(data);
+}
+
 /* 10,000 images (about 6 MB of JSON here): decoding must stay linear. */
 static void test_decode_tree_big(void)
 {
@@ -481,7 +576,8 @@ static void test_encode_input(void)
 	ph_strlist_free(&in.disconnect);
 	ph_image_input_clear(&in);
 
-	/* Create with imageSpec; update never sends it (§8.8). */
+	/* Create with imageSpec; update never sends it (ImageUpdateInput has
+	 * no such field). */
 	in.set = PH_IN_NAME | PH_IN_TYPE | PH_IN_GLOBAL | PH_IN_IMAGE_SPEC;
 	in.name = strdup("my-custom-image");
 	in.type = strdup("both");
@@ -534,6 +630,7 @@ int main(void)
 	test_decode_samples();
 	test_decode_nulls();
 	test_decode_malformed();
+	test_decode_tree_tolerant();
 	test_decode_fuzz();
 	test_decode_tree();
 	test_decode_tree_big();
