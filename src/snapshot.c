@@ -62,7 +62,7 @@ struct store {
 	bool fetching;          /* a fetch is under way (on the refresher) */
 	bool force_fetch;       /* store_invalidate: next get waits for a fetch */
 	uint64_t fetch_gen;     /* completed fetch attempts */
-	uint64_t mutation_gen;  /* own mutations published */
+	uint64_t mutation_gen;  /* own mutations published, and invalidations */
 	struct ph_err last_err; /* of the last failed fetch */
 	int last_ret;
 	struct timespec last_access;
@@ -540,6 +540,9 @@ static void store_do_fetch(struct store *st)
 		if (!st->failures)
 			log_warn("refreshing the image list failed: %s%s", err.msg,
 			         st->cur ? "; showing the last list while retrying" : "");
+		else
+			log_debug("refreshing the image list failed again (%u in a row): %s",
+			          st->failures + 1, err.msg);
 		st->failures++;
 		st->last_err = err;
 		st->retry_at = ts_add_ms(st->last_attempt, backoff_ms(st));
@@ -712,18 +715,21 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 	if (st->cur && !ts_after(st->last_access, st->last_attempt))
 		pthread_cond_signal(&st->wake);
 	st->last_access = now;
-	if (st->cur && !st->force_fetch) {
+	if (st->cur) {
 		long long age = ms_between(st->cur->fetched, now);
 
-		if (age < st->ttl_ms)
+		if (age < st->ttl_ms && !st->force_fetch)
 			goto serve;
 		/* Stale but recent, or the server is failing, or a background
 		 * renewal is under way (the mount was in use, so the snapshot
 		 * is old only because that fetch is slow): serve the last
 		 * snapshot at once and refresh behind the reader.  Nobody waits
-		 * on a server that is known to be in trouble. */
-		if (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR || st->failures ||
-		    (st->fetching && !st->fetch_for_waiters)) {
+		 * on a server that is known to be in trouble, not even after
+		 * store_invalidate: that wait would be the backoff delay plus
+		 * another timeout, for every reader until the server is back. */
+		if (st->failures ||
+		    (!st->force_fetch && (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR ||
+		                          (st->fetching && !st->fetch_for_waiters)))) {
 			if (!st->refresh_wanted && !st->fetching) {
 				st->refresh_wanted = true;
 				pthread_cond_signal(&st->wake);
@@ -899,5 +905,9 @@ void store_invalidate(struct store *st)
 {
 	pthread_mutex_lock(&st->lock);
 	st->force_fetch = true;
+	/* A fetch already under way may have read the server before the change
+	 * that made us doubt it: like an own mutation, it must not be taken
+	 * for the truth (store_do_fetch fetches again). */
+	st->mutation_gen++;
 	pthread_mutex_unlock(&st->lock);
 }

@@ -111,7 +111,9 @@ struct snapshot *store_peek(struct store *st);
 int store_put_image(struct store *st, struct ph_image *img);
 int store_remove_image(struct store *st, const char *id);
 
-/* The next store_get fetches anew (e.g. after a partial failure). */
+/* The next store_get waits for a fresh fetch (e.g. after a partial failure);
+ * a fetch already under way does not count.  While refreshes fail, readers
+ * are still served the last snapshot at once. */
 void store_invalidate(struct store *st);
 
 void snapshot_put(struct snapshot *snap);

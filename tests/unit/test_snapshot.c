@@ -39,6 +39,7 @@ static struct ph_image *make_image(const char *id, const char *display)
 static int fake_fetch(void *arg, struct ph_tree *out, struct ph_err *err)
 {
 	struct fake *f = arg;
+	const char *display;
 	int fail;
 
 	pthread_mutex_lock(&f->lock);
@@ -47,6 +48,7 @@ static int fake_fetch(void *arg, struct ph_tree *out, struct ph_err *err)
 	if (f->in_flight > f->max_in_flight)
 		f->max_in_flight = f->in_flight;
 	fail = f->fail;
+	display = f->display; /* what the server holds when it is asked */
 	pthread_mutex_unlock(&f->lock);
 	usleep((useconds_t)f->delay_ms * 1000);
 	memset(out, 0, sizeof(*out));
@@ -57,7 +59,7 @@ static int fake_fetch(void *arg, struct ph_tree *out, struct ph_err *err)
 
 			/* Unsorted on purpose: the store sorts. */
 			snprintf(id, sizeof(id), "img-%03d", f->nimages - 1 - i);
-			out->images[i] = make_image(id, f->display);
+			out->images[i] = make_image(id, display);
 		}
 		out->nimages = (size_t)f->nimages;
 		out->groups = calloc(1, sizeof(*out->groups));
@@ -122,6 +124,16 @@ static void *steady_reader(void *arg)
 	return NULL;
 }
 
+static void *reader(void *arg)
+{
+	struct snapshot *snap;
+
+	(void)arg;
+	if (store_get(st, &snap, NULL) == 0)
+		snapshot_put(snap);
+	return NULL;
+}
+
 /* Count fetches while a reader asks every 20 ms for `ms`. */
 static void ask_for(int ms)
 {
@@ -165,6 +177,22 @@ static void test_backoff(struct fake *f)
 		CHECK(ss.failures >= 3);
 		CHECK_CONTAINS(ss.last_error.msg, "server down");
 	}
+	/* Past the delay, 16 readers at once share ONE new fetch: whoever
+	 * arrives while it runs waits for it, whoever comes after it failed
+	 * gets its reason at once. */
+	usleep(1100 * 1000);
+	{
+		int before = f->calls;
+		pthread_t t[16];
+
+		f->delay_ms = 100;
+		for (int i = 0; i < 16; i++)
+			pthread_create(&t[i], NULL, reader, NULL);
+		for (int i = 0; i < 16; i++)
+			pthread_join(t[i], NULL);
+		CHECK_INT(f->calls - before, 1);
+		f->delay_ms = 0;
+	}
 	/* The server is back: the next fetch after the delay succeeds. */
 	f->fail = 0;
 	usleep(3300 * 1000);
@@ -194,6 +222,17 @@ static void test_backoff(struct fake *f)
 		usleep(50 * 1000);
 	}
 	CHECK(f->calls <= 5); /* 1 + failures over ~1.3 s of backoff */
+	/* Even a store_invalidate (a save that failed) does not make readers
+	 * wait on a server known to fail: that would be the backoff delay
+	 * plus a whole timeout, for every call until the server is back. */
+	store_invalidate(st);
+	for (int i = 0; i < 5; i++) {
+		a = now_ms();
+		CHECK_INT(store_get(st, &snap, &err), 0);
+		CHECK(now_ms() - a < 50);
+		CHECK_INT(snap->nimages, 50);
+		snapshot_put(snap);
+	}
 	f->fail = 0;
 	f->delay_ms = 0;
 	store_free(st);
@@ -245,16 +284,6 @@ static void test_big_change(struct fake *f)
 	pthread_mutex_unlock(&n.lock);
 	store_free(st);
 	f->nimages = 50;
-}
-
-static void *reader(void *arg)
-{
-	struct snapshot *snap;
-
-	(void)arg;
-	if (store_get(st, &snap, NULL) == 0)
-		snapshot_put(snap);
-	return NULL;
 }
 
 int main(void)
@@ -345,6 +374,35 @@ int main(void)
 		CHECK_INT(snap->nimages, 50);
 		snapshot_put(snap);
 		CHECK_INT(f.calls, calls);
+	}
+
+	/* An invalidation while a fetch runs: that fetch may have read the
+	 * server before the change in doubt, so it is not published; the next
+	 * reader waits for ONE fetch (the doubtful one under way, then gets
+	 * the current snapshot), and the refetch shows the truth. */
+	{
+		int busy = 0;
+
+		f.delay_ms = 600;
+		f.display = "three";
+		for (long long end = now_ms() + 3000; !busy && now_ms() < end;) {
+			CHECK_INT(store_get(st, &snap, &err), 0); /* in use: renewals run */
+			snapshot_put(snap);
+			usleep(10 * 1000);
+			pthread_mutex_lock(&f.lock);
+			busy = f.in_flight;
+			pthread_mutex_unlock(&f.lock);
+		}
+		CHECK(busy);
+		f.display = "four";
+		store_invalidate(st);
+		CHECK_INT(store_get(st, &snap, &err), 0);
+		CHECK_STR(snapshot_find(snap, "img-007")->img->display_name, "edited");
+		snapshot_put(snap);
+		CHECK_INT(store_get(st, &snap, &err), 0);
+		CHECK_STR(snapshot_find(snap, "img-007")->img->display_name, "four");
+		snapshot_put(snap);
+		f.delay_ms = 0;
 	}
 
 	/* Invalidate: the next get waits for a fetch; a failing fetch with a
