@@ -426,8 +426,10 @@ static void *phfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct phfs *fs = phfs_ctx();
 
-	/* Network data: short kernel caches, no negative cache, no page cache
-	 * across opens, no writeback cache (see fuse-practice.md §3). */
+	/* Network data that others change: short kernel caches, no negative
+	 * cache (a name made elsewhere shows at once), no page cache across
+	 * opens (each open reads its own version), no writeback cache (a
+	 * write must reach the handle, which decides what a save sends). */
 	cfg->entry_timeout = 1.0;
 	cfg->attr_timeout = 1.0;
 	cfg->negative_timeout = 0;
@@ -501,7 +503,10 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->logs = phfs_log_cache_new();
-	ret = fs->logs ? store_new(ttl_ms, fetch_tree, api, tree_changed, fs, &fs->store) : -ENOMEM;
+	fs->readers = phfs_readers_new();
+	ret = fs->logs && fs->readers
+	          ? store_new(ttl_ms, fetch_tree, api, tree_changed, fs, &fs->store)
+	          : -ENOMEM;
 	if (ret == 0)
 		ret = staging_new(&fs->staging);
 	if (ret < 0) {
@@ -549,5 +554,6 @@ void phfs_free(struct phfs *fs)
 	store_free(fs->store);
 	staging_free(fs->staging);
 	phfs_log_cache_free(fs->logs);
+	phfs_readers_free(fs->readers);
 	free(fs);
 }

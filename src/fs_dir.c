@@ -269,6 +269,7 @@ int phfs_rmdir(const char *path)
 	/* Deleted (or already gone): drop it from the view and every note. */
 	store_remove_image(fs->store, n.image);
 	staging_drop_dir(fs->staging, n.image);
+	phfs_readers_forget(fs, n.image);
 	phfs_succeeded(fs, "");
 	log_info("deleted image %s", n.image);
 	return 0;

@@ -23,7 +23,13 @@
  * disconnect that image's groups: this is `rm -r IMAGE` at work. */
 #define PHFS_RM_GUARD_MS 10000
 
+/* How long, and for how many processes, the version of spec.json a process
+ * read is remembered as the base of its later save (fs_write.c). */
+#define PHFS_READERS_MAX   256
+#define PHFS_READER_TTL_MS (3600L * 1000)
+
 struct phfs_log_cache; /* build.log texts, fs_read.c */
+struct phfs_readers;   /* what each process read, fs_write.c */
 
 /* The one context of a mount (fuse_get_context()->private_data). */
 struct phfs {
@@ -37,6 +43,7 @@ struct phfs {
 	uid_t uid;
 	gid_t gid;
 	struct phfs_log_cache *logs;
+	struct phfs_readers *readers;
 	/* Open handles, so the ones whose RELEASE never came (the kernel may
 	 * drop queued releases at unmount) are still freed. */
 	pthread_mutex_t handles_lock;
@@ -126,6 +133,10 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h);
 int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_t len,
                      const char *base, size_t base_len);
 int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct node *to);
+struct phfs_readers *phfs_readers_new(void);
+void phfs_readers_free(struct phfs_readers *r);
+/* Forget what every process read of an image (it was deleted). */
+void phfs_readers_forget(struct phfs *fs, const char *image);
 
 /* fs_dir.c */
 int phfs_mkdir(const char *path, mode_t mode);
