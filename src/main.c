@@ -332,10 +332,9 @@ int main(int argc, char *argv[])
 	struct options o = {.ttl = -1};
 	int ret;
 
-	/* First of all, before the token is read: no core dump, no ptrace and
-	 * no /proc/PID/{environ,mem} for anyone but root.  A core of this
-	 * process would hold the token, and the mount's files are root's
-	 * concern only while it is not dumpable. */
+	/* First of all, before the token is read: a core of this process would
+	 * hold the token.  Not dumpable also means no ptrace by the same user,
+	 * and /proc/PID/{environ,mem,...} owned by root. */
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
 		fprintf(stderr, "primehubfs: cannot make the process non-dumpable: %s\n",
 		        strerror(errno));
