@@ -298,6 +298,28 @@ static int check_endpoint(const char *endpoint, const char *source, struct ph_er
 	return 0;
 }
 
+/* Plain http is fine to this machine (a tunnel, a test server), but to any
+ * other host every request carries the token in clear text. */
+static bool cleartext_remote(const char *endpoint)
+{
+	const char *host, *end;
+	size_t n;
+
+	if (strncmp(endpoint, "http://", 7) != 0)
+		return false;
+	host = endpoint + 7;
+	end = host + strcspn(host, "/?#");
+	if (memchr(host, '@', (size_t)(end - host))) /* user@host */
+		host = (const char *)memchr(host, '@', (size_t)(end - host)) + 1;
+	if (*host == '[')
+		return strncmp(host, "[::1]", 5) != 0;
+	n = strcspn(host, ":/?#");
+	if (n == 9 && strncmp(host, "localhost", 9) == 0)
+		return false;
+	/* 127.0.0.0/8, written as an address (127.0.0.1.example.com is not) */
+	return !(n > 4 && strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == n);
+}
+
 int config_resolve(const struct ph_config_input *in, struct ph_config *out, struct ph_err *err)
 {
 	struct config_file file;
@@ -362,6 +384,12 @@ int config_resolve(const struct ph_config_input *in, struct ph_config *out, stru
 	}
 	if (ret < 0)
 		goto fail;
+	if (cleartext_remote(out->endpoint) && out->nwarnings < CONFIG_MAX_WARNINGS &&
+	    snprintf(out->warning[out->nwarnings], sizeof(out->warning[0]),
+	             "the endpoint %s is plain http: every request carries the API token "
+	             "unencrypted across the network; use https://",
+	             out->endpoint) > 0)
+		out->nwarnings++;
 	config_file_clear(&file);
 	return 0;
 fail:

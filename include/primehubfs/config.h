@@ -32,7 +32,7 @@ struct ph_config_input {
 	char *(*getenv_fn)(const char *name); /* getenv, or a fake in tests */
 };
 
-#define CONFIG_MAX_WARNINGS 2
+#define CONFIG_MAX_WARNINGS 3
 
 struct ph_config {
 	char *endpoint;
@@ -44,7 +44,9 @@ struct ph_config {
 	 * NULL when it came from the environment; token_in_json tells which. */
 	char *token_path;
 	int token_in_json;
-	/* Lines for the mount to print, e.g. a token file that others can read. */
+	/* Lines for the mount to print: a token or config file holding the
+	 * token that group or others may open, a plain http endpoint on
+	 * another host. */
 	char warning[CONFIG_MAX_WARNINGS][640];
 	int nwarnings;
 };

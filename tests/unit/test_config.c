@@ -178,7 +178,7 @@ int main(void)
 	 * refused as well, naming where it came from. */
 	in.config_path = NULL;
 	in.token_file = NULL;
-	in.endpoint_arg = "http://x/api/graphql";
+	in.endpoint_arg = "http://127.0.0.1/api/graphql"; /* loopback: no clear-text warning */
 	set_env(0, "HOME", home);
 	set_env(2, "PRIMEHUB_API_TOKEN", "tok\nen");
 	CHECK_INT(config_resolve(&in, &c, &err), -EINVAL);
@@ -257,6 +257,36 @@ int main(void)
 		CHECK_CONTAINS(err.msg, "PRIMEHUB_API_TOKEN");
 		config_clear(&c);
 		set_env(2, "UNUSED", "");
+	}
+
+	/* Plain http to another host carries the token in clear text: one
+	 * warning.  To this machine, or over https, none. */
+	{
+		static const struct {
+			const char *endpoint;
+			int warns;
+		} cases[] = {
+		    {"http://primehub.example.com/api/graphql", 1},
+		    {"http://10.0.0.5:8080/api/graphql", 1},
+		    {"http://user@127.0.0.1.evil.example/api/graphql", 1},
+		    {"http://[2001:db8::1]/api/graphql", 1},
+		    {"https://primehub.example.com/api/graphql", 0},
+		    {"http://127.0.0.1:5000/api/graphql", 0},
+		    {"http://localhost:5000/api/graphql", 0},
+		    {"http://[::1]:5000/api/graphql", 0},
+		};
+
+		set_env(2, "PRIMEHUB_API_TOKEN", "env-token");
+		for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			in.endpoint_arg = cases[i].endpoint;
+			CHECK_INT(config_resolve(&in, &c, &err), 0);
+			CHECK_INT(c.nwarnings, cases[i].warns);
+			if (cases[i].warns)
+				CHECK_CONTAINS(c.warning[0], "plain http");
+			config_clear(&c);
+		}
+		set_env(2, "UNUSED", "");
+		in.endpoint_arg = "http://127.0.0.1/api/graphql";
 	}
 
 	/* A file over the size limit is refused, not cut. */
