@@ -88,6 +88,52 @@ void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struc
 	staging_set_error(fs->staging, dir, line);
 }
 
+void phfs_remark(struct phfs *fs, const char *dir, const char *what, const char *msg)
+{
+	char caller[128], stamp[32], line[1024];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	describe_caller(caller, sizeof(caller));
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(line, sizeof(line), "%s %s: %s (by %s)", stamp, what, msg, caller);
+	log_warn("%s", line + strlen(stamp) + 1);
+	staging_set_error(fs->staging, dir, line);
+}
+
+int phfs_reread_after_lost(struct phfs *fs, const char *image, const char *what, struct ph_err *err,
+                           struct ph_image **now)
+{
+	struct ph_err again = {0};
+	char cause[sizeof(err->msg)];
+	int ret;
+
+	*now = NULL;
+	ret = ph_get_image(fs->api, image, now, &again);
+	if (ret == 0)
+		return 0;
+	snprintf(cause, sizeof(cause), "%s", err->msg);
+	store_invalidate(fs->store);
+	log_warn("%s of %s: the answer was lost and the image cannot be read again: %s", what,
+	         image, again.msg);
+	return ph_err_set(err, EIO, NULL,
+	                  "PrimeHub did not answer (%s); whether the %s was applied is unknown; "
+	                  "cat spec.json shows the server's state once it answers",
+	                  cause, what);
+}
+
+int phfs_lost_not_applied(struct ph_err *err, const char *what, bool nothing_changed)
+{
+	char cause[sizeof(err->msg)];
+
+	snprintf(cause, sizeof(cause), "%s", err->msg);
+	return ph_err_set(err, EIO, NULL,
+	                  "PrimeHub did not answer (%s) and has not applied the %s%s; it was not "
+	                  "sent again",
+	                  cause, what, nothing_changed ? ": nothing was changed" : "");
+}
+
 void phfs_succeeded(struct phfs *fs, const char *dir)
 {
 	staging_clear_error(fs->staging, dir);

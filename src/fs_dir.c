@@ -63,9 +63,24 @@ static int update_groups(struct phfs *fs, const char *image, const char *group_i
 		ret = ph_update_image(fs->api, image, &in, &result, err);
 	else
 		ph_err_set(err, ENOMEM, NULL, "out of memory");
+	if (ret < 0 && err->maybe_applied) {
+		/* The answer was lost: never resend, look at what PrimeHub has. */
+		const char *what = connect ? "group connection" : "group disconnection";
+
+		ret = phfs_reread_after_lost(fs, image, what, err, &result);
+		if (ret == 0 && !result)
+			ret = ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub",
+			                 image);
+		else if (ret == 0 && ph_image_has_group(result, group_id) == connect)
+			log_info("%s of image %s: the answer was lost but PrimeHub applied it",
+			         what, image);
+		else if (ret == 0)
+			ret = phfs_lost_not_applied(err, what, true);
+	}
 	ph_image_input_clear(&in);
 	ph_image_free(current);
 	if (ret < 0) {
+		ph_image_free(result);
 		store_invalidate(fs->store);
 		return ret;
 	}
@@ -262,6 +277,18 @@ int phfs_rmdir(const char *path)
 		return -EPERM;
 	}
 	ret = ph_delete_image(fs->api, n.image, &err);
+	if (ret < 0 && err.maybe_applied) {
+		/* The answer was lost: never resend; gone means deleted. */
+		struct ph_image *now = NULL;
+
+		ret = phfs_reread_after_lost(fs, n.image, "deletion", &err, &now);
+		if (ret == 0 && now)
+			ret = phfs_lost_not_applied(&err, "deletion", true);
+		else if (ret == 0)
+			log_info("deleting image %s: the answer was lost but PrimeHub deleted it",
+			         n.image);
+		ph_image_free(now);
+	}
 	if (ret < 0 && ret != -ENOENT) {
 		phfs_refuse(fs, "", path + 1, &err);
 		return phfs_user_error(ret);

@@ -99,6 +99,21 @@ struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node);
 void phfs_handle_free(struct phfs *fs, struct phfs_handle *h);
 void phfs_invalidate(struct phfs *fs, const char *image_id); /* store_changed_fn */
 
+/* After a mutation failed with err->maybe_applied (its answer was lost, it
+ * may have been applied): never resend it; re-read the image instead.  0
+ * with *now the image as PrimeHub now holds it (NULL: no such image), err
+ * untouched.  When the re-read fails too: -EIO, err says whether the `what`
+ * ("save", "deletion", ...) was applied is unknown, and the next look
+ * fetches afresh. */
+int phfs_reread_after_lost(struct phfs *fs, const char *image, const char *what, struct ph_err *err,
+                           struct ph_image **now);
+/* The re-read shows the mutation was not applied: -EIO saying so (and that
+ * nothing changed, when nothing_changed). */
+int phfs_lost_not_applied(struct ph_err *err, const char *what, bool nothing_changed);
+/* A line in dir's .error that is not a refusal (a save that succeeded with a
+ * remark). */
+void phfs_remark(struct phfs *fs, const char *dir, const char *what, const char *msg);
+
 int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
                    struct stat *st);
 

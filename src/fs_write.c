@@ -487,9 +487,47 @@ static void saved(struct phfs *fs, const char *image)
 	phfs_succeeded(fs, image);
 }
 
+/* createImage failed with its answer lost: never resend it (a second create
+ * would fail with "already exists" forever).  Look the name up: when the
+ * image is there, adopt it, so the directory's later saves are updates;
+ * groups staged for it that PrimeHub did not connect are named in .error. */
+static int settle_lost_create(struct phfs *fs, const char *image, const struct ph_image_input *in,
+                              const struct ph_strlist *names, struct ph_image **created,
+                              char *remark, size_t remark_size, struct ph_err *err)
+{
+	struct ph_image *now = NULL;
+	char missing[400] = "";
+	size_t used = 0;
+	int ret;
+
+	ret = phfs_reread_after_lost(fs, image, "creation", err, &now);
+	if (ret < 0)
+		return ret;
+	if (!now)
+		return phfs_lost_not_applied(err, "creation", true);
+	for (size_t i = 0; i < in->connect.n; i++) {
+		if (ph_image_has_group(now, in->connect.items[i]) || used >= sizeof(missing) - 1)
+			continue;
+		used += (size_t)snprintf(missing + used, sizeof(missing) - used, "%s%s",
+		                         used ? ", " : "",
+		                         i < names->n ? names->items[i] : in->connect.items[i]);
+	}
+	log_info("creating image %s: the answer was lost but PrimeHub created it; this directory "
+	         "is that image now",
+	         image);
+	if (missing[0])
+		snprintf(remark, remark_size,
+		         "the image was created (its answer was lost) but these groups were not "
+		         "connected: %s; touch %s/groups/NAME connects one",
+		         missing, image);
+	ph_image_free(*created);
+	*created = now;
+	return 0;
+}
+
 /* createImage for a pending directory, with the groups staged in it. */
 static int commit_create(struct phfs *fs, const char *image, const char *text, size_t len,
-                         struct ph_err *err)
+                         char *remark, size_t remark_size, struct ph_err *err)
 {
 	struct spec_context ctx = {.dir_name = image};
 	struct ph_image_input in = {0};
@@ -508,6 +546,9 @@ static int commit_create(struct phfs *fs, const char *image, const char *text, s
 		ret = staging_pending_groups(fs->staging, image, &in.connect, &names);
 	if (ret == 0)
 		ret = ph_create_image(fs->api, &in, &created, err);
+	if (ret < 0 && err->maybe_applied)
+		ret =
+		    settle_lost_create(fs, image, &in, &names, &created, remark, remark_size, err);
 	ph_image_input_clear(&in);
 	ph_strlist_free(&names);
 	if (ret < 0) {
@@ -537,6 +578,118 @@ static int plan_against(struct phfs *fs, const char *image, const char *text, si
 	ctx.secrets = snapshot_secrets(snap, &ctx.nsecrets);
 	ret = spec_plan_update(base, base_len, text, len, current, &ctx, plan, err);
 	snapshot_put(snap);
+	return ret;
+}
+
+/* ---- answers lost on the way back ---- */
+
+static bool same_str(const char *a, const char *b)
+{
+	/* PrimeHub turns some nulls into "" and back: either means "none". */
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Whether a and b agree on the fields `in` sets; with b NULL, whether a
+ * holds the values `in` sets.  Groups `in` connects or disconnects count. */
+static bool holds_fields(const struct ph_image *a, const struct ph_image *b,
+                         const struct ph_image_input *in)
+{
+	unsigned s = in->set;
+
+#define SAME(bit, field, value)                                                                    \
+	if ((s & (bit)) && !same_str(a->field, b ? b->field : (value)))                            \
+		return false;
+	SAME(PH_IN_DISPLAY_NAME, display_name, in->display_name)
+	SAME(PH_IN_DESCRIPTION, description, in->description)
+	SAME(PH_IN_TYPE, type, in->type)
+	SAME(PH_IN_URL, url, in->url)
+	SAME(PH_IN_URL_FOR_GPU, url_for_gpu, in->url_for_gpu)
+	SAME(PH_IN_USE_IMAGE_PULL_SECRET, use_image_pull_secret, in->use_image_pull_secret)
+	SAME(PH_IN_GROUP_NAME, group_name, in->group_name)
+#undef SAME
+	if ((s & PH_IN_GLOBAL) && a->global != (b ? b->global : in->global))
+		return false;
+	for (size_t i = 0; i < in->connect.n; i++)
+		if (ph_image_has_group(a, in->connect.items[i]) !=
+		    (b ? ph_image_has_group(b, in->connect.items[i]) : true))
+			return false;
+	for (size_t i = 0; i < in->disconnect.n; i++)
+		if (ph_image_has_group(a, in->disconnect.items[i]) !=
+		    (b ? ph_image_has_group(b, in->disconnect.items[i]) : false))
+			return false;
+	return true;
+}
+
+static bool same_build(const struct ph_build_spec *a, const struct ph_build_spec *b)
+{
+	if (!a || !b)
+		return a == b;
+	return same_str(a->base_image, b->base_image) && same_str(a->pull_secret, b->pull_secret) &&
+	       a->has_packages == b->has_packages && ph_strlist_equal(&a->apt, &b->apt) &&
+	       ph_strlist_equal(&a->pip, &b->pip) && ph_strlist_equal(&a->conda, &b->conda);
+}
+
+enum save_step { STEP_UPDATE, STEP_REBUILD, STEP_CANCEL };
+
+static const char *const step_what[] = {"save", "rebuild", "build cancel"};
+
+/* Whether img holds what `step` of plan asked for (before == NULL) or
+ * still what `before` held there. */
+static bool step_holds(enum save_step step, const struct spec_update *plan,
+                       const struct ph_image *img, const struct ph_image *before)
+{
+	switch (step) {
+	case STEP_UPDATE:
+		return holds_fields(img, before, &plan->input);
+	case STEP_REBUILD:
+		return same_build(img->image_spec, before ? before->image_spec : plan->rebuild);
+	case STEP_CANCEL:
+		return img->image_spec &&
+		       img->image_spec->cancel ==
+		           (before ? before->image_spec && before->image_spec->cancel : true);
+	}
+	return false;
+}
+
+/* A step of a save failed with err->maybe_applied: never resend it, re-read
+ * the image and say what PrimeHub now holds.  0 with *result the image
+ * when the step was applied; -EIO (the image re-read is published) when it
+ * was not or cannot be told. */
+static int settle_lost_step(struct phfs *fs, const char *image, enum save_step step,
+                            const struct spec_update *plan, const struct ph_image *before,
+                            struct ph_image **result, struct ph_err *err)
+{
+	struct ph_image *now = NULL;
+	int ret;
+
+	ret = phfs_reread_after_lost(fs, image, step_what[step], err, &now);
+	if (ret < 0)
+		return ret;
+	if (!now)
+		return ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub",
+		                  image);
+	if (step_holds(step, plan, now, NULL)) {
+		log_info("%s of image %s: the answer was lost but PrimeHub applied the save",
+		         step_what[step], image);
+		ph_image_free(*result);
+		*result = now;
+		return 0;
+	}
+	if (step_holds(step, plan, now, before)) {
+		ret = phfs_lost_not_applied(err, step_what[step], step == STEP_UPDATE);
+	} else {
+		char cause[sizeof(err->msg)];
+
+		snprintf(cause, sizeof(cause), "%s", err->msg);
+		ret =
+		    ph_err_set(err, EIO, NULL,
+		               "PrimeHub did not answer (%s); the image now holds neither what was "
+		               "saved nor what it held before (changed by someone else "
+		               "meanwhile?); the save was not sent again; cat spec.json shows what "
+		               "it holds",
+		               cause);
+	}
+	store_put_image(fs->store, now);
 	return ret;
 }
 
@@ -584,6 +737,9 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 	}
 	if (plan.input.set) {
 		ret = ph_update_image(fs->api, image, &plan.input, &result, err);
+		if (ret < 0 && err->maybe_applied)
+			ret =
+			    settle_lost_step(fs, image, STEP_UPDATE, &plan, current, &result, err);
 		if (ret < 0)
 			goto partial;
 	}
@@ -591,6 +747,9 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 		ph_image_free(result);
 		result = NULL;
 		ret = ph_rebuild_image(fs->api, image, plan.rebuild, &result, err);
+		if (ret < 0 && err->maybe_applied)
+			ret =
+			    settle_lost_step(fs, image, STEP_REBUILD, &plan, current, &result, err);
 		if (ret < 0)
 			goto partial;
 	}
@@ -598,6 +757,9 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 		ph_image_free(result);
 		result = NULL;
 		ret = ph_cancel_image_build(fs->api, image, &result, err);
+		if (ret < 0 && err->maybe_applied)
+			ret =
+			    settle_lost_step(fs, image, STEP_CANCEL, &plan, current, &result, err);
 		if (ret < 0)
 			goto partial;
 	}
@@ -621,9 +783,10 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
 {
 	struct ph_err err = {0};
 	bool pending = staging_pending_exists(fs->staging, image);
+	char remark[600] = "";
 	int ret;
 
-	ret = pending ? commit_create(fs, image, text, len, &err)
+	ret = pending ? commit_create(fs, image, text, len, remark, sizeof(remark), &err)
 	              : commit_update(fs, image, text, len, base, base_len, &err);
 	if (ret < 0) {
 		if (!err.msg[0])
@@ -632,6 +795,12 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
 		return phfs_user_error(ret);
 	}
 	saved(fs, image);
+	if (remark[0]) {
+		char what[TREE_NAME_MAX + 16];
+
+		snprintf(what, sizeof(what), "%s/spec.json", image);
+		phfs_remark(fs, image, what, remark);
+	}
 	return 0;
 }
 
