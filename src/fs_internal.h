@@ -44,6 +44,9 @@ struct phfs {
 	gid_t gid;
 	struct phfs_log_cache *logs;
 	struct phfs_readers *readers;
+	/* atomic: the snapshot (its fetch time in ns) whose unlistable group
+	 * names were last logged, so the warning comes once per refresh. */
+	long long bad_names_warned;
 	/* Open handles, so the ones whose RELEASE never came (the kernel may
 	 * drop queued releases at unmount) are still freed. */
 	pthread_mutex_t handles_lock;

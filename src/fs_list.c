@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "primehubfs/log.h"
+
 struct list_ent {
 	char *name;
 	enum node_kind kind;
@@ -127,16 +129,55 @@ static int list_image(struct phfs *fs, struct phfs_dirlist *l)
 	return 0;
 }
 
+/* A name that cannot be a directory entry, or would be unsafe to show: a
+ * '/', ".", "..", too long, or control characters, invisible format
+ * characters or bytes that are not UTF-8 (what ph_escape_line would
+ * escape). */
+static bool unlistable(const char *name)
+{
+	char shown[4 * TREE_NAME_MAX + 8];
+	size_t len = strlen(name);
+
+	if (len == 0 || len > TREE_NAME_MAX || strchr(name, '/') || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0)
+		return true;
+	return ph_escape_line(name, shown, sizeof(shown)) != len || strcmp(shown, name) != 0;
+}
+
 static int list_groups(struct phfs *fs, struct phfs_dirlist *l)
 {
 	const struct snap_image *e = snapshot_find(l->snap, l->dir.image);
 	struct ph_strlist ids, names;
 
 	if (e) {
+		const char *skipped = NULL;
+		size_t nskipped = 0;
+
 		for (size_t i = 0; i < e->img->ngroups; i++) {
 			const struct ph_group *g = &e->img->groups[i];
+			const char *name = g->name ? g->name : g->id;
 
-			list_add(l, g->name ? g->name : g->id, NODE_GROUP, false);
+			if (unlistable(name)) {
+				/* Skip it rather than fail the whole listing; it
+				 * stays reachable by its id. */
+				if (!skipped)
+					skipped = g->id;
+				nskipped++;
+				continue;
+			}
+			list_add(l, name, NODE_GROUP, false);
+		}
+		if (nskipped) {
+			long long stamp = (long long)l->snap->fetched.tv_sec * 1000000000LL +
+			                  l->snap->fetched.tv_nsec;
+
+			if (__atomic_exchange_n(&fs->bad_names_warned, stamp, __ATOMIC_RELAXED) !=
+			    stamp)
+				log_warn(
+				    "%s/groups: %zu group(s) not listed: their names cannot be "
+				    "file names (a '/', '.', '..' or control characters); "
+				    "touch/rm IMAGE/groups/ID still work, e.g. id %s",
+				    l->dir.image, nskipped, skipped ? skipped : "?");
 		}
 		return 0;
 	}

@@ -477,7 +477,17 @@ static void keep_rejected(struct phfs *fs, const char *image, const char *text, 
 	char what[TREE_NAME_MAX + 16];
 
 	snprintf(what, sizeof(what), "%s/spec.json", image);
-	staging_set_rejected(fs->staging, image, text, len);
+	if (staging_set_rejected(fs->staging, image, text, len) < 0) {
+		struct ph_err more = *err;
+
+		/* Scratch files fill the memory drafts share with them. */
+		snprintf(more.msg, sizeof(more.msg),
+		         "%.380s (the text was not kept: scratch files "
+		         "of this mount fill the memory refused drafts share with them)",
+		         err->msg);
+		phfs_refuse(fs, image, what, &more);
+		return;
+	}
 	phfs_refuse(fs, image, what, err);
 }
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@ enum note_kind { NOTE_ERROR, NOTE_REJECTED, NOTE_KINDS };
 struct note {
 	char *text;
 	size_t len;
+	unsigned long long seq; /* drafts: when kept, to drop the oldest first */
 };
 
 /* Everything staged for one directory ("" is the root). */
@@ -44,7 +46,10 @@ struct staging {
 	pthread_mutex_t lock;
 	struct stage_dir **dirs;
 	size_t ndirs;
-	size_t total_bytes; /* atomic: bytes allocated by live scratch buffers */
+	/* atomic: bytes of live scratch buffers and kept drafts, against
+	 * STAGING_MAX_TOTAL */
+	size_t total_bytes;
+	unsigned long long draft_seq; /* lock held */
 };
 
 /* ---- scratch buffers ---- */
@@ -249,7 +254,7 @@ static struct stage_dir *get_dir(struct staging *st, const char *image)
 
 static void free_dir(struct staging *st, struct stage_dir *d)
 {
-	(void)st;
+	__atomic_sub_fetch(&st->total_bytes, d->notes[NOTE_REJECTED].len, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < d->nfiles; i++) {
 		free(d->files[i].name);
 		scratch_put(d->files[i].file);
@@ -681,6 +686,8 @@ static void note_clear(struct staging *st, const char *image, enum note_kind kin
 	pthread_mutex_lock(&st->lock);
 	d = find_dir(st, image);
 	if (d && d->notes[kind].text) {
+		if (kind == NOTE_REJECTED)
+			__atomic_sub_fetch(&st->total_bytes, d->notes[kind].len, __ATOMIC_RELAXED);
 		free(d->notes[kind].text);
 		d->notes[kind] = (struct note){0};
 		maybe_drop_dir(st, d);
@@ -740,12 +747,15 @@ bool staging_has_rejected(struct staging *st, const char *image, size_t *len)
 
 void staging_set_error(struct staging *st, const char *image, const char *line)
 {
-	size_t n = strlen(line);
-	char *text = malloc(n + 2);
+	/* An escape is at most 4 bytes for 1 (\xNN). */
+	size_t size = 4 * strlen(line) + 2, n;
+	char *text = malloc(size);
 
 	if (!text)
 		return;
-	memcpy(text, line, n);
+	/* Names in the line come from users and from the server: a newline or
+	 * an ANSI escape in one must not forge a line or drive a terminal. */
+	n = ph_escape_line(line, text, size - 1);
 	text[n] = '\n'; /* a file of one line */
 	note_set(st, image, NOTE_ERROR, text, n + 1);
 	free(text);
@@ -761,9 +771,85 @@ int staging_get_error(struct staging *st, const char *image, char **text, size_t
 	return note_get(st, image, NOTE_ERROR, text, len);
 }
 
-void staging_set_rejected(struct staging *st, const char *image, const char *text, size_t len)
+/* Add a line to d's .error (lock held). */
+static void error_append(struct stage_dir *d, const char *line)
 {
-	note_set(st, image, NOTE_REJECTED, text, len);
+	struct note *n = &d->notes[NOTE_ERROR];
+	size_t add = strlen(line);
+	char *text = realloc(n->text, n->len + add + 2);
+
+	if (!text)
+		return;
+	memcpy(text + n->len, line, add);
+	text[n->len + add] = '\n';
+	text[n->len + add + 1] = '\0';
+	n->text = text;
+	n->len += add + 1;
+}
+
+/* Drop the oldest kept draft other than keep's (lock held).  false: none. */
+static bool drop_oldest_draft(struct staging *st, const struct stage_dir *keep)
+{
+	struct stage_dir *oldest = NULL;
+	struct note *n;
+
+	for (size_t i = 0; i < st->ndirs; i++) {
+		struct stage_dir *d = st->dirs[i];
+
+		if (d != keep && d->notes[NOTE_REJECTED].text &&
+		    (!oldest || d->notes[NOTE_REJECTED].seq < oldest->notes[NOTE_REJECTED].seq))
+			oldest = d;
+	}
+	if (!oldest)
+		return false;
+	n = &oldest->notes[NOTE_REJECTED];
+	__atomic_sub_fetch(&st->total_bytes, n->len, __ATOMIC_RELAXED);
+	free(n->text);
+	*n = (struct note){0};
+	error_append(oldest, "spec.json.rejected (the text of a refused save) was dropped to make "
+	                     "room for newer ones: refused drafts and scratch files share "
+	                     "128 MiB of memory, and the oldest drafts go first");
+	return true;
+}
+
+int staging_set_rejected(struct staging *st, const char *image, const char *text, size_t len)
+{
+	struct stage_dir *d;
+	struct note *n;
+	size_t dropped = 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&st->lock);
+	d = get_dir(st, image);
+	if (!d) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	n = &d->notes[NOTE_REJECTED];
+	/* This directory's previous draft goes in any case. */
+	if (n->text) {
+		__atomic_sub_fetch(&st->total_bytes, n->len, __ATOMIC_RELAXED);
+		free(n->text);
+		*n = (struct note){0};
+	}
+	while (__atomic_load_n(&st->total_bytes, __ATOMIC_RELAXED) + len > STAGING_MAX_TOTAL &&
+	       drop_oldest_draft(st, d))
+		dropped++;
+	if (__atomic_add_fetch(&st->total_bytes, len, __ATOMIC_RELAXED) > STAGING_MAX_TOTAL) {
+		__atomic_sub_fetch(&st->total_bytes, len, __ATOMIC_RELAXED);
+		ret = -ENOSPC; /* scratch files hold the memory: the draft is not kept */
+	} else if (set_text(n, text, len) < 0) {
+		__atomic_sub_fetch(&st->total_bytes, len, __ATOMIC_RELAXED);
+		ret = -ENOMEM;
+	} else {
+		n->seq = ++st->draft_seq;
+		ret = (int)(dropped > INT32_MAX ? INT32_MAX : dropped);
+	}
+	if (ret < 0)
+		maybe_drop_dir(st, d);
+out:
+	pthread_mutex_unlock(&st->lock);
+	return ret;
 }
 
 void staging_clear_rejected(struct staging *st, const char *image)

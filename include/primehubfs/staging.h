@@ -6,9 +6,9 @@
  * spec.json.rejected.
  *
  * Scratch files are bounded (STAGING_MAX_FILES per directory,
- * STAGING_MAX_FILE_SIZE each, STAGING_MAX_TOTAL in all) so a runaway program
- * cannot eat the daemon's memory; past a bound the call fails with
- * EFBIG/ENOSPC.
+ * STAGING_MAX_FILE_SIZE each, STAGING_MAX_TOTAL in all, refused drafts
+ * included) so a runaway program cannot eat the daemon's memory; past a
+ * bound the call fails with EFBIG/ENOSPC, or the oldest drafts go.
  *
  * Thread-safe: one internal mutex for the index; each scratch file has its
  * own lock for its bytes.  Ownership: functions that return a struct scratch
@@ -82,14 +82,22 @@ void scratch_touch(struct scratch *s, const struct timespec *mtime); /* NULL: no
 int scratch_copy(struct scratch *s, char **data, size_t *len);
 
 /* ---- notes: .error and spec.json.rejected ---- */
-/* image "" is the mount root. */
+/* image "" is the mount root.  The line is stored escaped (ph_escape_line):
+ * control characters and invisible format characters from names cannot
+ * reach a terminal that shows .error. */
 void staging_set_error(struct staging *st, const char *image, const char *line);
 void staging_clear_error(struct staging *st, const char *image);
 int staging_get_error(struct staging *st, const char *image, char **text, size_t *len);
 /* Whether the note exists, and its length (no copy). */
 bool staging_has_error(struct staging *st, const char *image, size_t *len);
 bool staging_has_rejected(struct staging *st, const char *image, size_t *len);
-void staging_set_rejected(struct staging *st, const char *image, const char *text, size_t len);
+/* Keep text as image's spec.json.rejected (replacing its previous one).
+ * Drafts count in STAGING_MAX_TOTAL with the scratch files: when this one
+ * does not fit, the oldest drafts of other directories are dropped first
+ * (each such directory's .error says so).  Returns how many were dropped,
+ * or -ENOSPC (scratch files hold the memory) / -ENOMEM: then no draft is
+ * kept for image. */
+int staging_set_rejected(struct staging *st, const char *image, const char *text, size_t len);
 void staging_clear_rejected(struct staging *st, const char *image);
 int staging_get_rejected(struct staging *st, const char *image, char **text, size_t *len);
 

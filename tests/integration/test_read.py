@@ -174,3 +174,52 @@ def test_thousand_images_all_listed(make_mount):
             assert read_json(p)["name"] == name
     finally:
         emu.stop()
+
+
+ODD_GROUPS = {"aaaaaaaa-0000-4000-8000-000000000001": "team/a",
+              "aaaaaaaa-0000-4000-8000-000000000002": "evil\n2026 forged line\x1b[31m",
+              "aaaaaaaa-0000-4000-8000-000000000003": "..",
+              "aaaaaaaa-0000-4000-8000-000000000004": "rtl\u202egnp.exe"}
+
+
+def test_odd_group_names_from_the_server_are_skipped(make_mount, tmp_path):
+    """Group names that cannot be file names (a '/', '..') or are unsafe on a
+    terminal are left out of groups/ with one warning, instead of failing the
+    whole listing; such a group is still reachable by its id."""
+    state = tmp_path / "state.json"
+    emu = Emulator("--state", str(state))
+    emu.stop()
+    data = json.loads(state.read_text())
+    template = next(g for g in data["groups"] if g["name"] == "example-group-1")
+    for gid, name in ODD_GROUPS.items():
+        data["groups"].append(dict(template, id=gid, name=name, displayName=name))
+    data["roles"]["img:tf-2"] = list(data["roles"].get("img:tf-2", [])) + list(ODD_GROUPS)
+    state.write_text(json.dumps(data))
+    emu = Emulator("--state", str(state))
+    try:
+        m = make_mount(emu)
+        for _ in range(3):                     # warned once, not per listing
+            listed = os.listdir(m.p("tf-2", "groups"))
+        assert not set(listed) & set(ODD_GROUPS.values())
+        assert len(listed) == len(emu.state()["images"]["tf-2"]["groups"]) - len(ODD_GROUPS)
+        assert m.log().count("not listed") == 1
+        # By id: stat and rm work; the server forgets the link.
+        gid = "aaaaaaaa-0000-4000-8000-000000000001"
+        os.stat(m.p("tf-2", "groups", gid))
+        os.unlink(m.p("tf-2", "groups", gid))
+        assert gid not in emu.state()["images"]["tf-2"]["groups"]
+    finally:
+        emu.stop()
+
+
+def test_error_file_is_terminal_safe(mnt):
+    """A name with a newline or an escape sequence never forges a line in
+    .error or reaches the terminal raw."""
+    bad = "a\nb\x1b[2J"
+    try:
+        os.mkdir(mnt.p(bad))
+    except OSError:
+        pass
+    text = read(mnt.p(".error")).decode()
+    assert text.count("\n") == 1 and text.endswith("\n")
+    assert "\x1b" not in text and "a\\nb\\x1b[2J" in text

@@ -113,11 +113,19 @@ int main(void)
 	staging_clear_error(st, "");
 	CHECK_INT(staging_get_error(st, "", &text, &len), 0);
 	CHECK(text == NULL);
-	staging_set_rejected(st, "tf-2", "{bad", 4);
+	CHECK_INT(staging_set_rejected(st, "tf-2", "{bad", 4), 0);
 	CHECK_INT(staging_get_rejected(st, "tf-2", &text, &len), 0);
 	CHECK_STR(text, "{bad");
 	free(text);
 	staging_clear_rejected(st, "tf-2");
+
+	/* .error is terminal-safe whatever names the line holds. */
+	staging_set_error(st, "x", "mkdir a\nb\x1b[31m \xe2\x80\xae: nope");
+	CHECK_INT(staging_get_error(st, "x", &text, &len), 0);
+	CHECK_STR(text, "mkdir a\\nb\\x1b[31m \\u202e: nope\n");
+	CHECK_INT(len, strlen(text));
+	free(text);
+	staging_clear_error(st, "x");
 
 	/* rm -r guard */
 	staging_note_spec_unlink(st, "tf-2", 1234);
@@ -125,6 +133,74 @@ int main(void)
 	CHECK(!staging_recent_spec_unlink(st, "tf-2", 99, 10000));
 	CHECK(!staging_recent_spec_unlink(st, "tf-1", 1234, 10000));
 
+	staging_free(st);
+
+	/* Refused drafts count in STAGING_MAX_TOTAL: 300 drafts of 1 MiB keep
+	 * the newest 128, the oldest go first and their .error says so. */
+	CHECK_INT(staging_new(&st), 0);
+	big = malloc(1 << 20);
+	memset(big, '{', 1 << 20);
+	for (int i = 0; i < 300; i++) {
+		char name[32];
+		int ret;
+
+		snprintf(name, sizeof(name), "d%03d", i);
+		ret = staging_set_rejected(st, name, big, 1 << 20);
+		CHECK_INT(ret, i < 128 ? 0 : 1);
+	}
+	{
+		int kept = 0;
+
+		for (int i = 0; i < 300; i++) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "d%03d", i);
+			kept += staging_has_rejected(st, name, &len);
+		}
+		CHECK_INT(kept, 128);
+	}
+	CHECK(!staging_has_rejected(st, "d000", &len));
+	CHECK(!staging_has_rejected(st, "d171", &len));
+	CHECK(staging_has_rejected(st, "d172", &len));
+	CHECK(staging_has_rejected(st, "d299", &len));
+	CHECK_INT(staging_get_error(st, "d000", &text, &len), 0);
+	CHECK_CONTAINS(text, "spec.json.rejected");
+	CHECK_CONTAINS(text, "dropped");
+	free(text);
+	/* A directory's new draft replaces its old one without dropping others. */
+	CHECK_INT(staging_set_rejected(st, "d299", "{x", 2), 0);
+	CHECK(staging_has_rejected(st, "d172", &len));
+	/* An 8 MiB draft makes room by dropping the oldest: 127 MiB + 2 bytes
+	 * are held, so 8 go (d172..d179). */
+	free(big);
+	big = calloc(1, 8 << 20);
+	CHECK_INT(staging_set_rejected(st, "eight", big, 8 << 20), 8);
+	CHECK(!staging_has_rejected(st, "d179", &len));
+	CHECK(staging_has_rejected(st, "d180", &len));
+	/* Drafts freed (cleared or dropped with their directory) give the
+	 * memory back to scratch files. */
+	for (int i = 0; i < 300; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "d%03d", i);
+		staging_clear_rejected(st, name);
+	}
+	staging_drop_dir(st, "eight");
+	/* Scratch files filling the budget: no draft fits, none is kept. */
+	for (int i = 0; i < STAGING_MAX_TOTAL / STAGING_MAX_FILE_SIZE; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "s%d", i);
+		CHECK_INT(staging_scratch_create(st, "full", name, 0644, true, &s, &err), 0);
+		CHECK_INT(scratch_write(st, s, big, STAGING_MAX_FILE_SIZE, 0, &err),
+		          STAGING_MAX_FILE_SIZE);
+		scratch_put(s);
+	}
+	CHECK_INT(staging_set_rejected(st, "late", "{", 1), -ENOSPC);
+	CHECK(!staging_has_rejected(st, "late", &len));
+	staging_drop_dir(st, "full");
+	CHECK_INT(staging_set_rejected(st, "late", "{", 1), 0);
+	free(big);
 	staging_free(st);
 	UNIT_DONE();
 }
