@@ -182,6 +182,7 @@ void phfs_handle_free(struct phfs *fs, struct phfs_handle *h)
 	snap_image_put(h->entry);
 	free(h->own_text);
 	free(h->base);
+	free(h->seen);
 	free(h->buf);
 	scratch_put(h->scratch);
 	pthread_mutex_destroy(&h->lock);

@@ -71,7 +71,13 @@ struct phfs_handle {
 	bool pending; /* a pending image: the first save creates it */
 	char *base;   /* the text the writer started from */
 	size_t base_len;
-	char *buf; /* what they have written so far */
+	/* What this process read before, when older than base: the base once
+	 * the handle is emptied before its first write (vim opens without
+	 * O_TRUNC, then ftruncate(fd, 0)).  NULL when none. */
+	char *seen;
+	size_t seen_len;
+	bool wrote; /* a write since open */
+	char *buf;  /* what they have written so far */
 	size_t buf_len, buf_cap;
 	bool dirty;   /* written since the last commit */
 	bool too_big; /* a write went past SPEC_MAX_SIZE */

@@ -14,7 +14,9 @@
  * the one the server holds when it writes: otherwise another admin's change
  * made while the writer's text was waiting would be "changed back" by it.
  *   - A handle that opens spec.json without O_TRUNC holds the text it opened
- *     and that is its base (what it does not rewrite stays that text).
+ *     and that is its base (what it does not rewrite stays that text),
+ *     unless it is emptied (ftruncate to 0) before its first write, as vim
+ *     does: then it is a whole new text, as with O_TRUNC below.
  *   - A handle opened with O_TRUNC, and rename(scratch -> spec.json), bring
  *     a whole new text that the process made from something it read earlier
  *     (vim reads at start and writes much later; sed -i reads, then writes a
@@ -370,6 +372,12 @@ int phfs_open_spec(struct phfs *fs, struct phfs_handle *h, int flags)
 	ret = 0;
 	if ((flags & O_TRUNC) && h->entry)
 		ret = reader_seen_text(fs, h->node.image, &h->base, &h->base_len);
+	else if (h->entry)
+		ret = reader_seen_text(fs, h->node.image, &h->seen, &h->seen_len);
+	if (h->seen && h->seen_len == len && memcmp(h->seen, text, len) == 0) {
+		free(h->seen); /* what it read is what it opens: nothing to switch to */
+		h->seen = NULL;
+	}
 	if (ret == 0 && !h->base) {
 		h->base = dup_bytes(text, len);
 		h->base_len = len;
@@ -409,6 +417,7 @@ int phfs_spec_write(struct phfs_handle *h, const char *buf, size_t size, off_t o
 		if (end > h->buf_len)
 			h->buf_len = end;
 		h->dirty = true;
+		h->wrote = true;
 		ret = (int)size;
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -435,6 +444,14 @@ int phfs_spec_truncate(struct phfs_handle *h, off_t size)
 		 * backupcopy=yes truncates, writes, then fsyncs. */
 		h->buf_len = (size_t)size;
 		h->dirty = true;
+	}
+	if (ret == 0 && size == 0 && !h->wrote && h->seen) {
+		/* Emptied before the first write: a whole new text, made from
+		 * what the process read before, as with O_TRUNC. */
+		free(h->base);
+		h->base = h->seen;
+		h->base_len = h->seen_len;
+		h->seen = NULL;
 	}
 	pthread_mutex_unlock(&h->lock);
 	return ret;

@@ -12,7 +12,7 @@ import textwrap
 import time
 
 from phfs_harness import read, read_json
-from util import server_update
+from util import Tmux, need, server_update
 
 # The writer: reads spec.json, says so, waits for a line on stdin, then
 # writes back its text with the changes given in argv[2] (JSON), either in
@@ -145,3 +145,31 @@ def test_after_a_conflict_a_fresh_read_saves(emulator, make_mount):
     os.write(fd, json.dumps(dict(again, description="mine after all")).encode())
     os.close(fd)
     assert emulator.image_state("tf-2")["spec"]["description"] == "mine after all"
+
+
+def test_vim_keeps_a_change_made_while_it_was_open(emulator, make_mount):
+    """vim reads spec.json when it starts and writes much later (re-reading
+    the file for its backup first): its save is compared with what it
+    showed when it started."""
+    m = make_mount(emulator, ttl=1)
+    need("vim")
+    t = Tmux(f"vim -u NONE -i NONE -N {m.p('tf-2', 'spec.json')}", cwd=m.p("tf-2"))
+    try:
+        t.wait_for('"name"')
+        server_update(emulator, "tf-2", {"description": "the other admin's"})
+        wait_shown(m, "tf-2", "description", "the other admin's")
+        time.sleep(1.2)
+        t.keys(':%s/"displayName": "[^"]*"/"displayName": "by vim"/', "Enter")
+        t.keys(":w", "Enter")
+        # vim sees the newer mtime and asks; the user says yes, and the
+        # save must still keep the other admin's change.
+        t.wait_for("Do you really want to write")
+        t.keys("y")
+        t.wait_for("B written")
+        t.keys(":q", "Enter")
+        t.wait_exit()
+    finally:
+        t.kill()
+    st = emulator.image_state("tf-2")["spec"]
+    assert st["displayName"] == "by vim"
+    assert st["description"] == "the other admin's"
