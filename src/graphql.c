@@ -311,6 +311,8 @@ void net_snippet(const char *body, size_t len, char *out, size_t outsz)
 			out[n++] = (p[i] < 0x20 || p[i] == 0x7f) ? ' ' : (char)p[i];
 			i++;
 		} else {
+			if (i + k > NET_SNIPPET_MAX)
+				break; /* a character past the limit: cut before it */
 			memcpy(out + n, p + i, k);
 			n += k;
 			i += k;
