@@ -1,7 +1,9 @@
 /*
  * test_graphql.c - the GraphQL envelope without a network: every error
- * shape of primehub-api.md §1.2 and §3.7 must come out as the right errno
- * with the server's text, and garbage must never crash the decoder.
+ * shape PrimeHub gives (token, authorisation, not found, conflict, refused
+ * request, server errors) must come out as the right errno with the
+ * server's text, a redirect must be refused with the reason, and garbage
+ * must never crash the decoder.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,7 +28,8 @@ static void test_auth(void)
 	struct ph_err err;
 	cJSON *data = (cJSON *)1;
 
-	/* §8.1: a bad token is a 500 whose message starts "Context creation failed:". */
+	/* PrimeHub answers a bad token with HTTP 500 whose message starts
+	 * "Context creation failed:". */
 	CHECK_INT(decode(500, AUTH_ERR("Context creation failed: Invalid API Token"), &data, &err),
 	          -EACCES);
 	CHECK_STR(err.msg, "token rejected: Invalid API Token (it expired or was revoked: make a "
@@ -96,7 +99,7 @@ static void test_not_found(void)
 	CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(data, "updateImage")));
 	cJSON_Delete(data);
 
-	/* v4 text: only the code says "not found" (§8.3). */
+	/* v4 text: only the code says "not found". */
 	CHECK_INT(
 	    decode(200,
 	           "{\"data\":{\"deleteImage\":null},\"errors\":[{\"message\":"
@@ -163,7 +166,7 @@ static void test_refused_requests(void)
 	CHECK_CONTAINS(err.msg, "Field \"imageSpec\" is not defined by type ImageUpdateInput.");
 	CHECK(data == NULL);
 
-	/* §8.2: plain-text bodies from the HTTP layer. */
+	/* Plain-text bodies from the HTTP layer in front of Apollo. */
 	CHECK_INT(decode(400, "Must provide query string.", &data, &err), -EIO);
 	CHECK_STR(err.msg, "HTTP 400 from server: Must provide query string.");
 	CHECK_INT(decode(400, "Variables are invalid JSON.", &data, &err), -EIO);
@@ -185,7 +188,8 @@ static void test_server_errors(void)
 	          -EIO);
 	CHECK_CONTAINS(err.msg, "failed to rebuild image");
 	CHECK_CONTAINS(err.msg, "INTERNAL_ERROR");
-	/* Partial failure: the data object still comes back (§8.10). */
+	/* Partial failure: the data object still comes back (a mutation may
+	 * have applied part of its change). */
 	CHECK(cJSON_IsObject(data));
 	cJSON_Delete(data);
 
@@ -240,6 +244,26 @@ static void test_garbage(void)
 	CHECK_INT(gql_decode_response(200, "<p>\x00\xff\xfe caf\xc3\xa9 \xe2\x82", 15, &data, &err),
 	          -EIO);
 	CHECK_STR(err.msg, "HTTP 200 from server: <p> ?? caf\xc3\xa9 ??");
+
+	/* A multi-byte character across the 100-byte limit is cut before it,
+	 * not copied past the limit. */
+	{
+		char cut[200];
+
+		memset(cut, 'a', 99);
+		strcpy(cut + 99, "\xe6\x97\xa5 and more");
+		CHECK_INT(decode(502, cut, &data, &err), -EIO);
+		CHECK(strstr(err.msg, "\xe6") == NULL);
+		CHECK_CONTAINS(err.msg, "aaa...");
+	}
+
+	/* A redirect is refused with where it pointed (through the client:
+	 * the status alone says so here). */
+	CHECK_INT(decode(307, "", &data, &err), -EIO);
+	CHECK_CONTAINS(err.msg, "PrimeHub answered HTTP 307 redirecting to (no Location)");
+	CHECK_CONTAINS(err.msg, "does not follow redirects");
+	CHECK_INT(decode(301, "{\"data\":{}}", &data, &err), -EIO);
+	CHECK(data == NULL);
 
 	CHECK_INT(decode(200, "", &data, &err), -EIO);
 	CHECK_STR(err.msg, "HTTP 200 from server: (empty answer)");
