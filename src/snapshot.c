@@ -518,6 +518,19 @@ static void store_do_fetch(struct store *st)
 	pthread_mutex_unlock(&st->lock);
 
 	ret = st->fetch(st->fetch_arg, &tree, &err);
+	if (__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+		/* Stopping (unmount, SIGTERM): building and comparing a big
+		 * answer nobody will see could take seconds; drop it. */
+		ph_tree_free(&tree);
+		pthread_mutex_lock(&st->lock);
+		st->fetching = false;
+		st->fetch_gen++;
+		pthread_cond_broadcast(&st->fetched);
+		pthread_mutex_unlock(&st->lock);
+		snapshot_put(prev);
+		pthread_mutex_lock(&st->lock);
+		return;
+	}
 	if (ret == 0) {
 		ret = snapshot_from_tree(&tree, prev, &fresh);
 		if (ret < 0)
@@ -689,7 +702,7 @@ void store_free(struct store *st)
 	if (!st)
 		return;
 	pthread_mutex_lock(&st->lock);
-	st->stop = true;
+	__atomic_store_n(&st->stop, true, __ATOMIC_RELEASE); /* read unlocked after a fetch */
 	pthread_cond_broadcast(&st->wake);
 	pthread_cond_broadcast(&st->fetched);
 	pthread_mutex_unlock(&st->lock);
