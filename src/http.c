@@ -306,6 +306,16 @@ static int setup_handle(struct http_client *c, CURL *h, const struct http_reques
 	return rc == CURLE_OK ? 0 : -EIO;
 }
 
+/* curl keeps its own copies of the header lines, the Authorization one
+ * among them: clear them before they go back to the heap. */
+static void free_headers(struct curl_slist *headers)
+{
+	for (struct curl_slist *n = headers; n; n = n->next)
+		if (n->data)
+			explicit_bzero(n->data, strlen(n->data));
+	curl_slist_free_all(headers);
+}
+
 /* Translate a failed transfer into the errno list of http.h. */
 static int map_curl_error(CURL *h, CURLcode rc, const struct xfer *x, const char *url,
                           const char *errbuf, struct ph_err *err)
@@ -405,7 +415,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	if (setup_handle(c, h, req, headers, &x, errbuf) < 0) {
 		/* A handle in an unknown state is not worth keeping. */
 		curl_easy_cleanup(h);
-		curl_slist_free_all(headers);
+		free_headers(headers);
 		return ph_err_set(err, EIO, NULL, "request to %s: cannot set up libcurl", req->url);
 	}
 
@@ -434,7 +444,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	pool_put(c, h);
-	curl_slist_free_all(headers);
+	free_headers(headers);
 
 	if (ret < 0) {
 		free(x.data);
@@ -454,7 +464,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	return 0;
 
 nomem:
-	curl_slist_free_all(headers);
+	free_headers(headers);
 	return ph_err_set(err, ENOMEM, NULL, "out of memory");
 }
 
