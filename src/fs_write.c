@@ -29,8 +29,10 @@
  *     a field someone changed since), never a silent overwrite.  After such
  *     a refusal the process starts afresh: what it reads next (vim's :e!)
  *     is what its next save is compared with.
- *   - PHFS_READERS_MAX (process, image) pairs are remembered, the oldest
- *     dropped first, each for PHFS_READER_TTL_MS.
+ *   - PHFS_READERS_MAX (process, image) pairs are remembered, each for
+ *     PHFS_READER_TTL_MS; when full, the oldest is dropped, but a process
+ *     holding PHFS_READERS_MAX / 16 or more (grep -r over every image)
+ *     gives up its own oldest instead.
  */
 #include "fs_internal.h"
 
@@ -177,16 +179,28 @@ static void reader_note(struct phfs *fs, const char *image, const struct snap_im
 	if (rd && !replace)
 		goto out;
 	if (!rd) {
+		struct reader *own_oldest = NULL;
+		size_t own = 0;
+
 		for (size_t i = 0; i < PHFS_READERS_MAX && !rd; i++) {
 			struct reader *s = &r->slots[i];
 
-			if (!s->tgid)
+			if (!s->tgid) {
 				rd = s;
-			else if (!oldest || ms_since(s->when) > ms_since(oldest->when))
+				continue;
+			}
+			if (!oldest || ms_since(s->when) > ms_since(oldest->when))
 				oldest = s;
+			if (s->tgid == tgid && s->start == start) {
+				own++;
+				if (!own_oldest || ms_since(s->when) > ms_since(own_oldest->when))
+					own_oldest = s;
+			}
 		}
 		if (!rd) {
-			rd = oldest;
+			/* One process reading many images (grep -r) makes room
+			 * among its own entries, not by evicting an editor's. */
+			rd = own >= PHFS_READERS_MAX / 16 ? own_oldest : oldest;
 			reader_clear(rd);
 		}
 		name = strdup(image);

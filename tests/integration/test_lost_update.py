@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 
-from phfs_harness import read, read_json
+from phfs_harness import Emulator, read, read_json
 from util import Tmux, need, server_update
 
 # The writer: reads spec.json, says so, waits for a line on stdin, then
@@ -56,7 +56,7 @@ def wait_shown(mnt, image_id, field, value, timeout=10):
     raise AssertionError(f"the mount never showed {field}={value!r}")
 
 
-def write_after_change(emulator, mnt, how, changes, theirs, image_id="tf-2"):
+def write_after_change(emulator, mnt, how, changes, theirs, image_id="tf-2", meanwhile=None):
     w = subprocess.Popen([sys.executable, "-c", WRITER, mnt.p(image_id, "spec.json"),
                           json.dumps(changes), how],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -65,6 +65,8 @@ def write_after_change(emulator, mnt, how, changes, theirs, image_id="tf-2"):
         server_update(emulator, image_id, theirs)
         field, value = next(iter(theirs.items()))
         wait_shown(mnt, image_id, field, value)
+        if meanwhile:
+            meanwhile()
         time.sleep(1.2)                       # past ttl once more
         w.stdin.write("go\n")
         w.stdin.flush()
@@ -173,3 +175,25 @@ def test_vim_keeps_a_change_made_while_it_was_open(emulator, make_mount):
     st = emulator.image_state("tf-2")["spec"]
     assert st["displayName"] == "by vim"
     assert st["description"] == "the other admin's"
+
+
+def test_a_reader_of_every_image_does_not_evict_the_writer(make_mount):
+    """grep -r over 400 images (more than the 256 remembered readers)
+    meanwhile: the writer's memory of what it read survives."""
+    emu = Emulator("--images", "400")
+    try:
+        m = make_mount(emu, ttl=1)
+
+        def grep_everything():
+            r = subprocess.run(["grep", "-rl", "--include=spec.json", "name", m.path],
+                               capture_output=True, text=True, timeout=60)
+            assert r.stdout.count("spec.json") >= 400
+
+        assert write_after_change(emu, m, "trunc", {"displayName": "mine"},
+                                  {"description": "the other admin's"},
+                                  meanwhile=grep_everything) == "ok"
+        st = emu.image_state("tf-2")["spec"]
+        assert st["displayName"] == "mine"
+        assert st["description"] == "the other admin's"
+    finally:
+        emu.stop()
