@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from phfs_harness import Emulator, read, read_json
+from phfs_harness import Emulator, primehubfs_binary, read, read_json
 from util import save
 
 LOAD_SECONDS = float(os.environ.get("PHFS_LOAD_SECONDS", "15"))
@@ -26,6 +26,15 @@ GROUPS = ["example-group-1", "example-group-2", "example-group-3"]
 GROUP_IDS = {"example-group-1": "71ac1e32-65fa-4e8e-a735-ba282e3149b1",
              "example-group-2": "0fdaea59-705a-4546-8d13-2d52511342b0",
              "example-group-3": "dc6a0f50-2679-4d6b-b819-8da1b2e1b0f9"}
+
+
+def lean_env():
+    """Environment for a daemon whose memory is measured: under ASan, freed
+    memory would sit in its quarantine (256 MiB) and look like a leak; real
+    leaks are LeakSanitizer's to report at unmount.  Harmless otherwise."""
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    return {"ASAN_OPTIONS": (opts + ":" if opts else "") +
+            "quarantine_size_mb=0:allocator_release_to_os_interval_ms=0"}
 
 
 def vm_rss_kib(pid):
@@ -238,7 +247,7 @@ def emu100():
 def test_sixteen_processes_on_a_hundred_images(emu100, make_mount):
     emu = emu100
     if True:
-        m = make_mount(emu, ttl=2)
+        m = make_mount(emu, ttl=2, env=lean_env())
         before = emu.state()["images"]
         images = sorted(n for n in before if n.startswith("synthetic-"))
         assert len(images) == 100
@@ -403,7 +412,7 @@ def test_readers_are_not_blocked_by_a_long_save(emulator, make_mount):
 
 @pytest.mark.timeout(180)
 def test_no_leak_after_many_saves(emulator, make_mount):
-    m = make_mount(emulator, ttl=60)
+    m = make_mount(emulator, ttl=60, env=lean_env())
     path = m.p("tf-2", "spec.json")
     spec = read_json(path)
     warmup = min(500, LOAD_SAVES // 10)
@@ -419,4 +428,9 @@ def test_no_leak_after_many_saves(emulator, make_mount):
     assert emulator.image_state("tf-2")["spec"]["description"] == spec["description"]
     rss = vm_rss_kib(m.proc.pid)
     print(f"{LOAD_SAVES} saves in {took:.1f}s; RSS {base} -> {rss} KiB")
-    assert rss - base < 4 * 1024, (base, rss)
+    # A leak of even 100 bytes a save would show as 1 MiB here.  ASan's
+    # allocator keeps more for itself (LeakSanitizer checks for real leaks
+    # at unmount), so a sanitizer build gets a looser bound.
+    with open(primehubfs_binary(), "rb") as f:
+        sanitized = b"__asan_init" in f.read()
+    assert rss - base < (16 if sanitized else 4) * 1024, (base, rss)
