@@ -806,8 +806,12 @@ void store_get_status(struct store *st, struct store_status *out)
 	out->last_ok = st->last_ok;
 	out->failures = st->failures;
 	out->fetches = st->fetch_gen;
-	if (st->failures)
+	if (st->failures) {
+		long long left = ms_between(now_mono(), st->retry_at);
+
 		out->last_error = st->last_err;
+		out->retry_in_ms = left > 0 ? (long)left : 0;
+	}
 	pthread_mutex_unlock(&st->lock);
 }
 

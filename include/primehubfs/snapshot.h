@@ -100,6 +100,8 @@ struct store_status {
 	unsigned failures;        /* failed fetches in a row */
 	uint64_t fetches;         /* fetch attempts since mount */
 	struct ph_err last_error; /* the last failure's reason, while failures > 0 */
+	long retry_in_ms;         /* while failures > 0: until the next attempt may
+	                           * start (0: it may start now) */
 };
 void store_get_status(struct store *st, struct store_status *out);
 

@@ -176,6 +176,10 @@ static void test_backoff(struct fake *f)
 		CHECK(!ss.have_snapshot);
 		CHECK(ss.failures >= 3);
 		CHECK_CONTAINS(ss.last_error.msg, "server down");
+		/* At most 5 failures so far: the delay is at most 200 ms
+		 * doubled 4 times, +20%. */
+		CHECK(ss.retry_in_ms >= 0 && ss.retry_in_ms <= 3840);
+		CHECK(ss.last_ok.tv_sec == 0);
 	}
 	/* Past the delay, 16 readers at once share ONE new fetch: whoever
 	 * arrives while it runs waits for it, whoever comes after it failed
@@ -198,6 +202,16 @@ static void test_backoff(struct fake *f)
 	usleep(3300 * 1000);
 	CHECK_INT(store_get(st, &snap, &err), 0);
 	snapshot_put(snap);
+	{
+		struct store_status ss;
+
+		store_get_status(st, &ss);
+		CHECK(ss.have_snapshot);
+		CHECK_INT(ss.failures, 0);
+		CHECK_INT(ss.retry_in_ms, 0);
+		CHECK(ss.last_ok.tv_sec > 0);
+		CHECK(ss.fetches >= 4);
+	}
 	store_free(st);
 
 	/* A snapshot at hand and a failing server: readers are served the old
