@@ -113,7 +113,7 @@ def test_failing_server_is_asked_rarely_and_reads_go_on(emulator, make_mount, mo
     if mode == "reset":
         # Each reset ends its connection: every attempt is a new connect.
         assert stats["connections"] <= MAX_TREE_REQUESTS, stats
-    assert slowest < 1.0, slowest
+    assert slowest < 2.0, slowest  # at once: never a timeout of its own
     log = new_log(m, lines)
     failed = [line for line in log if FAILED in line]
     assert len(failed) == 1, log
@@ -141,7 +141,7 @@ def test_dead_server_reads_go_on_and_the_log_says_so_once(emulator, make_mount):
     lines = len(m.log().splitlines())
     emulator.stop()
     slowest = serve_while_failing(m, spec)
-    assert slowest < 1.0, slowest
+    assert slowest < 2.0, slowest  # at once: never a timeout of its own
     log = new_log(m, lines)
     failed = [line for line in log if FAILED in line]
     assert len(failed) == 1, log
