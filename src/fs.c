@@ -139,6 +139,52 @@ void phfs_succeeded(struct phfs *fs, const char *dir)
 	staging_clear_error(fs->staging, dir);
 }
 
+int phfs_image_lock(struct phfs *fs, const char *image)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&fs->busy_lock);
+	for (;;) {
+		bool busy = false;
+
+		for (size_t i = 0; i < fs->busy.n && !busy; i++)
+			busy = strcmp(fs->busy.items[i], image) == 0;
+		if (!busy) {
+			ret = ph_strlist_append(&fs->busy, image);
+			break;
+		}
+		if (phfs_request_interrupted(fs)) {
+			ret = -EINTR;
+			break;
+		}
+		struct timespec until;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += 100 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&fs->busy_cond, &fs->busy_lock, &until);
+	}
+	pthread_mutex_unlock(&fs->busy_lock);
+	return ret;
+}
+
+void phfs_image_unlock(struct phfs *fs, const char *image)
+{
+	pthread_mutex_lock(&fs->busy_lock);
+	for (size_t i = 0; i < fs->busy.n; i++) {
+		if (strcmp(fs->busy.items[i], image) == 0) {
+			free(fs->busy.items[i]);
+			fs->busy.items[i] = fs->busy.items[--fs->busy.n];
+			break;
+		}
+	}
+	pthread_cond_broadcast(&fs->busy_cond);
+	pthread_mutex_unlock(&fs->busy_lock);
+}
+
 bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char *image,
                        bool *pending)
 {
@@ -546,6 +592,15 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->api = api;
 	fs->ttl_ms = ttl_ms;
 	pthread_mutex_init(&fs->handles_lock, NULL);
+	pthread_mutex_init(&fs->busy_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&fs->busy_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	clock_gettime(CLOCK_REALTIME, &fs->mounted_at);
 	fs->uid = getuid();
 	fs->gid = getgid();
@@ -598,6 +653,9 @@ void phfs_free(struct phfs *fs)
 	while (fs->handles)
 		phfs_handle_free(fs, fs->handles);
 	pthread_mutex_destroy(&fs->handles_lock);
+	ph_strlist_free(&fs->busy);
+	pthread_cond_destroy(&fs->busy_cond);
+	pthread_mutex_destroy(&fs->busy_lock);
 	store_free(fs->store);
 	staging_free(fs->staging);
 	phfs_log_cache_free(fs->logs);

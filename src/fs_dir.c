@@ -34,8 +34,8 @@ static pid_t caller_pid(void)
 /* An updateImage that changes only group links.  PrimeHub clears
  * useImagePullSecret and groupName from any update that leaves them out,
  * so they are re-sent as the server holds them right now. */
-static int update_groups(struct phfs *fs, const char *image, const char *group_id, bool connect,
-                         struct ph_err *err)
+static int update_groups_locked(struct phfs *fs, const char *image, const char *group_id,
+                                bool connect, struct ph_err *err)
 {
 	struct ph_image_input in = {0};
 	struct ph_image *current = NULL, *result = NULL;
@@ -85,6 +85,19 @@ static int update_groups(struct phfs *fs, const char *image, const char *group_i
 		return ret;
 	}
 	return store_put_image(fs->store, result);
+}
+
+/* update_groups_locked, one change of the image at a time (fs.c). */
+static int update_groups(struct phfs *fs, const char *image, const char *group_id, bool connect,
+                         struct ph_err *err)
+{
+	int ret = phfs_image_lock(fs, image);
+
+	if (ret < 0)
+		return ret;
+	ret = update_groups_locked(fs, image, group_id, connect, err);
+	phfs_image_unlock(fs, image);
+	return ret;
 }
 
 int phfs_group_connect(struct phfs *fs, const struct node *node)
@@ -276,6 +289,9 @@ int phfs_rmdir(const char *path)
 		phfs_refuse(fs, "", path + 1, &err);
 		return -EPERM;
 	}
+	ret = phfs_image_lock(fs, n.image);
+	if (ret < 0)
+		return ret;
 	ret = ph_delete_image(fs->api, n.image, &err);
 	if (ret < 0 && err.maybe_applied) {
 		/* The answer was lost: never resend; gone means deleted. */
@@ -290,11 +306,13 @@ int phfs_rmdir(const char *path)
 		ph_image_free(now);
 	}
 	if (ret < 0 && ret != -ENOENT) {
+		phfs_image_unlock(fs, n.image);
 		phfs_refuse(fs, "", path + 1, &err);
 		return phfs_user_error(ret);
 	}
 	/* Deleted (or already gone): drop it from the view and every note. */
 	store_remove_image(fs->store, n.image);
+	phfs_image_unlock(fs, n.image);
 	staging_drop_dir(fs->staging, n.image);
 	phfs_readers_forget(fs, n.image);
 	phfs_succeeded(fs, "");

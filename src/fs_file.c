@@ -64,10 +64,15 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	/* No kernel_cache: each open drops cached pages, so what a fresh open
 	 * reads is this handle's bytes, never an older version's. */
 	fi->keep_cache = 0;
-	/* build.log grows while a build runs; its size at stat time may be
-	 * older than what this open holds, so bypass the page cache and let
-	 * reads run to the handle's real end. */
-	fi->direct_io = n.kind == NODE_BUILD_LOG;
+	/* Every handle holds its own version of a file, but the kernel keeps
+	 * one size per path (from the last GETATTR, a writer's ftruncate or
+	 * write) and cuts page-cache reads at it: a reader of a longer version
+	 * would get a short or empty read while someone saves or after a
+	 * refresh.  So reads bypass the page cache and run to the handle's own
+	 * end (build.log grows during a build, too).  The cost: no shared mmap
+	 * of these files (ENODEV); no tool that reads or edits them maps them.
+	 * Scratch files have one version and stay cached. */
+	fi->direct_io = n.kind != NODE_SCRATCH && n.kind != NODE_GROUP;
 	return 0;
 }
 

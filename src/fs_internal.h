@@ -44,6 +44,12 @@ struct phfs {
 	gid_t gid;
 	struct phfs_log_cache *logs;
 	struct phfs_readers *readers;
+	/* Images whose change is being sent: one change of an image at a time,
+	 * so two saves of it through this mount are ordered and the second is
+	 * compared with what the first left (phfs_image_lock). */
+	pthread_mutex_t busy_lock;
+	pthread_cond_t busy_cond;
+	struct ph_strlist busy;
 	/* atomic: the snapshot (its fetch time in ns) whose unlistable group
 	 * names were last logged, so the warning comes once per refresh. */
 	long long bad_names_warned;
@@ -96,6 +102,10 @@ static inline struct phfs_handle *phfs_fh(const struct fuse_file_info *fi)
 }
 
 /* fs.c */
+/* Wait until no other change of image is being sent, and mark it busy:
+ * 0, or -EINTR when the caller was interrupted while waiting. */
+int phfs_image_lock(struct phfs *fs, const char *image);
+void phfs_image_unlock(struct phfs *fs, const char *image);
 /* The errno a program sees for an error: transport failures become EIO. */
 int phfs_user_error(int ret);
 int phfs_snapshot(struct phfs *fs, struct snapshot **snap);

@@ -15,8 +15,9 @@
  * made while the writer's text was waiting would be "changed back" by it.
  *   - A handle that opens spec.json without O_TRUNC holds the text it opened
  *     and that is its base (what it does not rewrite stays that text),
- *     unless it is emptied (ftruncate to 0) before its first write, as vim
- *     does: then it is a whole new text, as with O_TRUNC below.
+ *     unless it is write-only and emptied (ftruncate to 0) before its first
+ *     write, as vim does: then it is a whole new text made from what the
+ *     process read before, as with O_TRUNC below.
  *   - A handle opened with O_TRUNC, and rename(scratch -> spec.json), bring
  *     a whole new text that the process made from something it read earlier
  *     (vim reads at start and writes much later; sed -i reads, then writes a
@@ -386,7 +387,10 @@ int phfs_open_spec(struct phfs *fs, struct phfs_handle *h, int flags)
 	ret = 0;
 	if ((flags & O_TRUNC) && h->entry)
 		ret = reader_seen_text(fs, h->node.image, &h->base, &h->base_len);
-	else if (h->entry)
+	else if (h->entry && (flags & O_ACCMODE) == O_WRONLY)
+		/* Write-only: whatever it writes was read before, elsewhere.
+		 * (O_RDWR may read through this handle: its base is what it
+		 * opened.) */
 		ret = reader_seen_text(fs, h->node.image, &h->seen, &h->seen_len);
 	if (h->seen && h->seen_len == len && memcmp(h->seen, text, len) == 0) {
 		free(h->seen); /* what it read is what it opens: nothing to switch to */
@@ -823,16 +827,26 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
                      const char *base, size_t base_len)
 {
 	struct ph_err err = {0};
-	bool pending = staging_pending_exists(fs->staging, image);
 	char remark[600] = "";
+	bool pending;
 	int ret;
 
+	/* One change of an image at a time: a second save waits for the
+	 * first and is then compared with what the first left, so two
+	 * writers of one mount cannot both "win" (EBUSY for the later). */
+	ret = phfs_image_lock(fs, image);
+	if (ret < 0)
+		return ret;
+	pending = staging_pending_exists(fs->staging, image);
 	ret = pending ? commit_create(fs, image, text, len, remark, sizeof(remark), &err)
 	              : commit_update(fs, image, text, len, base, base_len, &err);
+	/* The notes too, under the lock: a later save's refusal must not be
+	 * wiped by this one's success. */
 	if (ret < 0) {
 		if (!err.msg[0])
 			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
 		keep_rejected(fs, image, text, len, &err);
+		phfs_image_unlock(fs, image);
 		return phfs_user_error(ret);
 	}
 	saved(fs, image);
@@ -842,6 +856,7 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
 		snprintf(what, sizeof(what), "%s/spec.json", image);
 		phfs_remark(fs, image, what, remark);
 	}
+	phfs_image_unlock(fs, image);
 	return 0;
 }
 
