@@ -846,9 +846,13 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
 		if (!err.msg[0])
 			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
 		keep_rejected(fs, image, text, len, &err);
+		if (ret == -EBUSY)
+			reader_drop(fs, image);
 		phfs_image_unlock(fs, image);
 		return phfs_user_error(ret);
 	}
+	/* Right after publishing, before anyone else's change of it. */
+	reader_saved(fs, image);
 	saved(fs, image);
 	if (remark[0]) {
 		char what[TREE_NAME_MAX + 16];
@@ -903,11 +907,8 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h)
 	ret = phfs_commit_text(fs, h->node.image, text, len, base, base_len);
 	free(text);
 	free(base);
-	if (ret == -EBUSY)
-		reader_drop(fs, h->node.image);
 	if (ret < 0)
 		return ret;
-	reader_saved(fs, h->node.image);
 
 	/* Saved: what this writer now builds on is what PrimeHub holds. */
 	if (shown_spec_copy(fs, h->node.image, &base, &base_len) == 0 && base) {
@@ -946,12 +947,8 @@ int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct
 		ret = shown_spec_copy(fs, to->image, &base, &base_len);
 	if (ret == 0)
 		ret = phfs_commit_text(fs, to->image, text, len, base, base_len);
-	if (ret == 0) {
+	if (ret == 0)
 		staging_scratch_unlink(fs->staging, from->image, from->leaf);
-		reader_saved(fs, to->image);
-	} else if (ret == -EBUSY) {
-		reader_drop(fs, to->image);
-	}
 	free(text);
 	free(base);
 	return ret;
