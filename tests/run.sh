@@ -4,13 +4,16 @@
 #   warnings as errors, runs the unit tests and the integration tests (real
 #   mounts against the emulator in contrib/), then builds again with
 #   AddressSanitizer + UndefinedBehaviorSanitizer and runs everything again.
+#   Between the two, every libFuzzer target runs for PHFS_FUZZ_SECONDS
+#   (default 20) seconds.
 # Usage: tests/run.sh [extra pytest arguments]
 set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential meson ninja-build pkg-config libfuse3-dev fuse3 \
 libcurl4-openssl-dev libcjson-dev python3 python3-pytest python3-pytest-timeout \
-python3-graphql-core vim nano emacs-nox sed coreutils curl psmisc jq tmux"
+python3-graphql-core vim nano emacs-nox sed coreutils findutils util-linux procps \
+curl psmisc jq tmux openssl clang man-db groff-base"
 
 # shellcheck disable=SC2086
 contrib/install-deps.sh $PACKAGES
@@ -49,5 +52,7 @@ EXTRA_PYTEST="$*"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 run_suite build-test
+echo "== fuzzing every parser of outside input (libFuzzer, bounded)"
+tests/fuzz/run.sh "${PHFS_FUZZ_SECONDS:-20}"
 run_suite build-asan -Db_sanitize=address,undefined -Db_lundef=false
-echo "== all tests passed (plain and sanitized builds)"
+echo "== all tests passed (plain and sanitized builds, fuzzers)"

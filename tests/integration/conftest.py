@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+import phfs_harness
 from phfs_harness import Emulator, Mount
 
 
@@ -43,11 +44,13 @@ def mnt(emulator, make_mount):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Last line of defence: no test run leaves a primehubfs mount behind."""
+    """Last line of defence: this test run leaves no primehubfs mount of its
+    own behind (and touches nobody else's: other runs may share the machine)."""
     try:
         with open("/proc/mounts") as f:
             leftovers = [line.split()[1] for line in f
-                         if line.split()[2].startswith("fuse") and "phfs-mnt-" in line.split()[1]]
+                         if line.split()[2].startswith("fuse")
+                         and line.split()[1] in phfs_harness.MOUNT_DIRS]
     except OSError:
         return
     for path in leftovers:

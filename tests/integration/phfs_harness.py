@@ -54,11 +54,17 @@ def no_core_dumps():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+# Every mount point this test session made, so that the session's last
+# clean-up unmounts its own leftovers and never another session's.
+MOUNT_DIRS = set()
+
+
 class Mount:
     """A real primehubfs mount in the foreground, with its log captured."""
 
     def __init__(self, emulator, *opts, ttl=60, env=None, endpoint=True, wait=True):
         self.dir = tempfile.mkdtemp(prefix="phfs-mnt-")
+        MOUNT_DIRS.add(os.path.realpath(self.dir))
         self.logfile = tempfile.NamedTemporaryFile(prefix="phfs-log-", suffix=".txt", delete=False)
         self.path = self.dir
         args = [primehubfs_binary()]
