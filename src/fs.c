@@ -202,6 +202,7 @@ struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node)
 	if (!h)
 		return NULL;
 	h->node = *node;
+	h->pid = fuse_get_context() ? fuse_get_context()->pid : 0;
 	clock_gettime(CLOCK_REALTIME, &h->opened);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&fs->handles_lock);
@@ -404,6 +405,26 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
+	/* fstat reaches here without the handle (Linux passes none): when the
+	 * caller has this file open read-only, answer from what it holds, so
+	 * an open file never waits on the network. */
+	if (n.kind == NODE_SPEC || n.kind == NODE_STATUS) {
+		pid_t pid = fuse_get_context()->pid;
+		bool found = false;
+
+		pthread_mutex_lock(&fs->handles_lock);
+		for (h = fs->handles; h && !found; h = h->next) {
+			if (h->pid != pid || h->writable || h->scratch || h->node.kind != n.kind ||
+			    strcmp(h->node.image, n.image) != 0)
+				continue;
+			fill_stat(fs, st, tree_mode(n.kind), h->ro_len,
+			          h->entry ? h->entry->mtime : h->opened);
+			found = true;
+		}
+		pthread_mutex_unlock(&fs->handles_lock);
+		if (found)
+			return 0;
+	}
 	if (n.kind == NODE_ROOT) {
 		/* stat of the mount point (mount(8), ismount, shells' prompts)
 		 * must not cost a request. */
@@ -497,6 +518,16 @@ static int phfs_symlink(const char *target, const char *path)
 	return -EACCES;
 }
 
+static int phfs_mknod(const char *path, mode_t mode, dev_t dev)
+{
+	(void)path;
+	(void)mode;
+	(void)dev;
+	/* Only image directories, spec.json and editors' regular scratch
+	 * files live here: no fifos, sockets or devices. */
+	return -EPERM;
+}
+
 static int phfs_link(const char *from, const char *to)
 {
 	(void)from;
@@ -562,6 +593,7 @@ static const struct fuse_operations phfs_oper = {
     .statfs = phfs_statfs,
     .symlink = phfs_symlink,
     .link = phfs_link,
+    .mknod = phfs_mknod,
     .setxattr = phfs_setxattr,
 };
 

@@ -213,6 +213,12 @@ int phfs_mkdir(const char *path, mode_t mode)
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
+	if (n.kind == NODE_ROOT_ERROR) {
+		/* ".error" at the top is not a name an image can have. */
+		spec_check_image_name(path + 1, &err);
+		phfs_refuse(fs, "", path + 1, &err);
+		return -EINVAL;
+	}
 	if (n.kind != NODE_IMAGE) {
 		ph_err_set(&err, EPERM, NULL,
 		           "directories can only be made at the top of the mount (one per image)");

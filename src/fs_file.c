@@ -70,9 +70,10 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	 * would get a short or empty read while someone saves or after a
 	 * refresh.  So reads bypass the page cache and run to the handle's own
 	 * end (build.log grows during a build, too).  The cost: no shared mmap
-	 * of these files (ENODEV); no tool that reads or edits them maps them.
-	 * Scratch files have one version and stay cached. */
-	fi->direct_io = n.kind != NODE_SCRATCH && n.kind != NODE_GROUP;
+	 * of a read-only handle (ENODEV); a writable spec.json handle stays
+	 * cached, so a shared writable mapping saves at msync.  Scratch files
+	 * have one version and stay cached. */
+	fi->direct_io = acc == O_RDONLY && n.kind != NODE_SCRATCH && n.kind != NODE_GROUP;
 	return 0;
 }
 
@@ -193,7 +194,9 @@ int phfs_write(const char *path, const char *buf, size_t size, off_t off, struct
 		}
 		return ret;
 	}
-	return -EBADF;
+	/* groups/ entries are empty markers: what they hold is whether they
+	 * exist. */
+	return h->node.kind == NODE_GROUP ? -EPERM : -EBADF;
 }
 
 int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)

@@ -63,6 +63,7 @@ struct phfs {
 struct phfs_handle {
 	struct phfs_handle *prev, *next; /* in phfs.handles */
 	struct node node;
+	pid_t pid; /* who opened it (fuse_get_context()->pid) */
 	pthread_mutex_t lock;
 	struct timespec opened; /* CLOCK_REALTIME: mtime of what the handle holds
 	                         * when no snapshot entry says better */
