@@ -272,7 +272,10 @@ static int load_config_file(const struct ph_config_input *in, struct config_file
 		snprintf(f->path, sizeof(f->path), "%s/.primehub/config.json", home);
 	}
 	ret = read_small_file(f->path, &t, err);
-	if (ret == -ENOENT && !in->config_path) {
+	/* The default file is optional: absent, or unreadable because HOME is
+	 * not ours (mount.fuse3 sets HOME=/root for a `user` fstab mount), it
+	 * is simply not used.  A file named with -o config= must be read. */
+	if ((ret == -ENOENT || ret == -EACCES) && !in->config_path) {
 		ph_err_clear(err);
 		return 0;
 	}
