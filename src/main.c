@@ -6,6 +6,7 @@
  *   primehubfs [ENDPOINT] MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -298,7 +299,11 @@ static int run(struct fuse_args *args, struct options *o)
 			goto out_signals;
 		}
 		fuse_loop_cfg_set_clone_fd(lc, (unsigned)cl.clone_fd);
-		fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
+		/* libfuse 3.14's command line leaves UINT_MAX for "not given",
+		 * which its own setter then rejects with a warning at every
+		 * mount: pass only a value someone chose. */
+		if (cl.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
 		if (cl.max_threads > 0 && cl.max_threads < 100000) /* else libfuse's default */
 			fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
 		ret = fuse_loop_mt(fuse, lc);

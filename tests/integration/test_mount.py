@@ -129,3 +129,13 @@ def test_sigterm_unmounts_cleanly(emulator, make_mount):
     while os.path.ismount(m.path) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.ismount(m.path)
+
+
+def test_a_healthy_mount_logs_no_warning(emulator, make_mount):
+    """Quiet when healthy: no warning from us or from libfuse (3.14 used to
+    complain about a thread limit nobody set at every mount)."""
+    m = make_mount(emulator)
+    assert "tf-2" in os.listdir(m.path)
+    log = m.log()
+    assert "Ignoring invalid" not in log
+    assert "warning" not in log.lower(), log
