@@ -69,19 +69,29 @@ static void describe_caller(char *out, size_t size)
 	snprintf(out, size, "%s, pid %d", comm, (int)fc->pid);
 }
 
-void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err)
+/* A note's line: "STAMP WHAT: TEXT (by CALLER)"; returns where the part
+ * after the time stamp starts (the log has its own time). */
+static const char *note_line(char *line, size_t size, const char *what, const char *text)
 {
-	const char *name = strerrorname_np(-phfs_user_error(-err->errnum));
-	char caller[128], stamp[32], line[1024];
+	char caller[128], stamp[32];
 	time_t now = time(NULL);
 	struct tm tm;
 
 	describe_caller(caller, sizeof(caller));
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	snprintf(line, sizeof(line), "%s %s: %s [%s] (by %s)", stamp, what,
-	         err->msg[0] ? err->msg : strerror(err->errnum), name ? name : "error", caller);
-	log_error("refused %s", line + strlen(stamp) + 1);
+	snprintf(line, size, "%s %s: %s (by %s)", stamp, what, text, caller);
+	return line + strlen(stamp) + 1;
+}
+
+void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err)
+{
+	const char *name = strerrorname_np(-phfs_user_error(-err->errnum));
+	char text[sizeof(err->msg) + 48], line[1024];
+
+	snprintf(text, sizeof(text), "%s [%s]", err->msg[0] ? err->msg : strerror(err->errnum),
+	         name ? name : "error");
+	log_error("refused %s", note_line(line, sizeof(line), what, text));
 	/* No kernel invalidation needed (nor allowed here, on a request
 	 * thread): negative lookups are not cached and listings are read
 	 * afresh, so .error shows at once. */
@@ -90,15 +100,9 @@ void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struc
 
 void phfs_remark(struct phfs *fs, const char *dir, const char *what, const char *msg)
 {
-	char caller[128], stamp[32], line[1024];
-	time_t now = time(NULL);
-	struct tm tm;
+	char line[1024];
 
-	describe_caller(caller, sizeof(caller));
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	snprintf(line, sizeof(line), "%s %s: %s (by %s)", stamp, what, msg, caller);
-	log_warn("%s", line + strlen(stamp) + 1);
+	log_warn("%s", note_line(line, sizeof(line), what, msg));
 	staging_set_error(fs->staging, dir, line);
 }
 

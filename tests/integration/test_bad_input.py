@@ -20,7 +20,7 @@ import time
 import pytest
 
 from phfs_harness import Emulator, Mount, read, read_json
-from util import mutations
+from util import lean_env, mutations, vm_rss_kib
 
 IMAGES = {"base-notebook", "pytorch-1", "tf-1", "tf-2"}
 G1 = "71ac1e32-65fa-4e8e-a735-ba282e3149b1"   # example-group-1
@@ -230,23 +230,6 @@ def test_bad_contents(env, make, words):
         # Nothing typed is lost; spec.json still shows the server's text.
         assert read(m.p("tf-1", "spec.json.rejected")) == text
         assert read(m.p("tf-1", "spec.json")) == shown
-
-
-def lean_env():
-    """Environment for a daemon whose memory is measured: under ASan, freed
-    memory would sit in its quarantine (256 MiB) and look like a leak; real
-    leaks are LeakSanitizer's to report at unmount.  Harmless otherwise."""
-    opts = os.environ.get("ASAN_OPTIONS", "")
-    return {"ASAN_OPTIONS": (opts + ":" if opts else "") +
-            "quarantine_size_mb=0:allocator_release_to_os_interval_ms=0"}
-
-
-def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.timeout(60)

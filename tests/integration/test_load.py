@@ -17,7 +17,7 @@ import time
 import pytest
 
 from phfs_harness import Emulator, primehubfs_binary, read, read_json
-from util import save
+from util import lean_env, save, vm_rss_kib
 
 LOAD_SECONDS = float(os.environ.get("PHFS_LOAD_SECONDS", "15"))
 LOAD_SAVES = int(os.environ.get("PHFS_LOAD_SAVES", "10000"))
@@ -26,23 +26,6 @@ GROUPS = ["example-group-1", "example-group-2", "example-group-3"]
 GROUP_IDS = {"example-group-1": "71ac1e32-65fa-4e8e-a735-ba282e3149b1",
              "example-group-2": "0fdaea59-705a-4546-8d13-2d52511342b0",
              "example-group-3": "dc6a0f50-2679-4d6b-b819-8da1b2e1b0f9"}
-
-
-def lean_env():
-    """Environment for a daemon whose memory is measured: under ASan, freed
-    memory would sit in its quarantine (256 MiB) and look like a leak; real
-    leaks are LeakSanitizer's to report at unmount.  Harmless otherwise."""
-    opts = os.environ.get("ASAN_OPTIONS", "")
-    return {"ASAN_OPTIONS": (opts + ":" if opts else "") +
-            "quarantine_size_mb=0:allocator_release_to_os_interval_ms=0"}
-
-
-def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def edit(path, **changes):

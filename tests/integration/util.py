@@ -113,3 +113,20 @@ def need(program):
     if not path:
         raise AssertionError(f"{program} is not installed: tests/run.sh installs it")
     return path
+
+
+def lean_env():
+    """Environment for a daemon whose memory is measured: under ASan, freed
+    memory would sit in its quarantine (256 MiB) and look like a leak; real
+    leaks are LeakSanitizer's to report at unmount.  Harmless otherwise."""
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    return {"ASAN_OPTIONS": (opts + ":" if opts else "") +
+            "quarantine_size_mb=0:allocator_release_to_os_interval_ms=0"}
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
