@@ -196,6 +196,32 @@ static int token_reload_cb(void *arg, char **token)
 	return 0;
 }
 
+/* -o fsname=ENDPOINT,subtype=primehubfs, with the option syntax's commas
+ * and backslashes escaped. */
+static int add_source_options(struct fuse_args *args, const char *endpoint)
+{
+	size_t n = strlen(endpoint);
+	char *opt = malloc(sizeof("-ofsname=") + 2 * n);
+	char *p;
+	int ret;
+
+	if (!opt)
+		return -ENOMEM;
+	p = opt + sprintf(opt, "-ofsname=");
+	for (const char *e = endpoint; *e; e++) {
+		if (*e == ',' || *e == '\\')
+			*p++ = '\\';
+		*p++ = *e;
+	}
+	*p = '\0';
+	ret =
+	    fuse_opt_add_arg(args, opt) == 0 && fuse_opt_add_arg(args, "-osubtype=primehubfs") == 0
+	        ? 0
+	        : -ENOMEM;
+	free(opt);
+	return ret;
+}
+
 static int run(struct fuse_args *args, struct options *o)
 {
 	struct fuse_cmdline_opts cl = {0};
@@ -266,6 +292,12 @@ static int run(struct fuse_args *args, struct options *o)
 		mount_warning(text, cl.foreground);
 	}
 
+	/* mount, findmnt and df show which server is mounted (the source) and
+	 * what (the type fuse.primehubfs), so two mounts can be told apart. */
+	if (add_source_options(args, cfg.endpoint) < 0) {
+		fprintf(stderr, "primehubfs: out of memory\n");
+		goto out;
+	}
 	if (phfs_new(api, (o->ttl >= 0 ? o->ttl : 5) * 1000L, &fs) < 0) {
 		fprintf(stderr, "primehubfs: out of memory\n");
 		goto out;

@@ -139,3 +139,12 @@ def test_a_healthy_mount_logs_no_warning(emulator, make_mount):
     log = m.log()
     assert "Ignoring invalid" not in log
     assert "warning" not in log.lower(), log
+
+
+def test_the_source_names_the_server(emulator, make_mount):
+    """findmnt, df and mount show which server is mounted, so two mounts of
+    two servers can be told apart."""
+    m = make_mount(emulator)
+    out = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE", m.path],
+                         capture_output=True, text=True, timeout=10).stdout.split()
+    assert out == [emulator.endpoint, "fuse.primehubfs"]
