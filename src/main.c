@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "primehubfs/config.h"
@@ -33,6 +35,7 @@ struct options {
 	int show_help;
 	int show_version;
 	int allow_other; /* seen (and passed on to libfuse) */
+	int nonempty;    /* consent to hide a non-empty mount point */
 	char *nonopt[2]; /* ENDPOINT and MOUNTPOINT as given */
 	int nnonopt;
 };
@@ -50,6 +53,8 @@ static const struct fuse_opt option_spec[] = {
     OPTION("ttl=%d", ttl),
     OPTION("timeout=%d", timeout),
     OPTION("connect_timeout=%d", connect_timeout),
+    /* libfuse 3 dropped nonempty (and mounts over anything); ours, consumed. */
+    OPTION("nonempty", nonempty),
     OPTION("-h", show_help),
     OPTION("--help", show_help),
     OPTION("-V", show_version),
@@ -77,6 +82,8 @@ static void usage(const char *prog)
 	       "    -o connect_timeout=SECONDS  limit for connecting (default 5)\n"
 	       "    -o cafile=PATH         also trust these CA certificates for https\n"
 	       "                           (TLS verification is always on)\n"
+	       "    -o nonempty            mount over a non-empty directory, hiding its files\n"
+	       "                           (refused without it)\n"
 	       "    -f                     stay in the foreground, log to stderr\n"
 	       "    -d                     debug: foreground, every FUSE call logged\n"
 	       "    -s                     single-threaded\n"
@@ -196,6 +203,109 @@ static int token_reload_cb(void *arg, char **token)
 	return 0;
 }
 
+/*
+ * Is path (absolute, canonical, as libfuse's realpath left it) the mount
+ * point of a mounted filesystem?  /proc/self/mountinfo knows for certain (a
+ * bind mount of the same filesystem has the parent's st_dev); fall back to
+ * st_dev when it cannot be read.  An autofs mount point is not counted:
+ * systemd's x-systemd.automount mounts the real filesystem on top of it.
+ */
+static bool is_mount_point(const char *path, const struct stat *st)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	bool found = false;
+
+	if (!f) {
+		char parent[PATH_MAX];
+		struct stat pst;
+		char *slash;
+
+		snprintf(parent, sizeof(parent), "%s", path);
+		slash = strrchr(parent, '/');
+		if (!slash)
+			return false;
+		slash[slash == parent ? 1 : 0] = '\0';
+		return stat(parent, &pst) == 0 && pst.st_dev != st->st_dev;
+	}
+	while (!found && fgets(line, sizeof(line), f)) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE ... */
+		char mp[PATH_MAX], unq[PATH_MAX], *sep;
+		size_t j = 0;
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+			continue;
+		for (size_t i = 0; mp[i] && j + 1 < sizeof(unq); i++) {
+			/* mountinfo writes space, tab, newline, backslash as \ooo */
+			if (mp[i] == '\\' && mp[i + 1] >= '0' && mp[i + 1] <= '3' && mp[i + 2] &&
+			    mp[i + 3]) {
+				unq[j++] = (char)((mp[i + 1] - '0') * 64 + (mp[i + 2] - '0') * 8 +
+				                  (mp[i + 3] - '0'));
+				i += 3;
+			} else {
+				unq[j++] = mp[i];
+			}
+		}
+		unq[j] = '\0';
+		if (strcmp(unq, path) != 0)
+			continue;
+		sep = strstr(line, " - ");
+		found = !(sep && strncmp(sep + 3, "autofs ", 7) == 0);
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Refuse, with one line, a mount point that would mount but not work or hide
+ * something: not a directory (libfuse mounts onto a file and every access is
+ * then EIO), a non-empty directory (its files vanish without a word; libfuse
+ * 3 no longer checks) unless -o nonempty, a directory something is already
+ * mounted on (the mounts would stack).
+ */
+static int check_mount_point(const char *path, bool nonempty)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	bool empty = true;
+
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "primehubfs: bad mount point %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "primehubfs: mount point %s is not a directory\n", path);
+		return -1;
+	}
+	if (is_mount_point(path, &st)) {
+		fprintf(stderr,
+		        "primehubfs: %s is already a mount point (unmount it first: "
+		        "fusermount3 -u %s)\n",
+		        path, path);
+		return -1;
+	}
+	if (nonempty)
+		return 0;
+	d = opendir(path);
+	if (!d) {
+		fprintf(stderr, "primehubfs: cannot read mount point %s: %s\n", path,
+		        strerror(errno));
+		return -1;
+	}
+	while (empty && (de = readdir(d)))
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	closedir(d);
+	if (!empty) {
+		fprintf(stderr,
+		        "primehubfs: mount point %s is not empty (its files would be hidden; "
+		        "-o nonempty mounts anyway)\n",
+		        path);
+		return -1;
+	}
+	return 0;
+}
+
 /* -o fsname=ENDPOINT,subtype=primehubfs, with the option syntax's commas
  * and backslashes escaped. */
 static int add_source_options(struct fuse_args *args, const char *endpoint)
@@ -244,6 +354,8 @@ static int run(struct fuse_args *args, struct options *o)
 		fprintf(stderr, "primehubfs: no mount point given (see --help)\n");
 		goto out;
 	}
+	if (check_mount_point(cl.mountpoint, o->nonempty) < 0)
+		goto out;
 	log_setup(cl.debug, !cl.foreground);
 
 	cin.endpoint_arg = o->nnonopt == 2 ? o->nonopt[0] : NULL;
@@ -276,7 +388,11 @@ static int run(struct fuse_args *args, struct options *o)
 	/* Refuse to mount, with one clear line, when the endpoint does not
 	 * answer, the token is rejected or the user is no administrator. */
 	if (ph_check_admin(api, &user, &err) < 0) {
-		fprintf(stderr, "primehubfs: cannot mount %s: %s\n", cfg.endpoint, err.msg);
+		/* The usual mistake: the server's address without the API path. */
+		fprintf(stderr, "primehubfs: cannot mount %s: %s%s\n", cfg.endpoint, err.msg,
+		        strncmp(err.msg, "HTTP 404 ", 9) == 0
+		            ? " (does the URL end in /api/graphql?)"
+		            : "");
 		goto out;
 	}
 	for (int i = 0; i < cfg.nwarnings; i++)
@@ -389,6 +505,15 @@ int main(int argc, char *argv[])
 		printf("primehubfs version %s\n", PRIMEHUBFS_VERSION);
 		printf("FUSE library version %s\n", fuse_pkgversion());
 		ret = 0;
+		goto out;
+	}
+	/* "primehubfs URL": the only argument is an endpoint, not a directory. */
+	if (o.nnonopt == 1 && strstr(o.nonopt[0], "://")) {
+		fprintf(stderr,
+		        "primehubfs: no mount point given (usage: %s [ENDPOINT] "
+		        "MOUNTPOINT [options])\n",
+		        argv[0]);
+		ret = 1;
 		goto out;
 	}
 	if (o.nnonopt == 0) {

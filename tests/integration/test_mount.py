@@ -148,3 +148,87 @@ def test_the_source_names_the_server(emulator, make_mount):
     out = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE", m.path],
                          capture_output=True, text=True, timeout=10).stdout.split()
     assert out == [emulator.endpoint, "fuse.primehubfs"]
+
+
+# ------------------------------------------------ refusals at mount time
+
+def one_line(out):
+    lines = [l for l in out.splitlines() if l.strip()]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def test_endpoint_without_a_mount_point_is_explained(emulator):
+    code, out = try_mount([emulator.endpoint], {"PRIMEHUB_API_TOKEN": emulator.token})
+    assert code == 1
+    assert "no mount point given" in one_line(out), out
+
+
+def test_a_regular_file_as_mount_point_is_refused(emulator, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    code, out = try_mount([emulator.endpoint, str(f)], {"PRIMEHUB_API_TOKEN": emulator.token})
+    assert code == 1
+    assert "not a directory" in one_line(out) and str(f) in out
+    assert not os.path.ismount(f) and f.read_text() == "x"
+
+
+def test_a_non_empty_mount_point_is_refused_unless_nonempty(emulator):
+    import time
+    d = tempfile.mkdtemp(prefix="phfs-full-")
+    keep = os.path.join(d, "keep.txt")
+    open(keep, "w").close()
+    proc = None
+    try:
+        code, out = try_mount([emulator.endpoint, d], {"PRIMEHUB_API_TOKEN": emulator.token})
+        assert code == 1
+        assert "not empty" in one_line(out) and "-o nonempty" in out
+        assert not os.path.ismount(d)
+        assert emulator.stats()["total"] == 0  # refused before asking the server
+        # With consent it mounts over the file (nonempty is ours: libfuse 3
+        # would reject it as unknown).
+        env = dict(os.environ, PRIMEHUB_API_TOKEN=emulator.token)
+        proc = subprocess.Popen([primehubfs_binary(), emulator.endpoint, d, "-f", "-o",
+                                 "nonempty"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 15
+        while not os.path.ismount(d) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.ismount(d), proc.poll()
+        assert "tf-2" in os.listdir(d) and "keep.txt" not in os.listdir(d)
+    finally:
+        if os.path.ismount(d):
+            subprocess.run(["fusermount3", "-u", d], timeout=10)
+        if proc is not None:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if os.path.ismount(d):
+            subprocess.run(["fusermount3", "-uz", d])
+    assert proc.returncode == 0
+    assert os.listdir(d) == ["keep.txt"]
+    os.unlink(keep)
+    os.rmdir(d)
+
+
+def test_a_mounted_directory_is_not_mounted_again(emulator, make_mount):
+    m = make_mount(emulator)
+    assert "tf-2" in os.listdir(m.path)
+    code, out = try_mount([emulator.endpoint, m.path], {"PRIMEHUB_API_TOKEN": emulator.token})
+    assert code == 1
+    assert "already a mount point" in one_line(out), out
+    # Still one mount, still working.
+    r = subprocess.run(["findmnt", "-rn", "-o", "TARGET", m.path], capture_output=True,
+                       text=True, timeout=10)
+    assert r.stdout.split() == [m.path]
+    assert "tf-2" in os.listdir(m.path)
+
+
+def test_endpoint_answering_404_gets_a_hint(emulator):
+    code, out = try_mount([emulator.base + "/graphql", "MNT"],
+                          {"PRIMEHUB_API_TOKEN": emulator.token})
+    assert code == 1
+    line = one_line(out)
+    assert "404" in line and "does the URL end in /api/graphql?" in line, line
