@@ -354,11 +354,11 @@ int config_resolve(const struct ph_config_input *in, struct ph_config *out, stru
 	if (ret < 0)
 		goto fail;
 
-	if ((value = in->getenv_fn("PRIMEHUB_API_TOKEN")) && *value) {
-		out->token_source = "PRIMEHUB_API_TOKEN";
-		ret = config_token_from_text(value, strlen(value), out->token_source, &out->token,
-		                             err);
-	} else if (in->token_file) {
+	/* The most explicit wins, for every setting: the command line (here
+	 * -o token_file), then the environment, then the config file.  A
+	 * token_file that cannot be read is an error, never a silent fall back
+	 * to the environment's token. */
+	if (in->token_file) {
 		struct file_text t;
 
 		ret = read_small_file(in->token_file, &t, err);
@@ -372,6 +372,10 @@ int config_resolve(const struct ph_config_input *in, struct ph_config *out, stru
 				ret = ph_err_set(err, ENOMEM, NULL, "out of memory");
 		}
 		file_text_free(&t);
+	} else if ((value = in->getenv_fn("PRIMEHUB_API_TOKEN")) && *value) {
+		out->token_source = "PRIMEHUB_API_TOKEN";
+		ret = config_token_from_text(value, strlen(value), out->token_source, &out->token,
+		                             err);
 	} else if (file.token) {
 		out->token_source = "the config file";
 		ret = config_token_from_text(file.token, strlen(file.token), file.path, &out->token,
@@ -381,7 +385,7 @@ int config_resolve(const struct ph_config_input *in, struct ph_config *out, stru
 			ret = ph_err_set(err, ENOMEM, NULL, "out of memory");
 	} else {
 		ret = ph_err_set(err, EINVAL, NULL,
-		                 "no API token: set PRIMEHUB_API_TOKEN, use -o token_file=PATH, or "
+		                 "no API token: use -o token_file=PATH, set PRIMEHUB_API_TOKEN, or "
 		                 "put \"api-token\" in %s",
 		                 in->config_path ? in->config_path : "~/.primehub/config.json");
 	}

@@ -1,8 +1,8 @@
 /*
  * config.h - where the endpoint and the API token come from, in the order
- * the official PrimeHub SDK uses:
+ * an administrator means it (the most explicit wins):
  *   endpoint: command line > PRIMEHUB_API_ENDPOINT > config file "endpoint"
- *   token:    PRIMEHUB_API_TOKEN > -o token_file=PATH > config file "api-token"
+ *   token:    -o token_file=PATH > PRIMEHUB_API_TOKEN > config file "api-token"
  * The token is never taken from the command line: it would show in ps.
  * The config file is -o config=PATH, else ~/.primehub/config.json (the SDK's
  * file: {"endpoint", "api-token", "group"}); a missing default file is not an

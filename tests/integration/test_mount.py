@@ -95,10 +95,20 @@ def test_config_file_env_and_token_file_precedence(emulator, make_mount, tmp_pat
                    env={"HOME": str(home), "PRIMEHUB_API_TOKEN": None})
     assert "tf-2" in os.listdir(m.path)
 
-    # 3. PRIMEHUB_API_TOKEN beats token_file (here the env one is wrong: refused).
-    code, out = try_mount(["MNT", "-o", f"token_file={token_file}"],
-                          {"HOME": str(home), "PRIMEHUB_API_TOKEN": "wrong-env-token"})
-    assert code != 0 and "Invalid API Token" in out
+    # 3. PRIMEHUB_API_TOKEN beats the config file's api-token...
+    m = make_mount(emulator, endpoint=False,
+                   env={"HOME": str(home), "PRIMEHUB_API_TOKEN": emulator.token})
+    assert "tf-2" in os.listdir(m.path)
+    # ...and -o token_file (the command line) beats PRIMEHUB_API_TOKEN.
+    m = make_mount(emulator, f"token_file={token_file}", endpoint=False,
+                   env={"HOME": str(home), "PRIMEHUB_API_TOKEN": "wrong-env-token"})
+    assert "tf-2" in os.listdir(m.path)
+    assert "token from token_file" in m.log(), m.log()
+    # A token_file that cannot be read is refused, never replaced by the
+    # environment's (good) token.
+    code, out = try_mount(["MNT", "-o", f"token_file={tmp_path}/nonexistent"],
+                          {"HOME": str(home), "PRIMEHUB_API_TOKEN": emulator.token})
+    assert code == 1 and "nonexistent" in out and "No such file" in out, out
 
     # 4. PRIMEHUB_API_ENDPOINT beats the config file's endpoint...
     write_config(default_cfg, "http://127.0.0.1:9/api/graphql", emulator.token)

@@ -67,7 +67,7 @@ int main(void)
 	CHECK_STR(c.token_source, "the config file");
 	config_clear(&c);
 
-	/* Environment beats the file; token_file beats the file but not the env. */
+	/* Environment beats the file; token_file (the command line) beats both. */
 	set_env(1, "PRIMEHUB_API_ENDPOINT", "http://env.example/api/graphql");
 	in.token_file = tokfile;
 	CHECK_INT(config_resolve(&in, &c, &err), 0);
@@ -77,8 +77,20 @@ int main(void)
 	config_clear(&c);
 	set_env(2, "PRIMEHUB_API_TOKEN", "env-token");
 	CHECK_INT(config_resolve(&in, &c, &err), 0);
-	CHECK_STR(c.token, "env-token");
+	CHECK_STR(c.token, "token-from-file");
+	CHECK_STR(c.token_source, "token_file");
 	config_clear(&c);
+	in.token_file = NULL;
+	CHECK_INT(config_resolve(&in, &c, &err), 0);
+	CHECK_STR(c.token, "env-token");
+	CHECK_STR(c.token_source, "PRIMEHUB_API_TOKEN");
+	config_clear(&c);
+	/* A token_file that cannot be read is refused, not replaced by the
+	 * environment's token. */
+	in.token_file = "/nonexistent/token";
+	CHECK_INT(config_resolve(&in, &c, &err), -ENOENT);
+	CHECK_CONTAINS(err.msg, "/nonexistent/token");
+	in.token_file = tokfile;
 
 	/* The command line beats everything for the endpoint. */
 	in.endpoint_arg = "https://arg.example/api/graphql";
