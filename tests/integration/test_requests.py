@@ -61,7 +61,12 @@ def test_connections_are_reused(emulator, mnt):
         assert save(mnt.p("tf-1", "spec.json"), json.dumps(spec)) == 0
     stats = emulator.stats()
     assert stats["operations"]["updateImage"] == 50
-    assert stats["connections"] <= 2, stats
+    # The 50 reads before the saves share one kept-alive connection; each
+    # change goes out on a connection of its own, because libcurl resends a
+    # request whose reused connection dies unanswered, and a change must
+    # never reach PrimeHub twice.  So 50 + 1, not 100.
+    assert stats["operations"]["image"] == 50
+    assert stats["connections"] <= 50 + 2, stats
 
 
 def test_change_by_someone_else_shows_within_ttl(emulator, make_mount):
@@ -87,7 +92,7 @@ def test_stale_readers_share_one_refresh(make_mount):
     emu = Emulator("--images", "40")
     try:
         m = make_mount(emu, ttl=1)
-        names = sorted(os.listdir(m.path))[:32]
+        names = sorted(n for n in os.listdir(m.path) if n != ".status")[:32]
         for n in names:
             read(m.p(n, "spec.json"))
         emu.control("latency", {"ms": 300})
