@@ -49,7 +49,7 @@ int phfs_snapshot(struct phfs *fs, struct snapshot **snap)
 
 /* "vim, pid 1234": who did it, from the FUSE context.  /proc is read, never
  * the mount itself. */
-static void describe_caller(char *out, size_t size)
+void phfs_describe_caller(char *out, size_t size)
 {
 	struct fuse_context *fc = fuse_get_context();
 	char path[64], comm[64] = "?";
@@ -77,7 +77,7 @@ static const char *note_line(char *line, size_t size, const char *what, const ch
 	time_t now = time(NULL);
 	struct tm tm;
 
-	describe_caller(caller, sizeof(caller));
+	phfs_describe_caller(caller, sizeof(caller));
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(line, size, "%s %s: %s (by %s)", stamp, what, text, caller);
@@ -286,11 +286,28 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
                    struct stat *st)
 {
 	const struct snap_image *e = NULL;
-	struct timespec t = snap->ctime;
+	struct timespec t = {0};
 	bool pending = false;
 	size_t size = 0;
 	int ret;
 
+	if (n->kind == NODE_ROOT_STATUS) {
+		/* Rendered now, as an open would: the size is the text's. */
+		char *text;
+		struct store_status ss;
+
+		ret = phfs_status_text(fs, PHFS_STATUS_FRESH_MS, &text, &size);
+		if (ret < 0)
+			return ret;
+		free(text);
+		/* The time of the data it describes, not of the rendering: a
+		 * reader (tar) must not see it "change" while it reads. */
+		store_get_status(fs->store, &ss);
+		fill_stat(fs, st, tree_mode(n->kind), size,
+		          ss.last_ok.tv_sec ? ss.last_ok : fs->mounted_at);
+		return 0;
+	}
+	t = snap->ctime;
 	if (n->kind != NODE_ROOT && n->kind != NODE_ROOT_ERROR) {
 		e = snapshot_find(snap, n->image);
 		if (!e) {
@@ -307,6 +324,8 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	case NODE_GROUPS:
 		fill_stat(fs, st, tree_mode(n->kind), 0, t);
 		return 0;
+	case NODE_ROOT_STATUS:
+		return -ENOENT; /* answered above */
 	case NODE_ROOT_ERROR:
 	case NODE_IMAGE_ERROR:
 	case NODE_REJECTED:
@@ -412,7 +431,7 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	/* fstat reaches here without the handle (Linux passes none): when the
 	 * caller has this file open read-only, answer from what it holds, so
 	 * an open file never waits on the network. */
-	if (n.kind == NODE_SPEC || n.kind == NODE_STATUS) {
+	if (n.kind == NODE_SPEC || n.kind == NODE_STATUS || n.kind == NODE_ROOT_STATUS) {
 		pid_t pid = fuse_get_context()->pid;
 		bool found = false;
 
@@ -428,6 +447,10 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		pthread_mutex_unlock(&fs->handles_lock);
 		if (found)
 			return 0;
+	}
+	if (n.kind == NODE_ROOT_STATUS) {
+		/* Health must be readable while the server hangs: no fetch. */
+		return phfs_stat_node(fs, NULL, &n, st);
 	}
 	if (n.kind == NODE_ROOT) {
 		/* stat of the mount point (mount(8), ismount, shells' prompts)
@@ -629,6 +652,7 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->ttl_ms = ttl_ms;
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	pthread_mutex_init(&fs->busy_lock, NULL);
+	pthread_mutex_init(&fs->status_lock, NULL);
 	{
 		pthread_condattr_t ca;
 
@@ -696,5 +720,19 @@ void phfs_free(struct phfs *fs)
 	staging_free(fs->staging);
 	phfs_log_cache_free(fs->logs);
 	phfs_readers_free(fs->readers);
+	free(fs->user);
+	free(fs->status_text);
+	pthread_mutex_destroy(&fs->status_lock);
 	free(fs);
+}
+
+int phfs_set_user(struct phfs *fs, const char *user)
+{
+	char *copy = strdup(user);
+
+	if (!copy)
+		return -ENOMEM;
+	free(fs->user);
+	fs->user = copy;
+	return 0;
 }

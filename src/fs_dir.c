@@ -149,8 +149,12 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
 		phfs_refuse(fs, node->image, what, &err);
 	} else {
+		char caller[128];
+
 		phfs_succeeded(fs, node->image);
-		log_info("connected group %s to image %s", name, node->image);
+		phfs_describe_caller(caller, sizeof(caller));
+		log_info("connected group %s to image %s%s (by %s): ok", name, node->image,
+		         pending ? " (kept here until spec.json is saved)" : "", caller);
 	}
 out:
 	free(id);
@@ -194,8 +198,12 @@ static int group_disconnect(struct phfs *fs, const struct node *node)
 	if (ret < 0) {
 		phfs_refuse(fs, node->image, what, &err);
 	} else {
+		char caller[128];
+
 		phfs_succeeded(fs, node->image);
-		log_info("disconnected group %s from image %s", node->leaf, node->image);
+		phfs_describe_caller(caller, sizeof(caller));
+		log_info("disconnected group %s from image %s (by %s): ok", node->leaf, node->image,
+		         caller);
 	}
 	free(id);
 	return phfs_user_error(ret);
@@ -213,8 +221,9 @@ int phfs_mkdir(const char *path, mode_t mode)
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
-	if (n.kind == NODE_ROOT_ERROR) {
-		/* ".error" at the top is not a name an image can have. */
+	if (n.kind == NODE_ROOT_ERROR || n.kind == NODE_ROOT_STATUS) {
+		/* ".error" and ".status" at the top are not names an image can
+		 * have. */
 		spec_check_image_name(path + 1, &err);
 		phfs_refuse(fs, "", path + 1, &err);
 		return -EINVAL;
@@ -322,7 +331,12 @@ int phfs_rmdir(const char *path)
 	staging_drop_dir(fs->staging, n.image);
 	phfs_readers_forget(fs, n.image);
 	phfs_succeeded(fs, "");
-	log_info("deleted image %s", n.image);
+	{
+		char caller[128];
+
+		phfs_describe_caller(caller, sizeof(caller));
+		log_info("deleted image %s (by %s): ok", n.image, caller);
+	}
 	return 0;
 }
 
@@ -359,6 +373,12 @@ int phfs_unlink(const char *path)
 		ph_err_set(&err, EPERM, NULL, "%s is read-only server state; " RM_R_ADVICE,
 		           n.kind == NODE_STATUS ? "status.json" : "build.log");
 		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	case NODE_ROOT_STATUS:
+		ph_err_set(&err, EPERM, NULL,
+		           ".status is the mount's own state and cannot be "
+		           "removed");
+		phfs_refuse(fs, "", path + 1, &err);
 		return -EPERM;
 	default:
 		return -EPERM;

@@ -26,11 +26,16 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
-	ret = phfs_snapshot(fs, &snap);
-	if (ret < 0)
-		return ret;
-	ret = phfs_stat_node(fs, snap, &n, &st);
-	snapshot_put(snap);
+	if (n.kind == NODE_ROOT_STATUS) {
+		ret = 0; /* always there, and opening it must not fetch */
+		st.st_mode = tree_mode(n.kind);
+	} else {
+		ret = phfs_snapshot(fs, &snap);
+		if (ret < 0)
+			return ret;
+		ret = phfs_stat_node(fs, snap, &n, &st);
+		snapshot_put(snap);
+	}
 	if (ret < 0)
 		return ret;
 	if (S_ISDIR(st.st_mode))
@@ -105,6 +110,7 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	case NODE_SCRATCH:
 		break;
 	case NODE_ROOT_ERROR:
+	case NODE_ROOT_STATUS:
 	case NODE_IMAGE:
 		ph_err_set(&err, EPERM, NULL,
 		           "only image directories live at the top; make one with mkdir NAME");

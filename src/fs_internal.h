@@ -42,6 +42,14 @@ struct phfs {
 	struct timespec mounted_at; /* mtime of the root before the first listing */
 	uid_t uid;
 	gid_t gid;
+	char *user; /* for /.status, may be NULL */
+	/* The last rendering of /.status, so the size a stat just reported is
+	 * the size the open that follows reads (tar checks). */
+	pthread_mutex_t status_lock;
+	char *status_text;
+	size_t status_len;
+	long long status_at_ms; /* CLOCK_MONOTONIC */
+	char status_key[128];   /* the state it was rendered from */
 	struct phfs_log_cache *logs;
 	struct phfs_readers *readers;
 	/* Images whose change is being sent: one change of an image at a time,
@@ -107,6 +115,8 @@ static inline struct phfs_handle *phfs_fh(const struct fuse_file_info *fi)
  * 0, or -EINTR when the caller was interrupted while waiting. */
 int phfs_image_lock(struct phfs *fs, const char *image);
 void phfs_image_unlock(struct phfs *fs, const char *image);
+/* "PROGRAM, pid N" of the process whose request is being served. */
+void phfs_describe_caller(char *out, size_t size);
 /* The errno a program sees for an error: transport failures become EIO. */
 int phfs_user_error(int ret);
 int phfs_snapshot(struct phfs *fs, struct snapshot **snap);
@@ -157,6 +167,16 @@ int phfs_releasedir(const char *path, struct fuse_file_info *fi);
 /* fs_read.c */
 int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h);
 int phfs_build_log_size(struct phfs *fs, const struct snap_image *e, size_t *size);
+/* A copy of the text of /.status (malloc'd; never fetches): the last
+ * rendering when younger than max_age_ms and nothing but the clock changed
+ * since (so only the age in it can be that much behind), else a new one. */
+int phfs_status_text(struct phfs *fs, long max_age_ms, char **text, size_t *len);
+/* getattr renders afresh unless the last rendering is this young; an open
+ * reuses one up to PHFS_STATUS_REUSE_MS old.  The kernel keeps attributes
+ * for 1 s (attr_timeout), so the size it shows came from a rendering an
+ * open still reuses. */
+#define PHFS_STATUS_FRESH_MS 100
+#define PHFS_STATUS_REUSE_MS 1200
 struct phfs_log_cache *phfs_log_cache_new(void);
 void phfs_log_cache_free(struct phfs_log_cache *c);
 

@@ -98,6 +98,7 @@ static void list_root(struct phfs *fs, struct phfs_dirlist *l)
 	}
 	if (staging_has_error(fs->staging, "", &len))
 		list_add(l, TREE_ROOT_ERROR_NAME, NODE_ROOT_ERROR, false);
+	list_add(l, TREE_ROOT_STATUS_NAME, NODE_ROOT_STATUS, false);
 }
 
 static int list_image(struct phfs *fs, struct phfs_dirlist *l)

@@ -1,5 +1,6 @@
 /*
- * fs_read.c - the read-only files: status.json (from the snapshot), .error
+ * fs_read.c - the read-only files: status.json (from the snapshot), /.status
+ * (the mount's health), .error
  * and spec.json.rejected (from staging) and build.log (fetched from the
  * image's log endpoint, cached for the freshness time).  Each open takes the
  * bytes it will serve, so a reader never sees half of two versions.
@@ -149,6 +150,131 @@ int phfs_build_log_size(struct phfs *fs, const struct snap_image *e, size_t *siz
 	return ret;
 }
 
+/* An RFC 3339 UTC time, or "never" for 0. */
+static void format_time(struct timespec t, char *buf, size_t size)
+{
+	struct tm tm;
+
+	if (t.tv_sec == 0 || !gmtime_r(&t.tv_sec, &tm) ||
+	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, size, "never");
+}
+
+/*
+ * /.status: one "key: value" line per fact, always the same keys in the same
+ * order, so scripts can grep them (documented in primehubfs(1)).  Built from
+ * what the mount already knows (store_get_status, store_peek, the HTTP
+ * counters): reading it never asks the server, so it answers while the
+ * server hangs.  Nothing secret: the token never reaches this layer, and
+ * error texts are escaped like log lines.
+ */
+static int render_status(struct phfs *fs, const struct store_status *st,
+                         const struct http_stats *hst, char **text, size_t *len)
+{
+	struct store_status ss = *st;
+	struct http_stats hs = *hst;
+	struct snapshot *snap;
+	struct timespec now;
+	char mounted[32], fetched[32], err_line[sizeof(ss.last_error.msg) * 4];
+	char endpoint[4 * 1024];
+	long long age = -1;
+	size_t nimages = 0;
+	int n;
+
+	snap = store_peek(fs->store);
+	if (snap) {
+		nimages = snap->nimages;
+		snapshot_put(snap);
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	format_time(fs->mounted_at, mounted, sizeof(mounted));
+	format_time(ss.last_ok, fetched, sizeof(fetched));
+	if (ss.last_ok.tv_sec != 0)
+		age = (long long)(now.tv_sec - ss.last_ok.tv_sec);
+	ph_escape_line(ss.failures > 0 ? ss.last_error.msg : "", err_line, sizeof(err_line));
+	ph_escape_line(ph_api_endpoint(fs->api), endpoint, sizeof(endpoint));
+
+	*text = malloc(8192 + sizeof(endpoint) + sizeof(err_line));
+	if (!*text)
+		return -ENOMEM;
+	n = snprintf(*text, 8192 + sizeof(endpoint) + sizeof(err_line),
+	             "endpoint: %s\n"
+	             "user: %s\n"
+	             "version: %s\n"
+	             "mounted: %s\n"
+	             "state: %s\n"
+	             "last_fetch: %s\n"
+	             "last_fetch_age_seconds: %lld\n"
+	             "fetches: %llu\n"
+	             "failures_in_a_row: %u\n"
+	             "last_error: %s\n"
+	             "retry_in_seconds: %ld\n"
+	             "images: %zu\n"
+	             "requests: %llu\n"
+	             "request_failures: %llu\n"
+	             "bytes_sent: %llu\n"
+	             "bytes_received: %llu\n",
+	             endpoint, fs->user ? fs->user : "", PRIMEHUBFS_VERSION, mounted,
+	             ss.failures > 0    ? "failing"
+	             : ss.have_snapshot ? "ok"
+	                                : "starting",
+	             fetched, age, (unsigned long long)ss.fetches, ss.failures, err_line,
+	             ss.failures > 0 ? (ss.retry_in_ms + 999) / 1000 : 0L, nimages, hs.requests,
+	             hs.failures, hs.bytes_sent, hs.bytes_received);
+	if (n < 0) {
+		free(*text);
+		*text = NULL;
+		return -EIO;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+int phfs_status_text(struct phfs *fs, long max_age_ms, char **text, size_t *len)
+{
+	struct store_status ss;
+	struct http_stats hs;
+	struct timespec t;
+	long long now;
+	char key[128];
+	int ret = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	now = (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	store_get_status(fs->store, &ss);
+	ph_api_traffic(fs->api, &hs);
+	/* A rendering is reused only while nothing but the clock moved. */
+	snprintf(key, sizeof(key), "%d %llu %u %lld.%ld %llu", ss.have_snapshot,
+	         (unsigned long long)ss.fetches, ss.failures, (long long)ss.last_ok.tv_sec,
+	         ss.last_ok.tv_nsec, hs.requests);
+	pthread_mutex_lock(&fs->status_lock);
+	if (!fs->status_text || now - fs->status_at_ms >= max_age_ms ||
+	    strcmp(key, fs->status_key) != 0) {
+		char *fresh;
+		size_t n;
+
+		ret = render_status(fs, &ss, &hs, &fresh, &n);
+		if (ret == 0) {
+			free(fs->status_text);
+			fs->status_text = fresh;
+			fs->status_len = n;
+			fs->status_at_ms = now;
+			snprintf(fs->status_key, sizeof(fs->status_key), "%s", key);
+		}
+	}
+	if (ret == 0) {
+		*text = malloc(fs->status_len + 1);
+		if (*text) {
+			memcpy(*text, fs->status_text, fs->status_len + 1);
+			*len = fs->status_len;
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&fs->status_lock);
+	return ret;
+}
+
 int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h)
 {
 	const struct node *n = &h->node;
@@ -164,6 +290,16 @@ int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h)
 			ret = -ENOENT;
 		h->ro_text = h->own_text;
 		return ret;
+	case NODE_ROOT_STATUS: {
+		struct store_status ss;
+
+		ret = phfs_status_text(fs, PHFS_STATUS_REUSE_MS, &h->own_text, &h->ro_len);
+		h->ro_text = h->own_text;
+		/* fstat shows the time a stat of the path shows (phfs_stat_node). */
+		store_get_status(fs->store, &ss);
+		h->opened = ss.last_ok.tv_sec ? ss.last_ok : fs->mounted_at;
+		return ret;
+	}
 	case NODE_REJECTED:
 		ret = staging_get_rejected(fs->staging, n->image, &h->own_text, &h->ro_len);
 		if (ret == 0 && !h->own_text)

@@ -570,6 +570,38 @@ static int settle_lost_create(struct phfs *fs, const char *image, const struct p
 	return 0;
 }
 
+/* "description, url, rebuild": what a save changed, for its log line. */
+static void changed_fields(const struct spec_update *plan, char *out, size_t size)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} names[] = {
+	    {PH_IN_NAME, "name"},
+	    {PH_IN_DISPLAY_NAME, "displayName"},
+	    {PH_IN_DESCRIPTION, "description"},
+	    {PH_IN_TYPE, "type"},
+	    {PH_IN_URL, "url"},
+	    {PH_IN_URL_FOR_GPU, "urlForGpu"},
+	    {PH_IN_GLOBAL, "global"},
+	    {PH_IN_USE_IMAGE_PULL_SECRET, "useImagePullSecret"},
+	    {PH_IN_GROUP_NAME, "groupName"},
+	    {PH_IN_IMAGE_SPEC, "imageSpec"},
+	};
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if ((plan->changed | plan->input.set) & names[i].bit)
+			n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%s%s",
+			                      n ? ", " : "", names[i].name);
+	if (plan->rebuild)
+		n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%srebuild", n ? ", " : "");
+	if (plan->cancel_build)
+		n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%scancel build",
+		                      n ? ", " : "");
+}
+
 /* createImage for a pending directory, with the groups staged in it. */
 static int commit_create(struct phfs *fs, const char *image, const char *text, size_t len,
                          char *remark, size_t remark_size, struct ph_err *err)
@@ -604,7 +636,12 @@ static int commit_create(struct phfs *fs, const char *image, const char *text, s
 		return ret;
 	}
 	staging_pending_remove(fs->staging, image);
-	log_info("created image %s", image);
+	{
+		char caller[128];
+
+		phfs_describe_caller(caller, sizeof(caller));
+		log_info("created image %s (by %s): ok", image, caller);
+	}
 	return store_put_image(fs->store, created);
 }
 
@@ -808,7 +845,13 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 		if (ret < 0)
 			goto partial;
 	}
-	log_info("saved image %s", image);
+	{
+		char fields[256], caller[128];
+
+		changed_fields(&plan, fields, sizeof(fields));
+		phfs_describe_caller(caller, sizeof(caller));
+		log_info("saved image %s: %s (by %s): ok", image, fields, caller);
+	}
 	ret = store_put_image(fs->store, result);
 	result = NULL;
 	goto out;

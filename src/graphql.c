@@ -29,6 +29,7 @@
  */
 #include "primehubfs/graphql.h"
 #include "net_private.h"
+#include "primehubfs/log.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -546,11 +547,35 @@ static void redact_token(char *msg, const char *token)
 	}
 }
 
-/* One POST with the current token.  *used gets the header it sent (the
- * caller frees it with gql_free_auth_header). */
-static int send_once(struct gql_client *c, const char *body, bool mutation, long timeout_ms,
-                     char **used, cJSON **data_out, struct ph_err *err, struct verdict *v)
+/* "PrimehubfsTree": the operation's name from its document ("query NAME"
+ * or "mutation NAME"), for the debug log; "(unnamed)" otherwise. */
+static void operation_name(const char *document, char *out, size_t size)
 {
+	const char *p = document;
+	size_t n;
+
+	p += strspn(p, " \t\n");
+	if (strncmp(p, "query", 5) == 0)
+		p += 5;
+	else if (strncmp(p, "mutation", 8) == 0)
+		p += 8;
+	p += strspn(p, " \t\n");
+	n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+	if (n == 0 || n >= size)
+		snprintf(out, size, "(unnamed)");
+	else
+		snprintf(out, size, "%.*s", (int)n, p);
+}
+
+/* One POST with the current token.  *used gets the header it sent (the
+ * caller frees it with gql_free_auth_header).  At debug level, one log line:
+ * the operation, the outcome, the time and the sizes; never the token, the
+ * variables or the answer's content. */
+static int send_once(struct gql_client *c, const char *op, const char *body, bool mutation,
+                     long timeout_ms, char **used, cJSON **data_out, struct ph_err *err,
+                     struct verdict *v)
+{
+	long long start = mono_ms();
 	const char *headers[] = {"Content-Type: application/json", "Accept: application/json", NULL,
 	                         NULL};
 	struct http_response resp;
@@ -573,6 +598,19 @@ static int send_once(struct gql_client *c, const char *body, bool mutation, long
 		return ph_err_set(err, ENOMEM, NULL, "out of memory");
 	headers[2] = *used;
 	ret = http_perform(c->http, &req, &resp, err);
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		if (ret < 0)
+			log_debug("graphql %s %s: no answer (%s) after %lld ms, sent %zu bytes",
+			          mutation ? "mutation" : "query", op,
+			          strerrorname_np(-ret) ? strerrorname_np(-ret) : "error",
+			          mono_ms() - start, req.body_len);
+		else
+			log_debug(
+			    "graphql %s %s: HTTP %ld in %lld ms, sent %zu bytes, received %zu "
+			    "bytes",
+			    mutation ? "mutation" : "query", op, resp.status, mono_ms() - start,
+			    req.body_len, resp.len);
+	}
 	if (ret < 0) {
 		/* A refused connection or one that broke before an answer
 		 * may well work on a second try. */
@@ -617,11 +655,12 @@ static int execute(struct gql_client *c, const char *document, const cJSON *vari
 	bool token_retried = false, maybe = false;
 	unsigned seed = (unsigned)mono_ms();
 	int tries = 0;
-	char *body;
+	char *body, op[64];
 	int ret;
 
 	if (data_out)
 		*data_out = NULL;
+	operation_name(document, op, sizeof(op));
 	body = gql_encode_request(document, variables);
 	if (!body)
 		return ph_err_set(err, ENOMEM, NULL, "out of memory");
@@ -630,8 +669,8 @@ static int execute(struct gql_client *c, const char *document, const cJSON *vari
 		struct verdict v;
 		char *used = NULL;
 
-		ret = send_once(c, body, mutation, left > 0 ? (long)left : 1, &used, data_out, err,
-		                &v);
+		ret = send_once(c, op, body, mutation, left > 0 ? (long)left : 1, &used, data_out,
+		                err, &v);
 		if (ret == -EACCES && v.token_rejected && !token_retried && used &&
 		    reload_token(c, used)) {
 			/* The server ran nothing (context creation failed), so

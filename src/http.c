@@ -58,6 +58,9 @@ struct http_client {
 	char *ca_file; /* owned, may be NULL */
 	bool insecure;
 	char *user_agent; /* owned */
+	/* Counters for .status, updated with __atomic builtins: every thread
+	 * runs its own transfers and none takes a lock for them. */
+	struct http_stats stats;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -149,6 +152,31 @@ void http_client_free(struct http_client *c)
 	free(c->ca_file);
 	free(c->user_agent);
 	free(c);
+}
+
+void http_client_stats(struct http_client *c, struct http_stats *out)
+{
+	out->requests = __atomic_load_n(&c->stats.requests, __ATOMIC_RELAXED);
+	out->failures = __atomic_load_n(&c->stats.failures, __ATOMIC_RELAXED);
+	out->bytes_sent = __atomic_load_n(&c->stats.bytes_sent, __ATOMIC_RELAXED);
+	out->bytes_received = __atomic_load_n(&c->stats.bytes_received, __ATOMIC_RELAXED);
+}
+
+/* Count one finished transfer of h. */
+static void count_transfer(struct http_client *c, CURL *h, bool failed)
+{
+	curl_off_t up = 0, down = 0;
+
+	curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &up);
+	curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	__atomic_add_fetch(&c->stats.requests, 1, __ATOMIC_RELAXED);
+	if (failed)
+		__atomic_add_fetch(&c->stats.failures, 1, __ATOMIC_RELAXED);
+	if (up > 0)
+		__atomic_add_fetch(&c->stats.bytes_sent, (unsigned long long)up, __ATOMIC_RELAXED);
+	if (down > 0)
+		__atomic_add_fetch(&c->stats.bytes_received, (unsigned long long)down,
+		                   __ATOMIC_RELAXED);
 }
 
 long http_client_timeout_ms(const struct http_client *c)
@@ -420,6 +448,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	}
 
 	rc = curl_easy_perform(h); /* no lock held: other threads run their own transfers */
+	count_transfer(c, h, rc != CURLE_OK);
 
 	if (rc == CURLE_OK) {
 		const char *ct = NULL, *loc = NULL;

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,8 @@ struct options {
 	int show_version;
 	int allow_other; /* seen (and passed on to libfuse) */
 	int nonempty;    /* consent to hide a non-empty mount point */
+	char *log;       /* stderr, syslog or a file */
+	char *log_level; /* error, warn, info, debug */
 	char *nonopt[2]; /* ENDPOINT and MOUNTPOINT as given */
 	int nnonopt;
 };
@@ -55,6 +59,8 @@ static const struct fuse_opt option_spec[] = {
     OPTION("connect_timeout=%d", connect_timeout),
     /* libfuse 3 dropped nonempty (and mounts over anything); ours, consumed. */
     OPTION("nonempty", nonempty),
+    OPTION("log=%s", log),
+    OPTION("log_level=%s", log_level),
     OPTION("-h", show_help),
     OPTION("--help", show_help),
     OPTION("-V", show_version),
@@ -86,15 +92,23 @@ static void usage(const char *prog)
 	       "                           (TLS verification is always on)\n"
 	       "    -o nonempty            mount over a non-empty directory, hiding its files\n"
 	       "                           (refused without it)\n"
+	       "    -o log=WHERE           stderr, syslog or FILE (default syslog; -f: stderr)\n"
+	       "                           a FILE is appended to and reopened on SIGHUP\n"
+	       "    -o log_level=LEVEL     error, warn, info or debug (default info)\n"
+	       "                           -d makes it debug\n"
 	       "    -f                     stay in the foreground, log to stderr\n"
 	       "    -d                     debug: foreground, every FUSE call logged\n"
 	       "    -s                     single-threaded\n"
 	       "    -h, --help             this help\n"
 	       "    -V, --version          the version\n"
 	       "\n"
+	       "MOUNTPOINT/.status tells the mount's health in \"key: value\" lines: endpoint,\n"
+	       "user, version, the last fetch and its age, whether refreshes fail and why,\n"
+	       "requests and bytes since mount.  Reading it never asks the server.\n"
+	       "\n"
 	       "When a save, mkdir, touch or rm is refused, the reason is written to the\n"
 	       ".error file of that directory (the mount's top for mkdir) and to the log\n"
-	       "(stderr with -f, syslog otherwise); a refused spec.json is kept beside it as\n"
+	       "(-o log); a refused spec.json is kept beside it as\n"
 	       "spec.json.rejected until the next good save.\n"
 	       "\n"
 	       "Access: the kernel checks every access against the file modes\n"
@@ -205,6 +219,32 @@ static int token_reload_cb(void *arg, char **token)
 	return 0;
 }
 
+/* SIGHUP: only a flag, read by the next log line (async-signal-safe). */
+static void on_sighup(int sig)
+{
+	(void)sig;
+	log_request_reopen();
+}
+
+/* libfuse's messages, one line each, in our log at the matching level. */
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (n == 0)
+		return;
+	log_msg(level <= FUSE_LOG_ERR       ? LOG_LVL_ERROR
+	        : level == FUSE_LOG_WARNING ? LOG_LVL_WARN
+	        : level == FUSE_LOG_DEBUG   ? LOG_LVL_DEBUG
+	                                    : LOG_LVL_INFO,
+	        "%s", line);
+}
+
 /*
  * Is path (absolute, canonical, as libfuse's realpath left it) the mount
  * point of a mounted filesystem?  /proc/self/mountinfo knows for certain (a
@@ -272,6 +312,11 @@ static int check_mount_point(const char *path, bool nonempty)
 	struct dirent *de;
 	bool empty = true;
 
+	/* "/dev/fd/N": a /dev/fuse descriptor a privileged helper already
+	 * mounted (libfuse's convention); there is no directory to check. */
+	if (strncmp(path, "/dev/fd/", 8) == 0 && path[8] &&
+	    strspn(path + 8, "0123456789") == strlen(path + 8))
+		return 0;
 	if (stat(path, &st) != 0) {
 		fprintf(stderr, "primehubfs: bad mount point %s: %s\n", path, strerror(errno));
 		return -1;
@@ -348,6 +393,7 @@ static int run(struct fuse_args *args, struct options *o)
 	struct ph_err err = {0};
 	struct token_reload reload = {.lock = PTHREAD_MUTEX_INITIALIZER, .cfg = &cfg};
 	char *user = NULL;
+	enum log_level level;
 	int ret = 1;
 
 	if (fuse_parse_cmdline(args, &cl) != 0)
@@ -358,7 +404,19 @@ static int run(struct fuse_args *args, struct options *o)
 	}
 	if (check_mount_point(cl.mountpoint, o->nonempty) < 0)
 		goto out;
-	log_setup(cl.debug, !cl.foreground);
+	level = cl.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO;
+	if (o->log_level && log_parse_level(o->log_level, &level) < 0) {
+		fprintf(stderr, "primehubfs: -o log_level=%s: use error, warn, info or debug\n",
+		        o->log_level);
+		goto out;
+	}
+	if (log_open(o->log, level, cl.foreground, &err) < 0) {
+		fprintf(stderr, "primehubfs: %s\n", err.msg);
+		goto out;
+	}
+	/* libfuse's own messages go where ours go (stderr is /dev/null once
+	 * daemonized). */
+	fuse_set_log_func(fuse_log_to_ours);
 
 	cin.endpoint_arg = o->nnonopt == 2 ? o->nonopt[0] : NULL;
 	cin.config_path = o->config;
@@ -416,7 +474,8 @@ static int run(struct fuse_args *args, struct options *o)
 		fprintf(stderr, "primehubfs: out of memory\n");
 		goto out;
 	}
-	if (phfs_new(api, (o->ttl >= 0 ? o->ttl : 5) * 1000L, &fs) < 0) {
+	if (phfs_new(api, (o->ttl >= 0 ? o->ttl : 5) * 1000L, &fs) < 0 ||
+	    phfs_set_user(fs, user) < 0) {
 		fprintf(stderr, "primehubfs: out of memory\n");
 		goto out;
 	}
@@ -432,12 +491,21 @@ static int run(struct fuse_args *args, struct options *o)
 		goto out_unmount;
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;
+	/* SIGHUP is logrotate's "reopen your log", not "unmount" (libfuse
+	 * just made it one): replace libfuse's handler. */
+	{
+		struct sigaction sa = {.sa_handler = on_sighup, .sa_flags = SA_RESTART};
+
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGHUP, &sa, NULL) != 0)
+			goto out_signals;
+	}
 	if (phfs_start(fs) < 0) {
 		fprintf(stderr, "primehubfs: cannot start the refresher thread\n");
 		goto out_signals;
 	}
-	log_info("mounted %s (as %s, token from %s) on %s", cfg.endpoint, user, cfg.token_source,
-	         cl.mountpoint);
+	log_info("mounted %s (as %s, token from %s) on %s, primehubfs %s, pid %d", cfg.endpoint,
+	         user, cfg.token_source, cl.mountpoint, PRIMEHUBFS_VERSION, (int)getpid());
 
 	if (cl.singlethread) {
 		ret = fuse_loop(fuse);
@@ -459,8 +527,8 @@ static int run(struct fuse_args *args, struct options *o)
 		ret = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	/* libfuse returns the signal that ended the loop (SIGTERM, SIGINT,
-	 * SIGHUP): a requested stop, not a failure. */
+	/* libfuse returns the signal that ended the loop (SIGTERM, SIGINT):
+	 * a requested stop, not a failure. */
 	ret = ret < 0 ? 1 : 0;
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
@@ -539,6 +607,8 @@ out:
 	free(o.config);
 	free(o.token_file);
 	free(o.cafile);
+	free(o.log);
+	free(o.log_level);
 	free(o.nonopt[0]);
 	free(o.nonopt[1]);
 	return ret;

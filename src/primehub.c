@@ -80,6 +80,16 @@ struct ph_api {
 	struct gql_client *gql; /* borrowed */
 };
 
+const char *ph_api_endpoint(const struct ph_api *api)
+{
+	return gql_client_endpoint(api->gql);
+}
+
+void ph_api_traffic(const struct ph_api *api, struct http_stats *out)
+{
+	http_client_stats(gql_client_http(api->gql), out);
+}
+
 int ph_api_new(struct gql_client *gql, struct ph_api **out)
 {
 	*out = calloc(1, sizeof(**out));

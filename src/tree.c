@@ -32,6 +32,7 @@ mode_t tree_mode(enum node_kind kind)
 		/* Empty marker files; writable so touch's utimens succeeds. */
 		return S_IFREG | 0644;
 	case NODE_ROOT_ERROR:
+	case NODE_ROOT_STATUS:
 	case NODE_STATUS:
 	case NODE_BUILD_LOG:
 	case NODE_IMAGE_ERROR:
@@ -99,6 +100,10 @@ int tree_parse(const char *path, struct node *out)
 	}
 	if (n == 1 && strcmp(comp[0], TREE_ROOT_ERROR_NAME) == 0) {
 		out->kind = NODE_ROOT_ERROR;
+		return 0;
+	}
+	if (n == 1 && strcmp(comp[0], TREE_ROOT_STATUS_NAME) == 0) {
+		out->kind = NODE_ROOT_STATUS;
 		return 0;
 	}
 	memcpy(out->image, comp[0], sizeof(out->image));

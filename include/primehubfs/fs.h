@@ -18,6 +18,8 @@ struct phfs;
 
 int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out);
 void phfs_free(struct phfs *fs);
+/* The PrimeHub user the token belongs to, shown in /.status (copied). */
+int phfs_set_user(struct phfs *fs, const char *user);
 /* After fuse_new: lets the refresher tell the kernel what changed. */
 void phfs_set_fuse(struct phfs *fs, struct fuse *fuse);
 /* Whether the FUSE request being served was interrupted (used to abort

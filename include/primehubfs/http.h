@@ -60,10 +60,22 @@ struct http_response {
 	char *location;     /* a redirect's target (never followed), may be NULL */
 };
 
+/* What a client has done since it was made (the mount's .status).  Bytes
+ * are those of request and answer bodies as libcurl moved them, partial
+ * ones included; headers are not counted. */
+struct http_stats {
+	unsigned long long requests; /* http_perform calls that reached curl */
+	unsigned long long failures; /* of those: no HTTP answer (transport errors) */
+	unsigned long long bytes_sent;
+	unsigned long long bytes_received;
+};
+
 int http_client_new(const struct http_options *opts, struct http_client **out, struct ph_err *err);
 void http_client_free(struct http_client *c);
 /* The whole-transfer timeout the client was made with. */
 long http_client_timeout_ms(const struct http_client *c);
+/* A consistent-enough copy of the counters (each read atomically). */
+void http_client_stats(struct http_client *c, struct http_stats *out);
 
 /*
  * Perform one request.  Returns 0 when an HTTP response arrived (whatever its

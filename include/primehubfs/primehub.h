@@ -21,6 +21,9 @@ struct ph_api;
 
 int ph_api_new(struct gql_client *gql, struct ph_api **out);
 void ph_api_free(struct ph_api *api);
+/* The endpoint (borrowed, lives as long as api) and the traffic so far. */
+const char *ph_api_endpoint(const struct ph_api *api);
+void ph_api_traffic(const struct ph_api *api, struct http_stats *out);
 
 /* Everything the mount shows, fetched in ONE request: the admin (SYSTEM_ONLY)
  * images with their groups, all groups (for touch by name), and the pull

@@ -4,6 +4,7 @@
  *
  *   /                      NODE_ROOT
  *   /.error                NODE_ROOT_ERROR
+ *   /.status               NODE_ROOT_STATUS    (the mount's health, always there)
  *   /IMAGE                 NODE_IMAGE
  *   /IMAGE/spec.json       NODE_SPEC
  *   /IMAGE/status.json     NODE_STATUS
@@ -28,6 +29,7 @@
 enum node_kind {
 	NODE_ROOT,
 	NODE_ROOT_ERROR,
+	NODE_ROOT_STATUS,
 	NODE_IMAGE,
 	NODE_SPEC,
 	NODE_STATUS,
@@ -56,8 +58,9 @@ struct tree_entry {
 extern const struct tree_entry tree_image_entries[];
 extern const unsigned tree_image_entry_count;
 
-#define TREE_ROOT_ERROR_NAME ".error"
-#define TREE_REJECTED_SUFFIX ".rejected"
+#define TREE_ROOT_ERROR_NAME  ".error"
+#define TREE_ROOT_STATUS_NAME ".status"
+#define TREE_REJECTED_SUFFIX  ".rejected"
 
 /* Parse an absolute path.  -ENOENT for paths that can never exist (too deep,
  * empty components), -ENAMETOOLONG for a component over TREE_NAME_MAX. */

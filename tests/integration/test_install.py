@@ -292,7 +292,7 @@ def test_fstab_with_absolute_path_for_other_prefixes(emulator, token_file, mount
     try:
         r = run(["mount", "-T", fstab, mnt], timeout=30, env=mount_env)
         assert r.returncode == 0, r.stderr
-        assert sorted(os.listdir(mnt)) == admin_images(emulator)
+        assert sorted(os.listdir(mnt)) == [".status"] + admin_images(emulator)
     finally:
         if os.path.ismount(mnt):
             u = run(["umount", mnt], timeout=30)

@@ -1,6 +1,7 @@
 /* test_log.c - every log line is one terminal-safe line: names with line
  * breaks, ANSI escapes or a right-to-left override cannot forge, colour or
  * reorder a line.  stderr (the foreground log) is redirected to a file. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,5 +63,61 @@ int main(void)
 	}
 	CHECK_CONTAINS(text, "primehubfs: error: xxxxxxxxxx\\nxxx");
 	fclose(capture);
+
+	/* Levels by name, and nothing else. */
+	{
+		enum log_level l;
+
+		CHECK_INT(log_parse_level("warn", &l), 0);
+		CHECK_INT(l, LOG_LVL_WARN);
+		CHECK_INT(log_parse_level("debug", &l), 0);
+		CHECK_INT(l, LOG_LVL_DEBUG);
+		CHECK_INT(log_parse_level("warning", &l), -EINVAL);
+		CHECK_INT(log_parse_level("", &l), -EINVAL);
+	}
+	/* A file: appended to, at the level asked, reopened by name after a
+	 * "SIGHUP" (logrotate moved it). */
+	{
+		char dir[] = "/tmp/phfs-logtest-XXXXXX", path[128], moved[128];
+		struct ph_err err = {0};
+		FILE *f;
+		static char buf[8192];
+		size_t n;
+
+		CHECK(mkdtemp(dir) != NULL);
+		snprintf(path, sizeof(path), "%s/log", dir);
+		snprintf(moved, sizeof(moved), "%s/log.1", dir);
+		f = fopen(path, "w");
+		fputs("old\n", f);
+		fclose(f);
+		CHECK_INT(log_open(path, LOG_LVL_WARN, false, &err), 0);
+		CHECK_STR(log_destination(), path);
+		CHECK(!log_enabled(LOG_LVL_INFO) && log_enabled(LOG_LVL_WARN));
+		log_info("not at warn");
+		log_warn("first %d", 1);
+		CHECK_INT(rename(path, moved), 0);
+		log_request_reopen();
+		log_error("second");
+		f = fopen(moved, "r");
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		CHECK(strncmp(buf, "old\n", 4) == 0);
+		CHECK_CONTAINS(buf, "]: warning: first 1\n");
+		CHECK(strstr(buf, "not at warn") == NULL && strstr(buf, "second") == NULL);
+		f = fopen(path, "r");
+		CHECK(f != NULL);
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = '\0';
+		fclose(f);
+		CHECK_CONTAINS(buf, "]: error: second\n");
+		CHECK(strstr(buf, "first") == NULL);
+		unlink(path);
+		unlink(moved);
+		rmdir(dir);
+		/* A file that cannot be made is an error with its name. */
+		CHECK_INT(log_open("/nonexistent-dir/log", LOG_LVL_INFO, true, &err), -ENOENT);
+		CHECK_CONTAINS(err.msg, "/nonexistent-dir/log");
+	}
 	UNIT_DONE();
 }

@@ -20,6 +20,9 @@ int main(void)
 
 	CHECK_INT(kind_of("/"), NODE_ROOT);
 	CHECK_INT(kind_of("/.error"), NODE_ROOT_ERROR);
+	CHECK_INT(kind_of("/.status"), NODE_ROOT_STATUS);
+	CHECK_INT(kind_of("/img/.status"), NODE_SCRATCH); /* only the top's is special */
+	CHECK_INT(tree_mode(NODE_ROOT_STATUS), S_IFREG | 0444);
 	CHECK_INT(kind_of("/tf-2"), NODE_IMAGE);
 	CHECK_INT(kind_of("/tf-2/"), NODE_IMAGE);
 	CHECK_INT(kind_of("/tf-2/spec.json"), NODE_SPEC);
