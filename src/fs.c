@@ -524,16 +524,30 @@ static int phfs_utimens(const char *path, const struct timespec tv[2], struct fu
 	return 0;
 }
 
+/*
+ * df: only what is true.  Blocks are the budget of local scratch files and
+ * kept drafts (STAGING_MAX_TOTAL), free what of it is unused: that is how
+ * much can be written here (editors check for room).  Files are the images
+ * of the current snapshot (never a fetch: df must not wait on the server),
+ * none free: there is no inode table, and no number of images to come.
+ */
 static int phfs_statfs(const char *path, struct statvfs *sv)
 {
+	struct phfs *fs = phfs_ctx();
+	struct snapshot *snap = store_peek(fs->store);
+	size_t used = staging_bytes_used(fs->staging);
+	size_t left = used < STAGING_MAX_TOTAL ? STAGING_MAX_TOTAL - used : 0;
+
 	(void)path;
 	memset(sv, 0, sizeof(*sv));
 	sv->f_bsize = 4096;
 	sv->f_frsize = 4096;
 	sv->f_blocks = STAGING_MAX_TOTAL / 4096;
-	sv->f_bfree = sv->f_bavail = STAGING_MAX_TOTAL / 4096; /* editors check for room */
-	sv->f_files = sv->f_ffree = sv->f_favail = 1 << 20;
+	sv->f_bfree = sv->f_bavail = left / 4096;
+	sv->f_files = snap ? snap->nimages : 0;
+	sv->f_ffree = sv->f_favail = 0;
 	sv->f_namemax = TREE_NAME_MAX;
+	snapshot_put(snap);
 	return 0;
 }
 

@@ -314,6 +314,11 @@ int staging_new(struct staging **out)
 	return 0;
 }
 
+size_t staging_bytes_used(struct staging *st)
+{
+	return __atomic_load_n(&st->total_bytes, __ATOMIC_RELAXED);
+}
+
 void staging_free(struct staging *st)
 {
 	if (!st)

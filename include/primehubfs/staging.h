@@ -35,6 +35,8 @@ struct scratch;
 
 int staging_new(struct staging **out);
 void staging_free(struct staging *st);
+/* Bytes of STAGING_MAX_TOTAL in use (scratch files and kept drafts). */
+size_t staging_bytes_used(struct staging *st);
 
 /* Forget everything staged for an image directory (after rmdir). */
 void staging_drop_dir(struct staging *st, const char *image);

@@ -242,3 +242,35 @@ def test_endpoint_answering_404_gets_a_hint(emulator):
     assert code == 1
     line = one_line(out)
     assert "404" in line and "does the URL end in /api/graphql?" in line, line
+
+
+# ------------------------------------------------------------ honest df
+
+def test_df_counts_images_and_the_scratch_budget(emulator, make_mount):
+    m = make_mount(emulator)
+    emulator.reset_stats()
+    # Before anything was fetched: no images known, and df fetches nothing.
+    sv = os.statvfs(m.path)
+    assert sv.f_files == 0 and emulator.stats()["total"] == 0
+    images = [n for n in os.listdir(m.path) if not n.startswith(".")]
+    assert len(images) == 4
+    emulator.reset_stats()
+    sv = os.statvfs(m.path)
+    assert emulator.stats()["total"] == 0
+    assert (sv.f_files, sv.f_ffree, sv.f_favail) == (len(images), 0, 0)
+    # Blocks: the budget of local scratch files (128 MiB), free what is unused.
+    assert sv.f_blocks * sv.f_frsize == 128 * 1024 * 1024
+    assert sv.f_bavail == sv.f_bfree == sv.f_blocks
+    with open(m.p("tf-1", "scratch.bin"), "wb") as f:
+        f.write(b"x" * (1024 * 1024))
+    sv2 = os.statvfs(m.path)
+    assert sv.f_bavail - sv2.f_bavail == 1024 * 1024 // sv.f_frsize
+    os.unlink(m.p("tf-1", "scratch.bin"))
+    assert os.statvfs(m.path).f_bavail == sv.f_blocks
+    # df -i (here its inode columns) shows the image count as the inodes used.
+    out = subprocess.run(["df", "--output=itotal,iused", m.path], capture_output=True,
+                         text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == [str(len(images)), str(len(images))], out.stdout
+    # A new image on the server shows after the next refresh, not before.
+    assert emulator.stats()["total"] == 0
