@@ -1,7 +1,7 @@
 """PrimeHub GraphQL API emulator (admin-images subset) for primehubfs tests.
 
 Run ``contrib/primehub-emulator --help``.  The behaviour it reproduces is
-described in primehub-api.md; module map:
+summed up in docs/primehub-facts.md; module map:
 
 * ``schema.graphql`` the served schema subset
 * ``jscompat``  graphql-js 14.7 coercion, validation and message texts

@@ -1,4 +1,4 @@
-"""Initial state: the sample data of primehub-api.md section 7, plus synthetic
+"""Initial state: the sample data of the official SDK's documentation, plus synthetic
 admin images for scale tests.
 
 Everything here is deterministic so that two emulators started with the same

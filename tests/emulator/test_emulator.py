@@ -1,5 +1,5 @@
 """Tests of contrib/primehub-emulator against the PrimeHub API contract
-(primehub-api.md).  They pin the quirks a client depends on, so that a client
+(docs/primehub-facts.md).  They pin the quirks a client depends on, so that a client
 test passing against the emulator means something against PrimeHub.
 
 Run: /usr/bin/python3 -m pytest tests/emulator -q
