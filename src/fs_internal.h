@@ -29,7 +29,7 @@
 #define PHFS_READER_TTL_MS (3600L * 1000)
 
 struct phfs_log_cache; /* build.log texts, fs_read.c */
-struct phfs_readers;   /* what each process read, fs_write.c */
+struct phfs_readers;   /* what each process read, fs_readers.c */
 
 /* The one context of a mount (fuse_get_context()->private_data). */
 struct phfs {
@@ -188,11 +188,21 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h);
 int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_t len,
                      const char *base, size_t base_len);
 int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct node *to);
+
+/* fs_readers.c */
 struct phfs_readers *phfs_readers_new(void);
 void phfs_readers_free(struct phfs_readers *r);
 /* Forget what every process read of an image (it was deleted). */
 void phfs_readers_forget(struct phfs *fs, const char *image);
-
+/* The caller opened version e of image's spec.json (replace: after a save,
+ * it now builds on e). */
+void phfs_reader_note(struct phfs *fs, const char *image, const struct snap_image *e, bool replace);
+/* A copy of the spec.json the caller saw of image; *text NULL when none. */
+int phfs_reader_seen_text(struct phfs *fs, const char *image, char **text, size_t *len);
+/* After a conflict refusal: what the caller reads next is its new base. */
+void phfs_reader_drop(struct phfs *fs, const char *image);
+/* After a save by the caller: it builds on what the snapshot shows. */
+void phfs_reader_saved(struct phfs *fs, const char *image);
 /* fs_dir.c */
 int phfs_mkdir(const char *path, mode_t mode);
 int phfs_rmdir(const char *path);
