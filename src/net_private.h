@@ -19,4 +19,24 @@ void gql_client_abort_hook(const struct gql_client *c, http_abort_fn *cb, void *
  * be at least NET_SNIPPET_MAX + 16. */
 void net_snippet(const char *body, size_t len, char *out, size_t outsz);
 
+/*
+ * The tree answer decoded while it arrives (primehub_stream.c): feed it the
+ * JSON events of the "data" value, in order, then finish.  The result is
+ * what ph_decode_tree gives for the same data (same leniency, same
+ * messages).  ph_tree_stream_event returns 0, or -ENOMEM after which the
+ * stream only fails.  finish moves the tree into *out (0) or gives -EPROTO /
+ * -ENOMEM with a reason and an empty *out; free the stream either way.
+ */
+struct jp_event;
+struct ph_tree;
+struct ph_tree_stream;
+int ph_tree_stream_new(struct ph_tree_stream **out);
+int ph_tree_stream_event(struct ph_tree_stream *s, const struct jp_event *ev);
+int ph_tree_stream_finish(struct ph_tree_stream *s, struct ph_tree *out, struct ph_err *err);
+void ph_tree_stream_free(struct ph_tree_stream *s);
+
+/* The same over a whole "data" text (tests, the fuzzer): -EPROTO also for
+ * text that is not strict JSON. */
+int ph_decode_tree_text(const char *text, size_t len, struct ph_tree *out, struct ph_err *err);
+
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "primehubfs/primehub.h"
+#include "../../src/net_private.h"
 #include "unit.h"
 
 /* tf-2 as the ImageFields fragment reads it from PrimeHub. */
@@ -237,6 +238,90 @@ static void test_decode_malformed(void)
 	}
 }
 
+/* ---- the streaming decoder against the cJSON one ---- */
+
+static bool str_eq(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Run one decoder with stderr (the log) captured into log[logsz]. */
+static int logged(const cJSON *data, const char *text, size_t len, struct ph_tree *t,
+                  struct ph_err *err, char *log, size_t logsz)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(2), ret;
+	size_t n;
+
+	fflush(stderr);
+	dup2(fileno(tmp), 2);
+	ret = text ? ph_decode_tree_text(text, len, t, err) : ph_decode_tree(data, t, err);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	n = fread(log, 1, logsz - 1, tmp);
+	log[n] = '\0';
+	fclose(tmp);
+	return ret;
+}
+
+/* Whether the two trees (or failures) are the same: return, reason, every
+ * image (ph_image_equal), group and secret, the count left out, and the
+ * warning's text (the log line without its time stamp). */
+static bool same_tree(const cJSON *data, const char *text, size_t len)
+{
+	struct ph_tree a, b;
+	struct ph_err ea = {0}, eb = {0};
+	char la[2048], lb[2048];
+	int ra = logged(data, NULL, 0, &a, &ea, la, sizeof(la));
+	int rb = logged(NULL, text, len, &b, &eb, lb, sizeof(lb));
+	const char *wa = strstr(la, "left out"), *wb = strstr(lb, "left out");
+	bool same = ra == rb && (ra == 0 || strcmp(ea.msg, eb.msg) == 0) &&
+	            a.nimages == b.nimages && a.ngroups == b.ngroups && a.nsecrets == b.nsecrets &&
+	            a.nskipped == b.nskipped && str_eq(wa, wb);
+
+	for (size_t i = 0; same && i < a.nimages; i++)
+		same = ph_image_equal(a.images[i], b.images[i]);
+	for (size_t i = 0; same && i < a.ngroups; i++)
+		same = str_eq(a.groups[i].id, b.groups[i].id) &&
+		       str_eq(a.groups[i].name, b.groups[i].name) &&
+		       str_eq(a.groups[i].display_name, b.groups[i].display_name);
+	for (size_t i = 0; same && i < a.nsecrets; i++)
+		same = str_eq(a.secrets[i].id, b.secrets[i].id) &&
+		       str_eq(a.secrets[i].name, b.secrets[i].name) &&
+		       str_eq(a.secrets[i].type, b.secrets[i].type);
+	if (!same)
+		fprintf(stderr,
+		        "streaming decode differs on %.300s\n cJSON: %d %s %zu images %zu skipped "
+		        "%s\n stream: %d %s %zu images %zu skipped %s\n",
+		        text, ra, ra ? ea.msg : "", a.nimages, a.nskipped, wa ? wa : "", rb,
+		        rb ? eb.msg : "", b.nimages, b.nskipped, wb ? wb : "");
+	ph_tree_free(&a);
+	ph_tree_free(&b);
+	return same;
+}
+
+static bool same_tree_text(const char *text)
+{
+	cJSON *data = cJSON_Parse(text);
+	bool same = data && same_tree(data, text, strlen(text));
+
+	cJSON_Delete(data);
+	return same;
+}
+
+/* The same data as a text (read back by cJSON too: a replaced item loses
+ * its key in memory, which no parsed answer can do). */
+static bool same_tree_json(const cJSON *data)
+{
+	char *text = cJSON_PrintUnformatted(data);
+	bool same = text && same_tree_text(text);
+
+	free(text);
+	return same;
+}
+
 /* Every node of `json` replaced by every kind of value: decode must answer
  * 0 or -EPROTO and leak nothing (ASan checks the latter). */
 static int count_nodes(const cJSON *n)
@@ -281,7 +366,7 @@ static void mutate_all(const char *json, bool tree)
 	                                       "\"s\"",     "[]",   "{}",     "[1]", "[null]",
 	                                       "{\"a\":1}", "[{}]", "[\"x\"]"};
 	cJSON *orig = cJSON_Parse(json);
-	int n = orig ? count_nodes(orig) : 0, bad = 0, runs = 0;
+	int n = orig ? count_nodes(orig) : 0, bad = 0, runs = 0, differ = 0;
 
 	for (int i = 1; i < n; i++) {
 		for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
@@ -299,6 +384,7 @@ static void mutate_all(const char *json, bool tree)
 
 				r = ph_decode_tree(copy, &t, &err);
 				ph_tree_free(&t);
+				differ += !same_tree_json(copy);
 			} else {
 				struct ph_image *img = NULL;
 
@@ -313,6 +399,7 @@ static void mutate_all(const char *json, bool tree)
 	}
 	CHECK(runs > 100);
 	CHECK_INT(bad, 0);
+	CHECK_INT(differ, 0); /* the streaming decoder agrees on every one */
 	cJSON_Delete(orig);
 }
 
@@ -441,6 +528,7 @@ static void test_decode_tree_tolerant(void)
 	cJSON *data = cJSON_Parse(json);
 
 	CHECK(data != NULL);
+	CHECK(same_tree_text(json));
 	CHECK_INT(decode_tree_logged(data, &t, &err, log, sizeof(log)), 0);
 	/* Images: a, the invalid-UTF-8 one; "no-id" and c (a group of c has
 	 * no string id) are left out. */
@@ -483,6 +571,64 @@ static void test_decode_tree_tolerant(void)
 	cJSON_Delete(data);
 }
 
+/* The streaming decoder (straight from the text, as the answer arrives)
+ * gives what ph_decode_tree gives: keys in any order, duplicates (the
+ * first wins), nulls, malformed entries and their warning, wrong lists. */
+static void test_stream_matches(void)
+{
+	static const char *const texts[] = {
+	    "{\"images\":[],\"groups\":[],\"secrets\":[]}",
+	    "{\"secrets\":[],\"groups\":[],\"images\":[]}",
+	    "{\"images\":[],\"groups\":null,\"secrets\":[]}",
+	    "{\"images\":[],\"secrets\":[]}",
+	    "{\"images\":{},\"groups\":7,\"secrets\":\"x\"}",
+	    "{\"groups\":[],\"secrets\":[],\"images\":[{\"id\":\"a\",\"name\":\"a\"}],\"x\":[[{}]]"
+	    "}",
+	    "{\"images\":[{\"id\":\"a\",\"name\":\"a\"}],\"images\":7,\"groups\":[],\"secrets\":[]"
+	    "}",
+	    "{\"images\":[{\"name\":\"b\",\"id\":\"a\",\"id\":\"c\",\"global\":true,\"global\":3}],"
+	    "\"groups\":[],\"secrets\":[]}",
+	    "{\"images\":[{\"id\":\"a\",\"name\":null}],\"groups\":[],\"secrets\":[]}",
+	    "{\"images\":[{\"jobStatus\":{\"phase\":3},\"type\":[],\"name\":\"a\"}],\"groups\":[{}]"
+	    ","
+	    "\"secrets\":[{\"id\":\"s\",\"type\":\"kubernetes\"},{\"id\":\"t\"}]}",
+	    "{\"images\":[{\"id\":\"a\",\"name\":\"a\",\"imageSpec\":{\"packages\":{\"pip\":[\"x\","
+	    "null,\"y\"],\"apt\":null,\"conda\":[1]}}},{\"id\":\"b\",\"name\":\"b\",\"imageSpec\":"
+	    "{\"packages\":{\"pip\":[\"x\",null,\"y\"],\"apt\":null},\"cancel\":true,\"cancel\":1},"
+	    "\"jobStatus\":{\"image\":\"i\",\"phase\":null}}],\"groups\":[],\"secrets\":[]}",
+	    "{\"images\":[{\"id\":\"a\",\"name\":\"a\",\"imageSpec\":{\"packages\":[]}},{\"id\":"
+	    "\"b\",\"name\":\"b\",\"imageSpec\":[],\"jobStatus\":[]},{\"id\":\"c\",\"name\":\"c\","
+	    "\"groups\":[null,{\"name\":\"n\",\"id\":\"g\"},{\"id\":\"h\"}]}],\"groups\":[null,[],"
+	    "{\"id\":\"g\",\"name\":\"n\",\"displayName\":{}}],\"secrets\":[null,1,{}]}",
+	    "{\"images\":[{\"id\":\"a\",\"name\":\"a\",\"groups\":[{\"id\":\"g\",\"name\":\"n\","
+	    "\"displayName\":\"d\"}],\"imageSpec\":null,\"jobStatus\":{}}],\"groups\":[],"
+	    "\"secrets\":[]}",
+	    "{\"images\":[{\"id\":\"x\",\"name\":\"x\",\"description\":7,\"url\":[]}],"
+	    "\"groups\":[{\"id\":5,\"name\":6}],\"secrets\":[{\"id\":\"z\",\"name\":[]}]}",
+	    "[]",
+	    "null",
+	};
+	char json[4096];
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+		CHECK(same_tree_text(texts[i]));
+	snprintf(json, sizeof(json),
+	         "{\"secrets\":[{\"type\":\"kubernetes\",\"name\":\"r\",\"id\":\"image-r\"}],"
+	         "\"images\":[%s,null,%s,%s],\"groups\":[{\"id\":\"g1\",\"name\":\"n\"}]}",
+	         TF2, BASE_NOTEBOOK, CUSTOM);
+	CHECK(same_tree_text(json));
+	/* Not JSON at all, or not strict JSON: the streaming decoder refuses it
+	 * with the place. */
+	{
+		struct ph_tree t;
+		struct ph_err err = {0};
+
+		CHECK_INT(ph_decode_tree_text("{\"images\":[01]}", 15, &t, &err), -EPROTO);
+		CHECK_CONTAINS(err.msg, "invalid JSON at byte 12");
+		CHECK(t.images == NULL && t.nimages == 0);
+	}
+}
+
 /* 10,000 images (about 6 MB of JSON here): decoding must stay linear. */
 static void test_decode_tree_big(void)
 {
@@ -513,6 +659,22 @@ static void test_decode_tree_big(void)
 	CHECK_STR(t.nimages == n ? t.images[n - 1]->image_spec->pip.items[0] : NULL, "pytest");
 	printf("parse + decode of %zu images (%zu bytes): %.3f s\n", n, strlen(json), secs);
 	CHECK(secs < 10.0);
+	{
+		struct ph_tree st;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		CHECK_INT(ph_decode_tree_text(json, strlen(json), &st, &err), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		printf("streaming decode of the same: %.3f s\n",
+		       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		CHECK_INT(st.nimages, n);
+		for (size_t i = 0; i < n && i < st.nimages; i++)
+			if (!ph_image_equal(t.images[i], st.images[i])) {
+				CHECK(!"streaming decode differs");
+				break;
+			}
+		ph_tree_free(&st);
+	}
 	ph_tree_free(&t);
 	cJSON_Delete(data);
 	free(json);
@@ -633,6 +795,7 @@ int main(void)
 	test_decode_tree_tolerant();
 	test_decode_fuzz();
 	test_decode_tree();
+	test_stream_matches();
 	test_decode_tree_big();
 	test_encode_input();
 	test_encode_build_spec();
