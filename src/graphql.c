@@ -29,6 +29,7 @@
  */
 #include "primehubfs/graphql.h"
 #include "net_private.h"
+#include "primehubfs/json_pull.h"
 #include "primehubfs/log.h"
 
 #include <errno.h>
@@ -57,6 +58,7 @@ struct gql_client {
 	                    * requests send a copy, so a new token can replace it */
 	http_abort_fn abort_cb;
 	void *abort_arg;
+	size_t max_stream;                /* the largest streamed answer */
 	gql_token_reload_fn token_reload; /* may be NULL */
 	void *token_reload_arg;
 };
@@ -128,6 +130,7 @@ int gql_client_new(struct http_client *http, const char *endpoint, const char *t
 	c->http = http;
 	c->auth_header = header;
 	c->timeout_ms = http ? http_client_timeout_ms(http) : 15000;
+	c->max_stream = GQL_DEFAULT_MAX_STREAM;
 	c->endpoint = strdup(endpoint);
 	if (!c->endpoint) {
 		gql_client_free(c);
@@ -154,6 +157,16 @@ void gql_client_set_abort(struct gql_client *c, http_abort_fn cb, void *arg)
 {
 	c->abort_cb = cb;
 	c->abort_arg = arg;
+}
+
+void gql_client_set_max_stream(struct gql_client *c, size_t bytes)
+{
+	c->max_stream = bytes ? bytes : GQL_DEFAULT_MAX_STREAM;
+}
+
+size_t gql_client_max_stream(const struct gql_client *c)
+{
+	return c->max_stream;
 }
 
 void gql_client_set_token_source(struct gql_client *c, gql_token_reload_fn reload, void *arg)
@@ -442,16 +455,18 @@ static int map_errors(long status, const cJSON *errors, const char *endpoint, st
 	return ph_err_set(err, ret, NULL, "%s", msg);
 }
 
-static int decode(long status, const char *body, size_t len, const char *endpoint,
-                  const char *location, cJSON **data_out, struct ph_err *err, struct verdict *v)
+/* The verdict on an answer, from what was found in it: whether the body
+ * was a JSON object, its "errors" member (may be NULL), whether its "data"
+ * was an object, and the body's start (for a snippet: head[0..head_len),
+ * at least NET_SNIPPET_MAX + 8 bytes of it when the body is longer).  Used
+ * for a body kept whole (decode) and for one decoded as it arrived. */
+static int judge(long status, const char *location, const char *endpoint, bool object,
+                 const cJSON *errors, bool data_object, const char *head, size_t head_len,
+                 struct ph_err *err, struct verdict *v, bool *partial)
 {
-	const cJSON *errors;
-	cJSON *root, *data;
-	bool partial = false;
-	int ret = 0;
+	char snip[NET_SNIPPET_MAX + 16];
 
-	if (data_out)
-		*data_out = NULL;
+	*partial = false;
 	if (status >= 300 && status <= 399) {
 		char where[160];
 
@@ -463,41 +478,54 @@ static int decode(long status, const char *body, size_t len, const char *endpoin
 		    "final URL as the endpoint",
 		    status, location ? where : "(no Location)");
 	}
-	root = body ? cJSON_ParseWithLength(body, len) : NULL;
-	if (!cJSON_IsObject(root)) {
+	if (!object) {
 		/* Plain-text 400/405 from the HTTP layer, a proxy's HTML 502,
 		 * garbage.  Not PrimeHub's own answer: a mutation may or may not
 		 * have run behind it, and a query may work when asked again
 		 * (not a 4xx: that is the request itself). */
-		char snip[NET_SNIPPET_MAX + 16];
-
-		cJSON_Delete(root);
-		net_snippet(body, len, snip, sizeof(snip));
+		net_snippet(head, head_len, snip, sizeof(snip));
 		v->maybe_applied = status < 400 || status >= 500;
 		v->transient = status >= 500;
 		return ph_err_set(err, EIO, NULL, "HTTP %ld from server: %s", status, snip);
 	}
-	errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
-	data = cJSON_GetObjectItemCaseSensitive(root, "data");
-
 	if (cJSON_IsArray(errors) && errors->child) {
-		ret = map_errors(status, errors, endpoint, err, v);
-		partial = true;
-	} else if (errors && !cJSON_IsNull(errors) && !cJSON_IsArray(errors)) {
-		ret = ph_err_set(err, EPROTO, NULL,
-		                 "unexpected answer from server: errors is not a list");
-	} else if (status < 200 || status > 299) {
-		char snip[NET_SNIPPET_MAX + 16];
-
+		*partial = true;
+		return map_errors(status, errors, endpoint, err, v);
+	}
+	if (errors && !cJSON_IsNull(errors) && !cJSON_IsArray(errors))
+		return ph_err_set(err, EPROTO, NULL,
+		                  "unexpected answer from server: errors is not a list");
+	if (status < 200 || status > 299) {
 		/* JSON, but not a GraphQL answer: a proxy or gateway spoke. */
-		net_snippet(body, len, snip, sizeof(snip));
+		net_snippet(head, head_len, snip, sizeof(snip));
 		v->maybe_applied = status >= 500;
 		v->transient = status >= 500;
-		ret = ph_err_set(err, EIO, NULL, "HTTP %ld from server: %s", status, snip);
-	} else if (!cJSON_IsObject(data)) {
-		ret = ph_err_set(err, EPROTO, NULL,
-		                 "unexpected answer from server: no data and no errors");
+		return ph_err_set(err, EIO, NULL, "HTTP %ld from server: %s", status, snip);
 	}
+	if (!data_object)
+		return ph_err_set(err, EPROTO, NULL,
+		                  "unexpected answer from server: no data and no errors");
+	return 0;
+}
+
+static int decode(long status, const char *body, size_t len, const char *endpoint,
+                  const char *location, cJSON **data_out, struct ph_err *err, struct verdict *v)
+{
+	cJSON *root = NULL, *data = NULL;
+	const cJSON *errors = NULL;
+	bool partial;
+	int ret;
+
+	if (data_out)
+		*data_out = NULL;
+	if (!(status >= 300 && status <= 399) && body)
+		root = cJSON_ParseWithLength(body, len);
+	if (cJSON_IsObject(root)) {
+		errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
+		data = cJSON_GetObjectItemCaseSensitive(root, "data");
+	}
+	ret = judge(status, location, endpoint, cJSON_IsObject(root), errors, cJSON_IsObject(data),
+	            body, len, err, v, &partial);
 	/* On success, and on a partial failure that still has data, the caller
 	 * gets the data object: a mutation that failed half-way may have
 	 * applied part of the change, and the data says which part. */
@@ -515,6 +543,234 @@ int gql_decode_response(long http_status, const char *body, size_t len, cJSON **
 	struct verdict v = {0};
 
 	return decode(http_status, body, len, NULL, NULL, data_out, err, &v);
+}
+
+/* ---- an answer decoded as it arrives ---- */
+
+#define STREAM_MAX_DEPTH 64                     /* the tree needs 8; an error's extensions a few */
+#define STREAM_HEAD      (NET_SNIPPET_MAX + 28) /* the body's start, for a snippet */
+
+enum env_place { ENV_TOP, ENV_KEYS, ENV_DATA, ENV_ERRORS, ENV_SKIP, ENV_END };
+
+/* The envelope {"data": ..., "errors": [...]} read from JSON events: data's
+ * events go to the stream's consumer, errors (small) become a cJSON tree
+ * for map_errors, everything else is passed over.  The first of duplicate
+ * keys counts, as with cJSON. */
+struct envelope {
+	const struct gql_stream *st;
+	struct jp_parser p;
+	long status;
+	char head[STREAM_HEAD];
+	size_t head_len;
+	bool not_json; /* the body is not (strict) JSON: only its head counts */
+	bool object;   /* the body is a JSON object */
+	bool data_seen, data_object, errors_seen;
+	enum env_place place;
+	int key; /* 0: other, 1: data, 2: errors (the value that comes next) */
+	unsigned skip;
+	/* errors, built as they come */
+	cJSON *errors;
+	cJSON *stack[STREAM_MAX_DEPTH];
+	unsigned nstack;
+	char *ekey; /* the key of the next member of an errors object */
+};
+
+static void env_clear(struct envelope *e)
+{
+	jp_clear(&e->p);
+	cJSON_Delete(e->errors);
+	free(e->ekey);
+}
+
+/* Add one event of the errors value to the tree being built; -ENOMEM. */
+static int env_error_event(struct envelope *e, const struct jp_event *ev)
+{
+	cJSON *item = NULL, *parent = e->nstack ? e->stack[e->nstack - 1] : NULL;
+
+	switch (ev->type) {
+	case JP_KEY:
+		free(e->ekey);
+		e->ekey = strdup(ev->str);
+		return e->ekey ? 0 : -ENOMEM;
+	case JP_OBJECT_END:
+	case JP_ARRAY_END:
+		e->nstack--;
+		if (!e->nstack)
+			e->place = ENV_KEYS;
+		return 0;
+	case JP_OBJECT_BEGIN:
+		item = cJSON_CreateObject();
+		break;
+	case JP_ARRAY_BEGIN:
+		item = cJSON_CreateArray();
+		break;
+	case JP_STRING:
+		item = cJSON_CreateString(ev->str);
+		break;
+	case JP_NUMBER:
+		item = cJSON_CreateNumber(strtod(ev->str, NULL));
+		break;
+	case JP_TRUE:
+	case JP_FALSE:
+		item = cJSON_CreateBool(ev->type == JP_TRUE);
+		break;
+	default:
+		item = cJSON_CreateNull();
+		break;
+	}
+	if (!item)
+		return -ENOMEM;
+	if (!parent) {
+		e->errors = item;
+	} else if (cJSON_IsObject(parent)
+	               ? !cJSON_AddItemToObject(parent, e->ekey ? e->ekey : "", item)
+	               : !cJSON_AddItemToArray(parent, item)) {
+		cJSON_Delete(item);
+		return -ENOMEM;
+	}
+	if (ev->type == JP_OBJECT_BEGIN || ev->type == JP_ARRAY_BEGIN)
+		e->stack[e->nstack++] = item; /* bounded: the parser's depth limit */
+	else if (!parent)
+		e->place = ENV_KEYS;
+	return 0;
+}
+
+/* One event of the body; 0 or a negative errno that stops the transfer. */
+static int env_event(struct envelope *e, const struct jp_event *ev)
+{
+	bool begin = ev->type == JP_OBJECT_BEGIN || ev->type == JP_ARRAY_BEGIN;
+	bool end = ev->type == JP_OBJECT_END || ev->type == JP_ARRAY_END;
+	struct jp_event rel;
+
+	switch (e->place) {
+	case ENV_TOP:
+		e->object = ev->type == JP_OBJECT_BEGIN;
+		e->place = e->object ? ENV_KEYS : ENV_END;
+		return 0;
+	case ENV_KEYS:
+		if (ev->type == JP_OBJECT_END) {
+			e->place = ENV_END;
+			return 0;
+		}
+		if (ev->type == JP_KEY) {
+			e->key = strcmp(ev->str, "data") == 0 && ev->len == 4 && !e->data_seen ? 1
+			         : strcmp(ev->str, "errors") == 0 && ev->len == 6 && !e->errors_seen
+			             ? 2
+			             : 0;
+			return 0;
+		}
+		if (e->key == 1) {
+			e->data_seen = true;
+			e->data_object = ev->type == JP_OBJECT_BEGIN;
+			if (e->data_object) {
+				e->place = ENV_DATA;
+				break; /* the consumer sees data's first event */
+			}
+			/* data null or not an object: nothing for the consumer */
+		} else if (e->key == 2) {
+			e->errors_seen = true;
+			e->place = ENV_ERRORS;
+			return env_error_event(e, ev);
+		}
+		if (begin) {
+			e->skip = 1;
+			e->place = ENV_SKIP;
+		}
+		return 0;
+	case ENV_SKIP:
+		e->skip += begin;
+		e->skip -= end;
+		if (!e->skip)
+			e->place = ENV_KEYS;
+		return 0;
+	case ENV_ERRORS:
+		return env_error_event(e, ev);
+	case ENV_DATA:
+		if (end && ev->depth == 1)
+			e->place = ENV_KEYS;
+		break;
+	case ENV_END:
+		return 0;
+	}
+	/* data's events, as if data were the whole text */
+	rel = *ev;
+	rel.depth = ev->depth - 1;
+	return e->st->event(e->st->arg, &rel);
+}
+
+static int env_write(void *arg, long status, const char *buf, size_t len, struct ph_err *err)
+{
+	struct envelope *e = arg;
+	struct jp_event ev;
+	int r, ret = 0;
+
+	e->status = status;
+	if (e->head_len < sizeof(e->head)) {
+		size_t n =
+		    sizeof(e->head) - e->head_len < len ? sizeof(e->head) - e->head_len : len;
+
+		memcpy(e->head + e->head_len, buf, n);
+		e->head_len += n;
+	}
+	/* A redirect's body is not read; a body that is not JSON is quoted
+	 * from its head only. */
+	if ((status >= 300 && status <= 399) || e->not_json)
+		return 0;
+	jp_feed(&e->p, buf, len);
+	while (ret == 0 && (r = jp_next(&e->p, &ev)) == JP_EVENT)
+		ret = env_event(e, &ev);
+	if (ret < 0)
+		return ph_err_set(err, -ret, NULL, "%s",
+		                  ret == -ENOMEM ? "out of memory reading the answer"
+		                                 : "the answer's consumer stopped");
+	if (r == JP_ERROR)
+		e->not_json = true;
+	return 0;
+}
+
+/* The verdict on an answer that went through env_write. */
+static int env_finish(struct envelope *e, const struct http_response *resp, const char *endpoint,
+                      struct ph_err *err, struct verdict *v)
+{
+	struct jp_event ev;
+	bool partial;
+	int r, ret = 0;
+
+	e->status = resp->status;
+	if (!e->not_json && !(e->status >= 300 && e->status <= 399)) {
+		jp_finish(&e->p);
+		while (ret == 0 && (r = jp_next(&e->p, &ev)) == JP_EVENT)
+			ret = env_event(e, &ev);
+		if (ret < 0)
+			return ph_err_set(err, -ret, NULL, "out of memory reading the answer");
+		if (r == JP_ERROR)
+			e->not_json = true;
+	}
+	return judge(e->status, resp->location, endpoint, e->object && !e->not_json, e->errors,
+	             e->data_object, e->head, e->head_len, err, v, &partial);
+}
+
+int gql_decode_response_stream(long http_status, const char *body, size_t len, size_t piece,
+                               const struct gql_stream *st, struct ph_err *err)
+{
+	struct envelope env = {.st = st};
+	struct http_response resp = {.status = http_status};
+	struct verdict v = {0};
+	int ret = st->begin(st->arg);
+
+	if (ret < 0)
+		return ph_err_set(err, -ret, NULL, "out of memory");
+	jp_init(&env.p, STREAM_MAX_DEPTH, 0, JP_RAW_BYTES);
+	for (size_t at = 0; ret == 0 && at < len;) {
+		size_t n = piece && piece < len - at ? piece : len - at;
+
+		ret = env_write(&env, http_status, body + at, n, err);
+		at += n;
+	}
+	if (ret == 0)
+		ret = env_finish(&env, &resp, NULL, err, &v);
+	env_clear(&env);
+	return ret;
 }
 
 static long long mono_ms(void)
@@ -572,9 +828,11 @@ static void operation_name(const char *document, char *out, size_t size)
  * the operation, the outcome, the time and the sizes; never the token, the
  * variables or the answer's content. */
 static int send_once(struct gql_client *c, const char *op, const char *body, bool mutation,
-                     long timeout_ms, char **used, cJSON **data_out, struct ph_err *err,
-                     struct verdict *v)
+                     long timeout_ms, const struct gql_stream *st, char **used, cJSON **data_out,
+                     struct ph_err *err, struct verdict *v)
 {
+	struct envelope env = {.st = st};
+	struct http_sink sink = {.write = env_write, .arg = &env};
 	long long start = mono_ms();
 	const char *headers[] = {"Content-Type: application/json", "Accept: application/json", NULL,
 	                         NULL};
@@ -589,6 +847,8 @@ static int send_once(struct gql_client *c, const char *op, const char *body, boo
 	    .once = mutation,
 	    .abort_cb = c->abort_cb,
 	    .abort_arg = c->abort_arg,
+	    .sink = st ? &sink : NULL,
+	    .max_body = st ? c->max_stream : 0,
 	};
 	int ret;
 
@@ -597,6 +857,13 @@ static int send_once(struct gql_client *c, const char *op, const char *body, boo
 	if (!*used)
 		return ph_err_set(err, ENOMEM, NULL, "out of memory");
 	headers[2] = *used;
+	if (st) {
+		/* Every try starts afresh: what a broken one fed is dropped. */
+		ret = st->begin(st->arg);
+		if (ret < 0)
+			return ph_err_set(err, -ret, NULL, "out of memory");
+		jp_init(&env.p, STREAM_MAX_DEPTH, 0, JP_RAW_BYTES);
+	}
 	ret = http_perform(c->http, &req, &resp, err);
 	if (log_enabled(LOG_LVL_DEBUG)) {
 		if (ret < 0)
@@ -616,10 +883,17 @@ static int send_once(struct gql_client *c, const char *op, const char *body, boo
 		 * may well work on a second try. */
 		v->transient = ret == -ECONNREFUSED || ret == -ECONNRESET;
 		v->maybe_applied = err && err->maybe_applied;
+		if (st)
+			env_clear(&env);
 		return ret;
 	}
-	ret =
-	    decode(resp.status, resp.body, resp.len, c->endpoint, resp.location, data_out, err, v);
+	if (st) {
+		ret = env_finish(&env, &resp, c->endpoint, err, v);
+		env_clear(&env);
+	} else {
+		ret = decode(resp.status, resp.body, resp.len, c->endpoint, resp.location, data_out,
+		             err, v);
+	}
 	http_response_free(&resp);
 	if (ret < 0 && err)
 		redact_token(err->msg, *used + sizeof(AUTH_PREFIX) - 1);
@@ -648,7 +922,7 @@ static bool retryable(bool mutation, int ret, const struct verdict *v)
 }
 
 static int execute(struct gql_client *c, const char *document, const cJSON *variables,
-                   bool mutation, cJSON **data_out, struct ph_err *err)
+                   bool mutation, const struct gql_stream *st, cJSON **data_out, struct ph_err *err)
 {
 	long long deadline = mono_ms() + c->timeout_ms;
 	long delay = RETRY_FIRST_MS;
@@ -669,8 +943,8 @@ static int execute(struct gql_client *c, const char *document, const cJSON *vari
 		struct verdict v;
 		char *used = NULL;
 
-		ret = send_once(c, op, body, mutation, left > 0 ? (long)left : 1, &used, data_out,
-		                err, &v);
+		ret = send_once(c, op, body, mutation, left > 0 ? (long)left : 1, st, &used,
+		                data_out, err, &v);
 		if (ret == -EACCES && v.token_rejected && !token_retried && used &&
 		    reload_token(c, used)) {
 			/* The server ran nothing (context creation failed), so
@@ -719,11 +993,17 @@ static int execute(struct gql_client *c, const char *document, const cJSON *vari
 int gql_execute(struct gql_client *c, const char *document, const cJSON *variables,
                 cJSON **data_out, struct ph_err *err)
 {
-	return execute(c, document, variables, false, data_out, err);
+	return execute(c, document, variables, false, NULL, data_out, err);
 }
 
 int gql_execute_mutation(struct gql_client *c, const char *document, const cJSON *variables,
                          cJSON **data_out, struct ph_err *err)
 {
-	return execute(c, document, variables, true, data_out, err);
+	return execute(c, document, variables, true, NULL, data_out, err);
+}
+
+int gql_execute_stream(struct gql_client *c, const char *document, const cJSON *variables,
+                       const struct gql_stream *st, struct ph_err *err)
+{
+	return execute(c, document, variables, false, st, NULL, err);
 }

@@ -215,6 +215,10 @@ struct xfer {
 	bool too_big;
 	http_abort_fn abort_cb;
 	void *abort_arg;
+	CURL *h;
+	const struct http_sink *sink; /* NULL: keep the body in data */
+	int sink_ret;                 /* the sink stopped the transfer with this */
+	struct ph_err sink_err;
 };
 
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -225,6 +229,15 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	if (n > x->max - x->len) {
 		x->too_big = true;
 		return 0; /* makes curl fail with CURLE_WRITE_ERROR */
+	}
+	if (x->sink) {
+		long status = 0;
+
+		/* The status line and headers are in before the first byte. */
+		curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+		x->len += n;
+		x->sink_ret = x->sink->write(x->sink->arg, status, ptr, n, &x->sink_err);
+		return x->sink_ret < 0 ? 0 : n;
 	}
 	if (x->len + n + 1 > x->cap) {
 		/* Geometric growth keeps a 15 MB answer linear to receive. */
@@ -374,6 +387,8 @@ static int map_curl_error(CURL *h, CURLcode rc, const struct xfer *x, const char
 		return ph_err_set(err, EFBIG, NULL, "answer from %s is larger than %zu bytes", url,
 		                  x->max);
 	case CURLE_WRITE_ERROR:
+		if (x->sink_ret < 0)
+			return ph_err_set(err, -x->sink_ret, NULL, "%s", x->sink_err.msg);
 		if (x->too_big)
 			return ph_err_set(err, EFBIG, NULL,
 			                  "answer from %s is larger than %zu bytes", url, x->max);
@@ -417,6 +432,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	x.max = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY;
 	x.abort_cb = req->abort_cb;
 	x.abort_arg = req->abort_arg;
+	x.sink = req->sink;
 	/* Already interrupted: do not even connect. */
 	if (x.abort_cb && x.abort_cb(x.abort_arg))
 		return ph_err_set(err, EINTR, NULL, "request to %s interrupted", req->url);
@@ -440,6 +456,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	h = pool_take(c);
 	if (!h)
 		goto nomem;
+	x.h = h;
 	if (setup_handle(c, h, req, headers, &x, errbuf) < 0) {
 		/* A handle in an unknown state is not worth keeping. */
 		curl_easy_cleanup(h);
@@ -478,6 +495,10 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
 	if (ret < 0) {
 		free(x.data);
 		return ret;
+	}
+	if (x.sink) {
+		free(x.data);
+		x.data = NULL;
 	}
 	if (!x.data) {
 		x.data = malloc(1); /* "body is NUL-terminated" holds for an empty answer too */

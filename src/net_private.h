@@ -39,4 +39,11 @@ void ph_tree_stream_free(struct ph_tree_stream *s);
  * text that is not strict JSON. */
 int ph_decode_tree_text(const char *text, size_t len, struct ph_tree *out, struct ph_err *err);
 
+/* Run the tree query (document, variables) and decode its answer while it
+ * arrives (gql_execute_stream + the stream above): what gql_execute and
+ * ph_decode_tree give, without the body or a cJSON tree in memory.  Past
+ * gql_client_max_stream bytes: -EFBIG naming -o max_tree_mb. */
+int ph_fetch_tree_streamed(struct gql_client *gql, const char *document, const cJSON *variables,
+                           struct ph_tree *out, struct ph_err *err);
+
 #endif

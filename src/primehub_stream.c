@@ -800,3 +800,50 @@ int ph_decode_tree_text(const char *text, size_t len, struct ph_tree *out, struc
 	ph_tree_stream_free(s);
 	return ret;
 }
+
+/* ---- the tree fetched and decoded as it arrives ---- */
+
+struct tree_fetch {
+	struct ph_tree_stream *s;
+};
+
+static int fetch_begin(void *arg)
+{
+	struct tree_fetch *f = arg;
+
+	ph_tree_stream_free(f->s);
+	f->s = NULL;
+	return ph_tree_stream_new(&f->s);
+}
+
+static int fetch_event(void *arg, const struct jp_event *ev)
+{
+	struct tree_fetch *f = arg;
+
+	return ph_tree_stream_event(f->s, ev);
+}
+
+int ph_fetch_tree_streamed(struct gql_client *gql, const char *document, const cJSON *variables,
+                           struct ph_tree *out, struct ph_err *err)
+{
+	struct tree_fetch f = {0};
+	struct gql_stream st = {.begin = fetch_begin, .event = fetch_event, .arg = &f};
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = gql_execute_stream(gql, document, variables, &st, err);
+	if (ret == -EFBIG) {
+		size_t mb = gql_client_max_stream(gql) >> 20;
+
+		ret = ph_err_set(err, EFBIG, NULL,
+		                 "the answer is larger than %zu MiB (-o max_tree_mb=%zu): raise "
+		                 "max_tree_mb if this machine has the memory",
+		                 mb, mb);
+	}
+	/* A partial answer is not a tree: images missing from it would look
+	 * deleted to the snapshot. */
+	if (ret == 0)
+		ret = ph_tree_stream_finish(f.s, out, err);
+	ph_tree_stream_free(f.s);
+	return ret;
+}

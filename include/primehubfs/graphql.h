@@ -49,6 +49,13 @@ void gql_client_free(struct gql_client *c);
 typedef int (*gql_token_reload_fn)(void *arg, char **token);
 void gql_client_set_token_source(struct gql_client *c, gql_token_reload_fn reload, void *arg);
 
+/* The largest answer gql_execute_stream takes (-o max_tree_mb): a bound on
+ * memory, not on the server.  Set before the client is shared; 0 gives the
+ * default. */
+#define GQL_DEFAULT_MAX_STREAM ((size_t)1024 << 20)
+void gql_client_set_max_stream(struct gql_client *c, size_t bytes);
+size_t gql_client_max_stream(const struct gql_client *c);
+
 /* Called around every transfer to decide whether to abort (see http.h). */
 void gql_client_set_abort(struct gql_client *c, http_abort_fn cb, void *arg);
 
@@ -79,9 +86,38 @@ int gql_execute(struct gql_client *c, const char *document, const cJSON *variabl
 int gql_execute_mutation(struct gql_client *c, const char *document, const cJSON *variables,
                          cJSON **data_out, struct ph_err *err);
 
+/*
+ * A query whose answer is decoded as it arrives, never held whole: for the
+ * tree, whose answer grows with the images (tens of MB at 10^5).  The
+ * answer's "data" goes to the consumer as JSON events (json_pull.h; depth
+ * counted from data, which is depth 0), everything else is judged as
+ * gql_execute judges it: the same errnos, messages, retries and time
+ * budget.  begin is called before every try (a retry starts afresh: drop
+ * what the last one fed); event returns 0 or a negative errno (-ENOMEM)
+ * that stops the transfer.  The consumer's result counts only when
+ * gql_execute_stream returns 0: a GraphQL error (even with data, a partial
+ * answer), a cut or malformed answer, or a transfer error is an error.
+ * The answer may hold at most gql_client_max_stream bytes: past it, -EFBIG.
+ * Strict JSON only: text cJSON would forgive (trailing
+ * garbage, leading zeros) is "not a GraphQL answer" here.
+ */
+struct jp_event;
+struct gql_stream {
+	int (*begin)(void *arg);
+	int (*event)(void *arg, const struct jp_event *ev);
+	void *arg;
+};
+int gql_execute_stream(struct gql_client *c, const char *document, const cJSON *variables,
+                       const struct gql_stream *st, struct ph_err *err);
+
 /* Pure: decode an HTTP status + body as above.  Exposed for unit tests. */
 int gql_decode_response(long http_status, const char *body, size_t len, cJSON **data_out,
                         struct ph_err *err);
+
+/* Pure: the same as gql_execute_stream judges an answer, over a body fed to
+ * st in pieces of `piece` bytes (0: whole).  For unit tests and the fuzzer. */
+int gql_decode_response_stream(long http_status, const char *body, size_t len, size_t piece,
+                               const struct gql_stream *st, struct ph_err *err);
 
 /* Pure: the request body {"query": doc, "variables": vars}; malloc'd string. */
 char *gql_encode_request(const char *document, const cJSON *variables);

@@ -35,6 +35,19 @@ struct http_options {
 
 typedef int (*http_abort_fn)(void *arg); /* nonzero: abort the transfer now */
 
+/*
+ * Where an answer's body goes when it is not kept: each piece as libcurl
+ * delivers it, in order, with the HTTP status (known before the first
+ * byte).  Returns 0, or a negative errno with a reason in *err to stop the
+ * transfer; http_perform then fails with that errno and reason.  A transfer
+ * that fails later (a reset, a timeout) has fed a part of the body: the
+ * consumer throws it away.  Nothing of the body is kept by http.c.
+ */
+struct http_sink {
+	int (*write)(void *arg, long status, const char *buf, size_t len, struct ph_err *err);
+	void *arg;
+};
+
 struct http_request {
 	const char *method; /* "GET" or "POST" */
 	const char *url;
@@ -42,6 +55,9 @@ struct http_request {
 	const char *body;           /* POST body, may be NULL */
 	size_t body_len;
 	size_t max_body; /* refuse (EFBIG) a response larger than this; 0: 64 MiB */
+	/* NULL: the body is kept in resp->body.  Otherwise it goes to the sink
+	 * as it arrives, resp->body is "" and resp->len the bytes received. */
+	const struct http_sink *sink;
 	long timeout_ms; /* this transfer's whole time; 0: the client's timeout */
 	/* At most once: the request changes something (a mutation), so it gets
 	 * a connection of its own.  libcurl silently resends a request whose
@@ -87,6 +103,7 @@ void http_client_stats(struct http_client *c, struct http_stats *out);
  *   -EHOSTUNREACH / -ECONNREFUSED  the server cannot be reached
  *   -ECONNRESET the connection broke, or the answer stopped half-way
  *   -EFBIG      response over max_body
+ *   the sink's errno when the sink stopped the transfer
  *   -EIO        any other transport or TLS failure
  * err gets a line such as "cannot connect to 127.0.0.1:8080: Connection refused".
  *

@@ -10,13 +10,109 @@
 #include <string.h>
 
 #include "primehubfs/graphql.h"
+#include "primehubfs/json_pull.h"
 #include "unit.h"
 
-/* Decode body with status; return the errno, leave the message in *err. */
+/* A stream consumer that rebuilds data as a cJSON tree from its events. */
+struct rebuild {
+	cJSON *root;
+	cJSON *stack[64];
+	int n;
+	char key[256];
+	int begins; /* calls of begin */
+};
+
+static int rb_begin(void *arg)
+{
+	struct rebuild *r = arg;
+
+	cJSON_Delete(r->root);
+	r->root = NULL;
+	r->n = 0;
+	r->begins++;
+	return 0;
+}
+
+static int rb_event(void *arg, const struct jp_event *ev)
+{
+	struct rebuild *r = arg;
+	cJSON *item = NULL, *parent = r->n ? r->stack[r->n - 1] : NULL;
+
+	CHECK(ev->depth ==
+	          (unsigned)r->n - (ev->type == JP_OBJECT_END || ev->type == JP_ARRAY_END) ||
+	      ev->type == JP_KEY);
+	switch (ev->type) {
+	case JP_KEY:
+		snprintf(r->key, sizeof(r->key), "%s", ev->str);
+		return 0;
+	case JP_OBJECT_END:
+	case JP_ARRAY_END:
+		r->n--;
+		return 0;
+	case JP_OBJECT_BEGIN:
+		item = cJSON_CreateObject();
+		break;
+	case JP_ARRAY_BEGIN:
+		item = cJSON_CreateArray();
+		break;
+	case JP_STRING:
+		item = cJSON_CreateString(ev->str);
+		break;
+	case JP_NUMBER:
+		item = cJSON_CreateNumber(strtod(ev->str, NULL));
+		break;
+	case JP_TRUE:
+	case JP_FALSE:
+		item = cJSON_CreateBool(ev->type == JP_TRUE);
+		break;
+	default:
+		item = cJSON_CreateNull();
+		break;
+	}
+	if (!parent)
+		r->root = item;
+	else if (cJSON_IsObject(parent))
+		cJSON_AddItemToObject(parent, r->key, item);
+	else
+		cJSON_AddItemToArray(parent, item);
+	if ((ev->type == JP_OBJECT_BEGIN || ev->type == JP_ARRAY_BEGIN) && r->n < 64)
+		r->stack[r->n++] = item;
+	return 0;
+}
+
+static int stream_mismatches;
+
+/* Decode body with status; return the errno, leave the message in *err.
+ * The same body decoded as a stream (whole, byte by byte, in pieces of 3)
+ * must give the same errno and message, and on success the same data. */
 static int decode(long status, const char *body, cJSON **data, struct ph_err *err)
 {
+	static const size_t pieces[] = {0, 1, 3};
+	cJSON *mine = NULL;
+	int ret;
+
 	ph_err_clear(err);
-	return gql_decode_response(status, body, strlen(body), data, err);
+	ret = gql_decode_response(status, body, strlen(body), &mine, err);
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		struct rebuild r = {0};
+		struct gql_stream st = {.begin = rb_begin, .event = rb_event, .arg = &r};
+		struct ph_err e2 = {0};
+		int r2 =
+		    gql_decode_response_stream(status, body, strlen(body), pieces[i], &st, &e2);
+
+		if (r2 != ret || (ret < 0 && strcmp(e2.msg, err->msg) != 0) ||
+		    (ret == 0 && !cJSON_Compare(r.root, mine, true)) || r.begins != 1) {
+			fprintf(stderr, "stream decode of %s (pieces of %zu): %d %s, not %d %s\n",
+			        body, pieces[i], r2, e2.msg, ret, err->msg);
+			stream_mismatches++;
+		}
+		cJSON_Delete(r.root);
+	}
+	if (data)
+		*data = mine;
+	else
+		cJSON_Delete(mine);
+	return ret;
 }
 
 #define AUTH_ERR(msg)                                                                              \
@@ -317,6 +413,36 @@ static void test_garbage(void)
 			data = NULL;
 		}
 		CHECK_INT(wrong, 0); /* every truncation is an error */
+		/* The streaming decoder too, whole and byte by byte. */
+		wrong = 0;
+		for (size_t n = 0; n <= strlen(real); n++)
+			for (size_t piece = 0; piece < 2; piece++) {
+				struct rebuild r = {0};
+				struct gql_stream st = {
+				    .begin = rb_begin, .event = rb_event, .arg = &r};
+
+				if (gql_decode_response_stream(200, real, n, piece, &st, &err) >= 0)
+					wrong++;
+				cJSON_Delete(r.root);
+			}
+		CHECK_INT(wrong, 0);
+		for (int i = 0; i < 20000; i++) {
+			size_t n = (size_t)(i % (int)sizeof(buf));
+			struct rebuild r = {0};
+			struct gql_stream st = {.begin = rb_begin, .event = rb_event, .arg = &r};
+			int ret;
+
+			for (size_t k = 0; k < n; k++) {
+				seed = seed * 1103515245u + 12345u;
+				buf[k] = "{}[]\":,0tnfaelsru\\ x"[(seed >> 16) % 20];
+			}
+			ret = gql_decode_response_stream(i % 3 ? 200 : 500, buf, n, (size_t)i % 4,
+			                                 &st, &err);
+			if (ret != 0 && ret != -EIO && ret != -EPROTO && ret != -EACCES)
+				wrong++;
+			cJSON_Delete(r.root);
+		}
+		CHECK_INT(wrong, 0);
 	}
 }
 
@@ -404,5 +530,6 @@ int main(void)
 	test_success();
 	test_encode();
 	test_client();
+	CHECK_INT(stream_mismatches, 0);
 	UNIT_DONE();
 }

@@ -80,6 +80,27 @@ static void respond(int fd, int status, const char *ctype, const char *body)
 
 #define JSON "application/json"
 
+#define BIGTREE_IMAGES 12000
+
+/* The tree answer with BIGTREE_IMAGES images (about 1.5 MB), errors first,
+ * data's lists in an odd order; malloc'd. */
+static char *big_tree(size_t *len)
+{
+	size_t cap = (size_t)BIGTREE_IMAGES * 160 + 512, n = 0;
+	char *t = malloc(cap);
+
+	n += (size_t)sprintf(t + n, "{\"errors\":[],\"data\":{\"secrets\":[],\"images\":[");
+	for (int i = 0; i < BIGTREE_IMAGES; i++)
+		n += (size_t)sprintf(t + n,
+		                     "%s{\"id\":\"img-%d\",\"name\":\"img-%d\",\"displayName\":"
+		                     "\"Image \\u00e9 %d\",\"url\":\"registry.example/img:%d\","
+		                     "\"global\":true}",
+		                     i ? "," : "", i, i, i, i);
+	n += (size_t)sprintf(t + n, "],\"groups\":[{\"id\":\"g\",\"name\":\"g\"}]}}");
+	*len = n;
+	return t;
+}
+
 /* The canned answers, by path and (for GraphQL) operation name. */
 static enum after handle(int fd, const char *req, const char *body)
 {
@@ -163,6 +184,36 @@ static enum after handle(int fd, const char *req, const char *body)
 			memcpy(chunk + n + 4096, "\r\n", 2);
 			send_all(fd, chunk, (size_t)n + 4098);
 		}
+		send_all(fd, "0\r\n\r\n", 5);
+	} else if (strncmp(path, "/bigtree/", 9) == 0 || strncmp(path, "/cuttree/", 9) == 0) {
+		/* A tree of BIGTREE_IMAGES images, chunked in odd pieces; under
+		 * /cuttree/ the first answer stops half-way (a retry must start
+		 * afresh, not append to what the broken one fed). */
+		const char *h = "HTTP/1.1 200 X\r\nContent-Type: application/json\r\n"
+		                "Transfer-Encoding: chunked\r\n\r\n";
+		size_t len;
+		char *tree = big_tree(&len);
+		bool cut = path[1] == 'c' && srv.flaky_left > 0;
+
+		if (cut)
+			srv.flaky_left--;
+		srv.flaky_calls++;
+		send_all(fd, h, strlen(h));
+		for (size_t at = 0, piece = 1; at < len;
+		     at += piece, piece = piece * 7 % 3001 + 1) {
+			char size[32];
+			size_t n = len - at < piece ? len - at : piece;
+
+			if (cut && at > len / 2)
+				break;
+			snprintf(size, sizeof(size), "%zx\r\n", n);
+			send_all(fd, size, strlen(size));
+			send_all(fd, tree + at, n);
+			send_all(fd, "\r\n", 2);
+		}
+		free(tree);
+		if (cut)
+			return DROP;
 		send_all(fd, "0\r\n\r\n", 5);
 	} else if (strncmp(path, "/redirect/", 10) == 0) {
 		char head[256];
@@ -427,6 +478,110 @@ static void test_max_body(struct http_client *c)
 	http_response_free(&resp);
 }
 
+struct collect {
+	size_t pieces, bytes, not_y;
+	long status;
+	int stop_with; /* nonzero: stop at the first piece with this */
+};
+
+static int collect_write(void *arg, long status, const char *buf, size_t len, struct ph_err *err)
+{
+	struct collect *k = arg;
+
+	k->status = status;
+	k->pieces++;
+	k->bytes += len;
+	for (size_t i = 0; i < len; i++)
+		k->not_y += buf[i] != 'y';
+	if (k->stop_with)
+		return ph_err_set(err, -k->stop_with, NULL, "the consumer had enough");
+	return 0;
+}
+
+/* A body given to a sink as it arrives: nothing of it kept, every byte
+ * delivered once, the status known at the first piece, and a sink that
+ * stops the transfer makes it fail with the sink's errno and reason. */
+static void test_sink(struct http_client *c)
+{
+	struct collect k = {0};
+	struct http_sink sink = {.write = collect_write, .arg = &k};
+	struct http_response resp;
+	struct ph_err err;
+	char url[128];
+	struct http_request req = {.method = "GET", .url = url, .sink = &sink};
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/bigchunked", srv.port);
+	CHECK_INT(http_perform(c, &req, &resp, &err), 0);
+	CHECK_INT(resp.status, 200);
+	CHECK_INT(k.status, 200);
+	CHECK_INT(k.bytes, 40960);
+	CHECK_INT(resp.len, 40960);
+	CHECK_INT(k.not_y, 0);
+	CHECK(k.pieces >= 1);
+	CHECK_STR(resp.body, ""); /* nothing kept */
+	http_response_free(&resp);
+
+	memset(&k, 0, sizeof(k));
+	k.stop_with = -ENOSPC;
+	CHECK_INT(http_perform(c, &req, &resp, &err), -ENOSPC);
+	CHECK_STR(err.msg, "the consumer had enough");
+	CHECK_INT(k.pieces, 1);
+
+	memset(&k, 0, sizeof(k));
+	req.max_body = 10000;
+	CHECK_INT(http_perform(c, &req, &resp, &err), -EFBIG);
+	CHECK_CONTAINS(err.msg, "larger than 10000 bytes");
+	CHECK(k.bytes <= 10000);
+}
+
+static struct gql_client *client_at(struct http_client *http, const char *prefix,
+                                    const char *token);
+
+/* The tree decoded while it arrives in odd pieces: every image, once, even
+ * after a first answer that broke half-way; a bound on its size that
+ * names the option. */
+static void test_streamed_tree(struct http_client *http)
+{
+	struct gql_client *gql = client_at(http, "/bigtree", "secret-token");
+	struct ph_api *api = NULL;
+	struct ph_tree tree;
+	struct ph_err err;
+
+	ph_api_new(gql, &api);
+	CHECK_INT(ph_fetch_tree(api, &tree, &err), 0);
+	CHECK_INT(tree.nimages, BIGTREE_IMAGES);
+	CHECK_STR(tree.nimages ? tree.images[BIGTREE_IMAGES - 1]->id : NULL, "img-11999");
+	CHECK_STR(tree.nimages ? tree.images[7]->display_name : NULL, "Image \xc3\xa9 7");
+	CHECK_INT(tree.ngroups, 1);
+	ph_tree_free(&tree);
+
+	/* About 1.5 MB is more than 1 MiB. */
+	gql_client_set_max_stream(gql, (size_t)1 << 20);
+	CHECK_INT(gql_client_max_stream(gql), 1 << 20);
+	CHECK_INT(ph_fetch_tree(api, &tree, &err), -EFBIG);
+	CHECK_STR(err.msg, "listing images: the answer is larger than 1 MiB (-o max_tree_mb=1): "
+	                   "raise max_tree_mb if this machine has the memory");
+	CHECK(tree.images == NULL && tree.nimages == 0);
+	ph_api_free(api);
+	gql_client_free(gql);
+
+	gql = client_at(http, "/cuttree", "secret-token");
+	ph_api_new(gql, &api);
+	srv.flaky_left = 1;
+	srv.flaky_calls = 0;
+	CHECK_INT(ph_fetch_tree(api, &tree, &err), 0);
+	CHECK_INT(srv.flaky_calls, 2);
+	CHECK_INT(tree.nimages, BIGTREE_IMAGES);
+	ph_tree_free(&tree);
+	srv.flaky_left = 5; /* every try breaks: the error, nothing half-decoded */
+	CHECK_INT(ph_fetch_tree(api, &tree, &err), -ECONNRESET);
+	CHECK_CONTAINS(err.msg, "listing images: ");
+	CHECK(tree.images == NULL && tree.nimages == 0);
+	srv.flaky_left = 0;
+	ph_api_free(api);
+	gql_client_free(gql);
+}
+
 struct worker {
 	struct http_client *c;
 	int failures;
@@ -582,7 +737,7 @@ static void test_operations(struct http_client *http)
 	pthread_mutex_lock(&srv.lock);
 	CHECK_CONTAINS(srv.last_request, "\"variables\":{\"mode\":\"SYSTEM_ONLY\",\"pullSecrets\":"
 	                                 "{\"ifDockerConfigJson\":true}}");
-	CHECK_CONTAINS(srv.last_request, "fragment ImageFields on Image");
+	CHECK_CONTAINS(srv.last_request, "fragment TreeImageFields on Image");
 	pthread_mutex_unlock(&srv.lock);
 
 	CHECK_INT(ph_get_image(api, "nope", &img, &err), 0);
@@ -1146,6 +1301,8 @@ int main(void)
 	test_faults(c);
 	test_interrupted_backoff(c);
 	test_token_threads(c);
+	test_sink(c);
+	test_streamed_tree(c);
 	http_client_free(c);
 	test_silent();
 
