@@ -443,3 +443,13 @@ void config_clear(struct ph_config *cfg)
 	free(cfg->token_path);
 	memset(cfg, 0, sizeof(*cfg));
 }
+
+int config_max_tree_bytes(int mb, size_t *bytes, struct ph_err *err)
+{
+	if (mb < 0 || mb > CONFIG_MAX_TREE_MB_MAX)
+		return ph_err_set(err, EINVAL, NULL,
+		                  "-o max_tree_mb=%d: use 1 to %d (MiB; default %d)", mb,
+		                  CONFIG_MAX_TREE_MB_MAX, CONFIG_MAX_TREE_MB);
+	*bytes = (size_t)(mb ? mb : CONFIG_MAX_TREE_MB) << 20;
+	return 0;
+}

@@ -34,6 +34,7 @@ struct options {
 	int ttl;             /* seconds */
 	int timeout;         /* seconds, whole request */
 	int connect_timeout; /* seconds */
+	int max_tree_mb;     /* the largest tree answer, MiB (0: default) */
 	int show_help;
 	int show_version;
 	int allow_other; /* seen (and passed on to libfuse) */
@@ -57,6 +58,7 @@ static const struct fuse_opt option_spec[] = {
     OPTION("ttl=%d", ttl),
     OPTION("timeout=%d", timeout),
     OPTION("connect_timeout=%d", connect_timeout),
+    OPTION("max_tree_mb=%d", max_tree_mb),
     /* libfuse 3 dropped nonempty (and mounts over anything); ours, consumed. */
     OPTION("nonempty", nonempty),
     OPTION("log=%s", log),
@@ -88,6 +90,7 @@ static void usage(const char *prog)
 	       "    -o ttl=SECONDS         how long fetched data counts as fresh (default 5)\n"
 	       "    -o timeout=SECONDS     limit for one request to PrimeHub (default 15)\n"
 	       "    -o connect_timeout=SECONDS  limit for connecting (default 5)\n"
+	       "    -o max_tree_mb=N       largest list of images read, in MiB (default 1024)\n"
 	       "    -o cafile=PATH         also trust these CA certificates for https\n"
 	       "                           (TLS verification is always on)\n"
 	       "    -o nonempty            mount over a non-empty directory, hiding its files\n"
@@ -445,6 +448,15 @@ static int run(struct fuse_args *args, struct options *o)
 	}
 	if (cfg.token_path)
 		gql_client_set_token_source(gql, token_reload_cb, &reload);
+	{
+		size_t max_tree;
+
+		if (config_max_tree_bytes(o->max_tree_mb, &max_tree, &err) < 0) {
+			fprintf(stderr, "primehubfs: %s\n", err.msg);
+			goto out;
+		}
+		gql_client_set_max_stream(gql, max_tree);
+	}
 	/* Refuse to mount, with one clear line, when the endpoint does not
 	 * answer, the token is rejected or the user is no administrator. */
 	if (ph_check_admin(api, &user, &err) < 0) {

@@ -63,6 +63,17 @@ void config_clear(struct ph_config *cfg);
  */
 int config_reload_token(const struct ph_config *cfg, char **token, struct ph_err *err);
 
+/*
+ * -o max_tree_mb=N: the largest tree answer (images, groups, secrets in one
+ * request) a refresh reads, in MiB; 0 (not given) is CONFIG_MAX_TREE_MB.
+ * A bound on the memory a refresh may take, not a size the server keeps
+ * to: about 0.5 KB per image, so the default fits ~2 million images.
+ * *bytes gets the bound; -EINVAL with the reason for 0 > N or N > 1 TiB.
+ */
+#define CONFIG_MAX_TREE_MB     1024
+#define CONFIG_MAX_TREE_MB_MAX (1024 * 1024)
+int config_max_tree_bytes(int mb, size_t *bytes, struct ph_err *err);
+
 /* Clear and free a token string (NULL is fine). */
 void config_free_token(char *token);
 
