@@ -653,10 +653,10 @@ static int env_event(struct envelope *e, const struct jp_event *ev)
 			return 0;
 		}
 		if (ev->type == JP_KEY) {
-			e->key = strcmp(ev->str, "data") == 0 && ev->len == 4 && !e->data_seen ? 1
-			         : strcmp(ev->str, "errors") == 0 && ev->len == 6 && !e->errors_seen
-			             ? 2
-			             : 0;
+			/* strcmp, as cJSON does: a key is cut at a \u0000. */
+			e->key = strcmp(ev->str, "data") == 0 && !e->data_seen       ? 1
+			         : strcmp(ev->str, "errors") == 0 && !e->errors_seen ? 2
+			                                                             : 0;
 			return 0;
 		}
 		if (e->key == 1) {

@@ -28,7 +28,8 @@ CFLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -I$ROOT/include $D
 
 # Everything below the FUSE glue, instrumented for coverage once.
 LIB_SRC="error.c log.c image.c json_text.c spec_parse.c spec_render.c spec_check.c spec_plan.c
-	http.c graphql.c primehub.c primehub_codec.c tree.c config.c snapshot.c staging.c"
+	json_pull.c http.c graphql.c primehub.c primehub_codec.c primehub_stream.c tree.c config.c
+	snapshot.c staging.c"
 mkdir -p "$OUT/obj"
 OBJS=
 for f in $LIB_SRC; do
