@@ -14,6 +14,7 @@
 #include "primehubfs/json_pull.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,34 @@ static inline bool plain(const struct jp_parser *p, unsigned char c)
 	return c >= 0x20 && c != '"' && c != '\\' && (c < 0x80 || (p->flags & JP_RAW_BYTES));
 }
 
+#define ONES  0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* The end of the run of plain bytes in in[at..len): eight bytes at a time
+ * while none of them needs a look (a quote, a backslash, a control byte,
+ * or in strict mode a byte >= 0x80), then byte by byte.  Most of a big
+ * answer is string bytes, so this loop is most of the parser's time. */
+static size_t plain_run(const struct jp_parser *p, const unsigned char *in, size_t at, size_t len)
+{
+	uint64_t high = (p->flags & JP_RAW_BYTES) ? 0 : HIGHS;
+
+	while (len - at >= 8) {
+		uint64_t v, q, b;
+
+		memcpy(&v, in + at, 8);
+		q = v ^ (ONES * '"');
+		b = v ^ (ONES * '\\');
+		if ((((q - ONES) & ~q) | ((b - ONES) & ~b) | ((v - ONES * 0x20) & ~v) |
+		     (v & high)) &
+		    HIGHS)
+			break;
+		at += 8;
+	}
+	while (at < len && plain(p, in[at]))
+		at++;
+	return at;
+}
+
 /* Bytes of a string from the current chunk; JP_EVENT when it ends. */
 static int string_bytes(struct jp_parser *p, struct jp_event *ev)
 {
@@ -252,10 +281,8 @@ static int string_bytes(struct jp_parser *p, struct jp_event *ev)
 		int h;
 
 		if (p->sub == S_CHAR && p->u8_need == 0 && plain(p, c)) {
-			size_t start = p->in_pos, end = start + 1;
+			size_t start = p->in_pos, end = plain_run(p, p->in, start + 1, p->in_len);
 
-			while (end < p->in_len && plain(p, p->in[end]))
-				end++;
 			if (append(p, p->in + start, end - start) < 0)
 				return JP_ERROR;
 			p->in_pos = end;
