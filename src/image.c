@@ -169,17 +169,23 @@ static bool build_spec_equal(const struct ph_build_spec *a, const struct ph_buil
 	       a->cancel == b->cancel && str_eq(a->update_time, b->update_time);
 }
 
+bool ph_image_equal_except_groups(const struct ph_image *a, const struct ph_image *b)
+{
+	return str_eq(a->id, b->id) && str_eq(a->name, b->name) &&
+	       str_eq(a->display_name, b->display_name) && str_eq(a->description, b->description) &&
+	       str_eq(a->type, b->type) && str_eq(a->url, b->url) &&
+	       str_eq(a->url_for_gpu, b->url_for_gpu) && str_eq(a->group_name, b->group_name) &&
+	       str_eq(a->use_image_pull_secret, b->use_image_pull_secret) &&
+	       a->global == b->global && a->is_ready == b->is_ready &&
+	       str_eq(a->log_endpoint, b->log_endpoint) && a->has_job_status == b->has_job_status &&
+	       str_eq(a->job_phase, b->job_phase) && str_eq(a->job_image, b->job_image) &&
+	       build_spec_equal(a->image_spec, b->image_spec);
+}
+
 bool ph_image_equal(const struct ph_image *a, const struct ph_image *b)
 {
-	if (!str_eq(a->id, b->id) || !str_eq(a->name, b->name) ||
-	    !str_eq(a->display_name, b->display_name) || !str_eq(a->description, b->description) ||
-	    !str_eq(a->type, b->type) || !str_eq(a->url, b->url) ||
-	    !str_eq(a->url_for_gpu, b->url_for_gpu) || !str_eq(a->group_name, b->group_name) ||
-	    !str_eq(a->use_image_pull_secret, b->use_image_pull_secret) || a->global != b->global ||
-	    a->is_ready != b->is_ready || !str_eq(a->log_endpoint, b->log_endpoint) ||
-	    a->has_job_status != b->has_job_status || !str_eq(a->job_phase, b->job_phase) ||
-	    !str_eq(a->job_image, b->job_image) || a->ngroups != b->ngroups ||
-	    !build_spec_equal(a->image_spec, b->image_spec))
+	if (!ph_image_equal_except_groups(a, b) || a->groups_known != b->groups_known ||
+	    a->ngroups != b->ngroups)
 		return false;
 	for (size_t i = 0; i < a->ngroups; i++)
 		if (!str_eq(a->groups[i].id, b->groups[i].id) ||
@@ -187,6 +193,58 @@ bool ph_image_equal(const struct ph_image *a, const struct ph_image *b)
 		    !str_eq(a->groups[i].display_name, b->groups[i].display_name))
 			return false;
 	return true;
+}
+
+struct ph_image *ph_image_dup(const struct ph_image *src)
+{
+	struct ph_image *img = calloc(1, sizeof(*img));
+
+	if (!img)
+		return NULL;
+	img->global = src->global;
+	img->is_ready = src->is_ready;
+	img->has_job_status = src->has_job_status;
+	if (!ph_strdup_opt(&img->id, src->id) || !ph_strdup_opt(&img->name, src->name) ||
+	    !ph_strdup_opt(&img->display_name, src->display_name) ||
+	    !ph_strdup_opt(&img->description, src->description) ||
+	    !ph_strdup_opt(&img->type, src->type) || !ph_strdup_opt(&img->url, src->url) ||
+	    !ph_strdup_opt(&img->url_for_gpu, src->url_for_gpu) ||
+	    !ph_strdup_opt(&img->group_name, src->group_name) ||
+	    !ph_strdup_opt(&img->use_image_pull_secret, src->use_image_pull_secret) ||
+	    !ph_strdup_opt(&img->log_endpoint, src->log_endpoint) ||
+	    !ph_strdup_opt(&img->job_phase, src->job_phase) ||
+	    !ph_strdup_opt(&img->job_image, src->job_image) ||
+	    (src->image_spec && !(img->image_spec = ph_build_spec_dup(src->image_spec))) ||
+	    (src->groups_known && ph_image_set_groups(img, src->groups, src->ngroups) < 0)) {
+		ph_image_free(img);
+		return NULL;
+	}
+	return img;
+}
+
+int ph_image_set_groups(struct ph_image *img, const struct ph_group *g, size_t n)
+{
+	struct ph_group *copy = n ? calloc(n, sizeof(*copy)) : NULL;
+
+	if (n && !copy)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (!ph_strdup_opt(&copy[i].id, g[i].id) ||
+		    !ph_strdup_opt(&copy[i].name, g[i].name) ||
+		    !ph_strdup_opt(&copy[i].display_name, g[i].display_name)) {
+			for (size_t k = 0; k <= i; k++)
+				ph_group_clear(&copy[k]);
+			free(copy);
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < img->ngroups; i++)
+		ph_group_clear(&img->groups[i]);
+	free(img->groups);
+	img->groups = copy;
+	img->ngroups = n;
+	img->groups_known = true;
+	return 0;
 }
 
 bool ph_image_has_group(const struct ph_image *img, const char *group_id)

@@ -27,7 +27,20 @@
 #define LOG_MAX_BODY ((size_t)8 << 20) /* 8 MiB of build log */
 
 /* Everything the mount shows of an image (not the raw `spec`, whose layout
- * differs between server versions). */
+ * differs between server versions).  Two fragments: the tree lists images
+ * WITHOUT their groups, because PrimeHub resolves Image.groups by reading
+ * every group's role mappings from Keycloak and matching them per image
+ * (seconds of server time at 2,000 images x 100 groups, every refresh),
+ * while one image's groups cost it a few Keycloak calls.  Membership is
+ * fetched when it is needed (ph_fetch_membership, or ph_get_image). */
+#define TREE_IMAGE_FIELDS_FRAGMENT                                                                 \
+	"fragment TreeImageFields on Image {\n"                                                    \
+	"  id name displayName description type url urlForGpu groupName\n"                         \
+	"  useImagePullSecret global isReady logEndpoint\n"                                        \
+	"  imageSpec { baseImage pullSecret packages { apt pip conda } cancel updateTime }\n"      \
+	"  jobStatus { image phase }\n"                                                            \
+	"}\n"
+
 #define IMAGE_FIELDS_FRAGMENT                                                                      \
 	"fragment ImageFields on Image {\n"                                                        \
 	"  id name displayName description type url urlForGpu groupName\n"                         \
@@ -37,14 +50,21 @@
 	"  jobStatus { image phase }\n"                                                            \
 	"}\n"
 
-/* The whole mount in one round trip: admin images, groups (touch by name),
- * and the pull secrets valid as useImagePullSecret. */
+/* The whole mount in one round trip: admin images (without membership),
+ * groups (touch by name), and the pull secrets valid as useImagePullSecret. */
 static const char DOC_TREE[] =
     "query PrimehubfsTree($mode: QueryImageMode, $pullSecrets: SecretWhereInput) {\n"
-    "  images(mode: $mode) { ...ImageFields }\n"
+    "  images(mode: $mode) { ...TreeImageFields }\n"
     "  groups { id name displayName }\n"
     "  secrets(where: $pullSecrets) { id name type }\n"
-    "}\n" IMAGE_FIELDS_FRAGMENT;
+    "}\n" TREE_IMAGE_FIELDS_FRAGMENT;
+
+/* Every admin image's groups in one request: what a walk of many images'
+ * groups/ and status.json needs, for the price of one Image.groups
+ * resolution of the whole list (group names come from the tree). */
+static const char DOC_MEMBERSHIP[] = "query PrimehubfsMembership($mode: QueryImageMode) {\n"
+                                     "  images(mode: $mode) { id groups { id } }\n"
+                                     "}\n";
 
 static const char DOC_WHOAMI[] = "query PrimehubfsWhoAmI { me { username isAdmin } }\n";
 
@@ -168,6 +188,8 @@ static int run_image_op(struct ph_api *api, const char *what, const char *id, co
 			    "unexpected answer from server: %s is null without an error", field);
 	} else if (out) {
 		ret = ph_decode_image(node, out, err);
+		if (ret == 0)
+			(*out)->groups_known = true; /* every such document asks groups */
 	} else if (!cJSON_IsObject(node)) {
 		ret = ph_err_set(err, EPROTO, NULL,
 		                 "unexpected answer from server: %s is not an object", field);
@@ -529,5 +551,94 @@ int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text
 		break;
 	}
 	http_response_free(&resp);
+	return ret;
+}
+
+void ph_membership_free(struct ph_membership *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++) {
+		free(m->items[i].image_id);
+		ph_strlist_free(&m->items[i].group_ids);
+	}
+	free(m->items);
+	memset(m, 0, sizeof(*m));
+}
+
+/* One image's {id groups { id }}; -EPROTO when it is not that shape. */
+static int decode_membership_entry(const cJSON *node, struct ph_membership_entry *e,
+                                   struct ph_err *err)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(node, "id");
+	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(node, "groups"), *g;
+
+	if (!cJSON_IsString(id) || !id->valuestring)
+		return ph_err_set(err, EPROTO, NULL,
+		                  "unexpected answer from server: an image without an id");
+	if (!cJSON_IsArray(groups) && !cJSON_IsNull(groups))
+		return ph_err_set(err, EPROTO, NULL,
+		                  "unexpected answer from server: groups of %s is not a list",
+		                  id->valuestring);
+	e->image_id = strdup(id->valuestring);
+	if (!e->image_id)
+		return nomem(err);
+	cJSON_ArrayForEach(g, groups)
+	{
+		const cJSON *gid = cJSON_GetObjectItemCaseSensitive(g, "id");
+
+		if (cJSON_IsNull(g))
+			continue; /* the server leaves out groups it cannot resolve */
+		if (!cJSON_IsString(gid) || !gid->valuestring)
+			return ph_err_set(err, EPROTO, NULL,
+			                  "unexpected answer from server: a group of %s has no id",
+			                  id->valuestring);
+		if (ph_strlist_append(&e->group_ids, gid->valuestring) < 0)
+			return nomem(err);
+	}
+	return 0;
+}
+
+int ph_fetch_membership(struct ph_api *api, struct ph_membership *out, struct ph_err *err)
+{
+	cJSON *vars = cJSON_CreateObject(), *data = NULL;
+	const cJSON *images, *node;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!vars || !cJSON_AddStringToObject(vars, "mode", "SYSTEM_ONLY")) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	ret = gql_execute(api->gql, DOC_MEMBERSHIP, vars, &data, err);
+	cJSON_Delete(vars);
+	if (ret < 0)
+		goto out;
+	images = cJSON_GetObjectItemCaseSensitive(data, "images");
+	if (!cJSON_IsArray(images)) {
+		ret =
+		    ph_err_set(err, EPROTO, NULL, "unexpected answer from server: no images list");
+		goto out;
+	}
+	out->items = calloc((size_t)cJSON_GetArraySize(images) + 1, sizeof(*out->items));
+	if (!out->items) {
+		ret = nomem(err);
+		goto out;
+	}
+	cJSON_ArrayForEach(node, images)
+	{
+		if (cJSON_IsNull(node))
+			continue;
+		ret = decode_membership_entry(node, &out->items[out->n], err);
+		out->n++; /* counted even when half-filled: freed by ph_membership_free */
+		if (ret < 0)
+			goto out;
+	}
+out:
+	cJSON_Delete(data);
+	if (ret < 0) {
+		ph_membership_free(out);
+		ph_err_prefix(err, "listing group membership: ");
+	}
 	return ret;
 }

@@ -55,6 +55,11 @@ struct ph_image {
 	bool is_ready;
 	struct ph_group *groups; /* connected groups, everyone excluded */
 	size_t ngroups;
+	/* Whether groups says anything: the tree query leaves membership out
+	 * (PrimeHub resolves it per group from Keycloak, at a cost that grows
+	 * with images x groups), so listed images have groups_known false until
+	 * their membership is fetched (snapshot.h, store_get_groups). */
+	bool groups_known;
 	char *log_endpoint;
 	struct ph_build_spec *image_spec; /* NULL for plain images */
 	bool has_job_status;
@@ -114,11 +119,20 @@ void ph_image_free(struct ph_image *img); /* NULL-safe, frees img itself */
 
 void ph_image_input_clear(struct ph_image_input *in); /* frees members, zeroes in */
 
+/* Replace img's groups by copies of g[0..n) and mark them known; 0 or
+ * -ENOMEM (img unchanged then). */
+int ph_image_set_groups(struct ph_image *img, const struct ph_group *g, size_t n);
+
 /* Whether group id is among img's connected groups. */
 bool ph_image_has_group(const struct ph_image *img, const char *group_id);
 
 /* Every field equal (NULL only equals NULL). */
 bool ph_image_equal(const struct ph_image *a, const struct ph_image *b);
+/* The same, leaving out groups and groups_known (what the tree query says). */
+bool ph_image_equal_except_groups(const struct ph_image *a, const struct ph_image *b);
+
+/* A deep copy; NULL on ENOMEM. */
+struct ph_image *ph_image_dup(const struct ph_image *src);
 
 /* strdup that keeps NULL as NULL; returns false only on ENOMEM. */
 bool ph_strdup_opt(char **dst, const char *src);

@@ -26,8 +26,9 @@ const char *ph_api_endpoint(const struct ph_api *api);
 void ph_api_traffic(const struct ph_api *api, struct http_stats *out);
 
 /* Everything the mount shows, fetched in ONE request: the admin (SYSTEM_ONLY)
- * images with their groups, all groups (for touch by name), and the pull
- * secrets usable as useImagePullSecret (type kubernetes). */
+ * images without their groups (groups_known false: see ph_fetch_membership),
+ * all groups (for touch by name), and the pull secrets usable as
+ * useImagePullSecret (type kubernetes). */
 struct ph_tree {
 	struct ph_image **images;
 	size_t nimages;
@@ -44,6 +45,22 @@ struct ph_tree {
 };
 int ph_fetch_tree(struct ph_api *api, struct ph_tree *out, struct ph_err *err);
 void ph_tree_free(struct ph_tree *t);
+
+/* Which groups each admin image is connected to, in one request
+ * (images(mode: SYSTEM_ONLY) { id groups { id } }).  PrimeHub charges this
+ * images x groups of matching and a Keycloak read per group, so it is asked
+ * only when many images' groups are wanted at once; one image's groups come
+ * with ph_get_image.  Freed with ph_membership_free. */
+struct ph_membership_entry {
+	char *image_id;
+	struct ph_strlist group_ids;
+};
+struct ph_membership {
+	struct ph_membership_entry *items;
+	size_t n;
+};
+int ph_fetch_membership(struct ph_api *api, struct ph_membership *out, struct ph_err *err);
+void ph_membership_free(struct ph_membership *m);
 
 /* The mount-time check: `me { username isAdmin }`.  -EACCES with
  * "token rejected by <endpoint>: Invalid API Token" or "user X is not a
