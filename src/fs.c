@@ -47,6 +47,23 @@ int phfs_snapshot(struct phfs *fs, struct snapshot **snap)
 	return phfs_user_error(ret);
 }
 
+int phfs_snapshot_groups(struct phfs *fs, const char *image, struct snapshot **snap)
+{
+	struct ph_err err = {0};
+	int ret = phfs_snapshot(fs, snap);
+
+	if (ret < 0)
+		return ret;
+	ret = store_get_groups(fs->store, image, snap, &err);
+	if (ret < 0) {
+		log_error("cannot read the groups of %s: %s", image, err.msg);
+		snapshot_put(*snap);
+		*snap = NULL;
+		return phfs_user_error(ret);
+	}
+	return 0;
+}
+
 /* "vim, pid 1234": who did it, from the FUSE context.  /proc is read, never
  * the mount itself. */
 void phfs_describe_caller(char *out, size_t size)
@@ -353,6 +370,8 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	case NODE_STATUS:
 		if (!e)
 			return -ENOENT; /* a pending image has no server state yet */
+		if (!e->img->groups_known)
+			return -EAGAIN; /* callers fetch the groups first */
 		if (!snap_image_texts(e))
 			return -ENOMEM;
 		fill_stat(fs, st, tree_mode(n->kind), snap_image_texts(e)->status_len, t);
@@ -369,6 +388,8 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		if (e) {
 			const struct ph_group *g = snapshot_find_group(snap, n->leaf);
 
+			if (!e->img->groups_known)
+				return -EAGAIN; /* callers fetch the groups first */
 			if (!g || !ph_image_has_group(e->img, g->id))
 				return -ENOENT;
 		} else if (!staging_pending_has_group(fs->staging, n->image, n->leaf)) {
@@ -390,6 +411,34 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	}
 	}
 	return -ENOENT;
+}
+
+/* The kernel is about to cache the size of this content of path. */
+static void report_version(struct phfs *fs, const char *path, enum node_kind kind, const char *text,
+                           size_t len)
+{
+	if (path && text && (kind == NODE_SPEC || kind == NODE_STATUS))
+		phfs_kcache_reported(fs->kcache, path, phfs_kcache_hash(text, len, 0));
+}
+
+void phfs_report_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
+                      const char *path)
+{
+	const struct snap_image *e;
+	const struct snap_texts *tx;
+
+	if (n->kind != NODE_SPEC && n->kind != NODE_STATUS)
+		return;
+	e = snapshot_find(snap, n->image);
+	tx = e ? snap_image_texts(e) : NULL;
+	if (!tx) {
+		phfs_kcache_forget(fs->kcache, path); /* a pending image's template */
+		return;
+	}
+	if (n->kind == NODE_SPEC)
+		report_version(fs, path, n->kind, tx->spec, tx->spec_len);
+	else
+		report_version(fs, path, n->kind, tx->status, tx->status_len);
 }
 
 static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
@@ -423,6 +472,7 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		 * not wait on a hung server). */
 		fill_stat(fs, st, tree_mode(h->node.kind), h->ro_len,
 		          h->entry ? h->entry->mtime : h->opened);
+		report_version(fs, path, h->node.kind, h->ro_text, h->ro_len);
 		return 0;
 	}
 	ret = tree_parse(path, &n);
@@ -442,6 +492,7 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 				continue;
 			fill_stat(fs, st, tree_mode(n.kind), h->ro_len,
 			          h->entry ? h->entry->mtime : h->opened);
+			report_version(fs, path, n.kind, h->ro_text, h->ro_len);
 			found = true;
 		}
 		pthread_mutex_unlock(&fs->handles_lock);
@@ -460,10 +511,16 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		snapshot_put(snap);
 		return 0;
 	}
-	ret = phfs_snapshot(fs, &snap);
+	/* status.json shows the groups, groups/G is one: their membership
+	 * must be known and fresh (fetched here when it is not). */
+	ret = n.kind == NODE_STATUS || n.kind == NODE_GROUP
+	          ? phfs_snapshot_groups(fs, n.image, &snap)
+	          : phfs_snapshot(fs, &snap);
 	if (ret < 0)
 		return ret;
 	ret = phfs_stat_node(fs, snap, &n, st);
+	if (ret == 0)
+		phfs_report_node(fs, snap, &n, path);
 	snapshot_put(snap);
 	return ret;
 }
@@ -587,16 +644,46 @@ static int phfs_setxattr(const char *path, const char *name, const char *value, 
 	return -ENOTSUP;
 }
 
+/* A rename onto spec.json makes the renamed file's pages and size the
+ * kernel's spec.json; an unlink ends its version: forget both paths before
+ * and after (fs_kcache.c). */
+static int phfs_rename_op(const char *from, const char *to, unsigned int flags)
+{
+	struct phfs *fs = phfs_ctx();
+	int ret;
+
+	phfs_kcache_forget(fs->kcache, from);
+	phfs_kcache_forget(fs->kcache, to);
+	ret = phfs_rename(from, to, flags);
+	phfs_kcache_forget(fs->kcache, from);
+	phfs_kcache_forget(fs->kcache, to);
+	return ret;
+}
+
+static int phfs_unlink_op(const char *path)
+{
+	struct phfs *fs = phfs_ctx();
+	int ret;
+
+	phfs_kcache_forget(fs->kcache, path);
+	ret = phfs_unlink(path);
+	phfs_kcache_forget(fs->kcache, path);
+	return ret;
+}
+
 static void *phfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct phfs *fs = phfs_ctx();
 
-	/* Network data that others change: short kernel caches, no negative
-	 * cache (a name made elsewhere shows at once), no page cache across
-	 * opens (each open reads its own version), no writeback cache (a
-	 * write must reach the handle, which decides what a save sends). */
-	cfg->entry_timeout = 1.0;
-	cfg->attr_timeout = 1.0;
+	/* The kernel keeps names and attributes as long as the data is fresh
+	 * (ttl): the refresher tells it about every image that changed, and
+	 * about the root listing.  No negative cache (a name made elsewhere
+	 * shows at once).  Pages are kept across opens only while a file is
+	 * unchanged (fs_kcache.c), listings only while unchanged (opendir
+	 * compares).  No writeback cache: a write must reach the handle, which
+	 * decides what a save sends. */
+	cfg->entry_timeout = (double)fs->ttl_ms / 1000.0;
+	cfg->attr_timeout = (double)fs->ttl_ms / 1000.0;
 	cfg->negative_timeout = 0;
 	cfg->kernel_cache = 0;
 	cfg->use_ino = 0;
@@ -626,8 +713,8 @@ static const struct fuse_operations phfs_oper = {
     .release = phfs_release,
     .mkdir = phfs_mkdir,
     .rmdir = phfs_rmdir,
-    .unlink = phfs_unlink,
-    .rename = phfs_rename,
+    .unlink = phfs_unlink_op,
+    .rename = phfs_rename_op,
     .chmod = phfs_chmod,
     .chown = phfs_chown,
     .utimens = phfs_utimens,
@@ -648,6 +735,16 @@ const struct fuse_operations *phfs_operations(void)
 static int fetch_tree(void *arg, struct ph_tree *out, struct ph_err *err)
 {
 	return ph_fetch_tree(arg, out, err);
+}
+
+static int fetch_membership(void *arg, struct ph_membership *out, struct ph_err *err)
+{
+	return ph_fetch_membership(arg, out, err);
+}
+
+static int fetch_image(void *arg, const char *id, struct ph_image **out, struct ph_err *err)
+{
+	return ph_get_image(arg, id, out, err);
 }
 
 static void tree_changed(void *arg, const char *image_id)
@@ -680,11 +777,14 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->gid = getgid();
 	fs->logs = phfs_log_cache_new();
 	fs->readers = phfs_readers_new();
-	ret = fs->logs && fs->readers
+	fs->kcache = phfs_kcache_new(ttl_ms);
+	ret = fs->logs && fs->readers && fs->kcache
 	          ? store_new(ttl_ms, fetch_tree, api, tree_changed, fs, &fs->store)
 	          : -ENOMEM;
-	if (ret == 0)
+	if (ret == 0) {
+		store_set_membership(fs->store, fetch_membership, fetch_image, api);
 		ret = staging_new(&fs->staging);
+	}
 	if (ret < 0) {
 		phfs_free(fs);
 		return ret;
@@ -734,6 +834,7 @@ void phfs_free(struct phfs *fs)
 	staging_free(fs->staging);
 	phfs_log_cache_free(fs->logs);
 	phfs_readers_free(fs->readers);
+	phfs_kcache_free(fs->kcache);
 	free(fs->user);
 	free(fs->status_text);
 	pthread_mutex_destroy(&fs->status_lock);

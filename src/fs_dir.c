@@ -111,7 +111,7 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 	int ret;
 
 	snprintf(what, sizeof(what), "%s/groups/%s", node->image, node->leaf);
-	ret = phfs_snapshot(fs, &snap);
+	ret = phfs_snapshot_groups(fs, node->image, &snap);
 	if (ret < 0)
 		return ret;
 	e = snapshot_find(snap, node->image);
@@ -181,7 +181,7 @@ static int group_disconnect(struct phfs *fs, const struct node *node)
 		phfs_refuse(fs, node->image, what, &err);
 		return -EPERM;
 	}
-	ret = phfs_snapshot(fs, &snap);
+	ret = phfs_snapshot_groups(fs, node->image, &snap);
 	if (ret < 0)
 		return ret;
 	e = snapshot_find(snap, node->image);

@@ -14,6 +14,19 @@
 
 #include "primehubfs/spec.h"
 
+/* Whether someone has image's spec.json open for writing: its bytes go
+ * through the page cache, which a reader must then not keep. */
+static bool writer_open(struct phfs *fs, const char *image)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&fs->handles_lock);
+	for (struct phfs_handle *h = fs->handles; h && !found; h = h->next)
+		found = h->writable && strcmp(h->node.image, image) == 0;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return found;
+}
+
 int phfs_open(const char *path, struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
@@ -30,7 +43,8 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		ret = 0; /* always there, and opening it must not fetch */
 		st.st_mode = tree_mode(n.kind);
 	} else {
-		ret = phfs_snapshot(fs, &snap);
+		ret = n.kind == NODE_STATUS ? phfs_snapshot_groups(fs, n.image, &snap)
+		                            : phfs_snapshot(fs, &snap);
 		if (ret < 0)
 			return ret;
 		ret = phfs_stat_node(fs, snap, &n, &st);
@@ -66,8 +80,19 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		return ret;
 	}
 	fi->fh = (uintptr_t)h;
-	/* No kernel_cache: each open drops cached pages, so what a fresh open
-	 * reads is this handle's bytes, never an older version's. */
+	if (acc != O_RDONLY && n.kind == NODE_SPEC)
+		phfs_kcache_forget(fs->kcache, path);
+	/* An unchanged spec.json or status.json keeps the kernel's page cache
+	 * from the last open (a warm cat of every spec.json, or grep -r, never
+	 * reaches the daemon for data); anything else drops it, so what a fresh
+	 * open reads is this handle's bytes, never another version's. */
+	if (acc == O_RDONLY && (n.kind == NODE_SPEC || n.kind == NODE_STATUS) && h->entry &&
+	    h->ro_text && !(n.kind == NODE_SPEC && writer_open(fs, n.image)) &&
+	    phfs_kcache_open(fs->kcache, path, phfs_kcache_hash(h->ro_text, h->ro_len, 0))) {
+		fi->keep_cache = 1;
+		fi->direct_io = 0;
+		return 0;
+	}
 	fi->keep_cache = 0;
 	/* Every handle holds its own version of a file, but the kernel keeps
 	 * one size per path (from the last GETATTR, a writer's ftruncate or
@@ -189,6 +214,10 @@ int phfs_write(const char *path, const char *buf, size_t size, off_t off, struct
 		return ret;
 	}
 	if (h->writable) {
+		/* These bytes are in the kernel's page cache now: no reader may
+		 * take that cache for the server's text. */
+		if (path)
+			phfs_kcache_forget(fs->kcache, path);
 		ret = phfs_spec_write(h, buf, size, off);
 		if (ret == -EFBIG) {
 			char what[TREE_NAME_MAX + 16];
@@ -215,8 +244,11 @@ int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 	if (h && h->scratch)
 		return scratch_truncate(fs->staging, h->scratch, size, NULL);
-	if (h && h->writable)
+	if (h && h->writable) {
+		if (path)
+			phfs_kcache_forget(fs->kcache, path);
 		return phfs_spec_truncate(h, size);
+	}
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
@@ -253,8 +285,13 @@ int phfs_flush(const char *path, struct fuse_file_info *fi)
 	/* The commit point: close (flush) of a handle that wrote.  A flush
 	 * with nothing new written (shell `>` flushes before any data, dup'd
 	 * descriptors flush again) sends nothing. */
-	if (h->writable)
-		return phfs_spec_commit(phfs_ctx(), h);
+	if (h->writable) {
+		int ret = phfs_spec_commit(phfs_ctx(), h);
+
+		if (path)
+			phfs_kcache_forget(phfs_ctx()->kcache, path);
+		return ret;
+	}
 	return 0;
 }
 

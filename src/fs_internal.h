@@ -30,6 +30,7 @@
 
 struct phfs_log_cache; /* build.log texts, fs_read.c */
 struct phfs_readers;   /* what each process read, fs_readers.c */
+struct phfs_kcache;    /* what the kernel may keep cached, fs_kcache.c */
 
 /* The one context of a mount (fuse_get_context()->private_data). */
 struct phfs {
@@ -52,6 +53,7 @@ struct phfs {
 	char status_key[128];   /* the state it was rendered from */
 	struct phfs_log_cache *logs;
 	struct phfs_readers *readers;
+	struct phfs_kcache *kcache;
 	/* Images whose change is being sent: one change of an image at a time,
 	 * so two saves of it through this mount are ordered and the second is
 	 * compared with what the first left (phfs_image_lock). */
@@ -120,6 +122,13 @@ void phfs_describe_caller(char *out, size_t size);
 /* The errno a program sees for an error: transport failures become EIO. */
 int phfs_user_error(int ret);
 int phfs_snapshot(struct phfs *fs, struct snapshot **snap);
+/* phfs_snapshot, with image's groups known and fresh in it (store_get_groups):
+ * for whatever shows membership (status.json, groups/). */
+int phfs_snapshot_groups(struct phfs *fs, const char *image, struct snapshot **snap);
+/* Attributes of n (spec.json, status.json) from snap go to the kernel at
+ * path: remember which version (fs_kcache.c). */
+void phfs_report_node(struct phfs *fs, const struct snapshot *snap, const struct node *n,
+                      const char *path);
 /* Tell the user why: the log, and the .error file of `dir` ("" = root). */
 void phfs_refuse(struct phfs *fs, const char *dir, const char *what, const struct ph_err *err);
 void phfs_succeeded(struct phfs *fs, const char *dir);
@@ -188,6 +197,25 @@ int phfs_spec_commit(struct phfs *fs, struct phfs_handle *h);
 int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_t len,
                      const char *base, size_t base_len);
 int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct node *to);
+
+/* fs_kcache.c: the kernel keeps attributes, entries and (for unchanged
+ * files and listings) pages across opens for ttl; these say when cached
+ * pages or a cached listing are still this daemon's truth.  Versions are
+ * phfs_kcache_hash values of the content. */
+uint64_t phfs_kcache_hash(const void *data, size_t len, uint64_t seed);
+struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms);
+void phfs_kcache_free(struct phfs_kcache *k);
+/* The kernel was given attributes of path's content `version`. */
+void phfs_kcache_reported(struct phfs_kcache *k, const char *path, uint64_t version);
+/* A read-only open of path's content `version`: whether the kernel may keep
+ * its cached pages (else the open reads past them, direct_io). */
+bool phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version);
+/* Written, truncated, renamed or removed through the mount: forget it, and
+ * keep no page cache of it until the kernel's attributes of that moment
+ * have expired. */
+void phfs_kcache_forget(struct phfs_kcache *k, const char *path);
+/* opendir: whether the kernel may keep the listing it cached of path. */
+bool phfs_kcache_listing(struct phfs_kcache *k, const char *path, uint64_t listing);
 
 /* fs_readers.c */
 struct phfs_readers *phfs_readers_new(void);

@@ -192,6 +192,20 @@ static int list_groups(struct phfs *fs, struct phfs_dirlist *l)
 	return 0;
 }
 
+/* What a listing holds: names and kinds in order (the offsets given out). */
+static uint64_t listing_hash(const struct phfs_dirlist *l)
+{
+	uint64_t h = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		unsigned char kind = (unsigned char)l->ents[i].kind;
+
+		h = phfs_kcache_hash(l->ents[i].name, strlen(l->ents[i].name) + 1, h);
+		h = phfs_kcache_hash(&kind, 1, h);
+	}
+	return h;
+}
+
 int phfs_opendir(const char *path, struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
@@ -203,7 +217,8 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 		return -ENOMEM;
 	ret = tree_parse(path, &l->dir);
 	if (ret == 0)
-		ret = phfs_snapshot(fs, &l->snap);
+		ret = l->dir.kind == NODE_GROUPS ? phfs_snapshot_groups(fs, l->dir.image, &l->snap)
+		                                 : phfs_snapshot(fs, &l->snap);
 	if (ret < 0) {
 		list_free(l);
 		return ret;
@@ -230,7 +245,23 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 		return ret;
 	}
 	fi->fh = (uintptr_t)l;
+	/* The kernel may cache the listing (readdir from its page cache) and
+	 * keep it across opens while it is what this opendir listed: an
+	 * unchanged directory is then listed without a READDIR. */
+	fi->cache_readdir = 1;
+	fi->keep_cache = phfs_kcache_listing(fs->kcache, path, listing_hash(l));
 	return 0;
+}
+
+/* status.json's size depends on the image's groups: listing an image
+ * directory does not fetch them (`ls IMAGE`, `cd` cost nothing), so its
+ * attributes go with the listing only while the groups are fresh; else the
+ * kernel asks for them (GETATTR), which fetches. */
+static bool status_attrs_fresh(struct phfs *fs, const struct phfs_dirlist *l, const struct node *n)
+{
+	const struct snap_image *e = snapshot_find(l->snap, n->image);
+
+	return e && store_groups_fresh(fs->store, e);
 }
 
 int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
@@ -251,9 +282,16 @@ int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offs
 		 * (build.log excepted: its size needs the log, fetched only
 		 * when someone looks at it). */
 		if ((flags & FUSE_READDIR_PLUS) && !e->dot && e->kind != NODE_BUILD_LOG &&
-		    phfs_stat_node(fs, l->snap, &n, &st) == 0)
+		    (e->kind != NODE_STATUS || status_attrs_fresh(fs, l, &n)) &&
+		    phfs_stat_node(fs, l->snap, &n, &st) == 0) {
+			if ((e->kind == NODE_SPEC || e->kind == NODE_STATUS) && path) {
+				char file[2 * TREE_NAME_MAX + 16];
+
+				snprintf(file, sizeof(file), "%s/%s", path, e->name);
+				phfs_report_node(fs, l->snap, &n, file);
+			}
 			full = filler(buf, e->name, &st, (off_t)(i + 1), FUSE_FILL_DIR_PLUS);
-		else
+		} else
 			full = filler(buf, e->name, NULL, (off_t)(i + 1), 0);
 		if (full)
 			break;

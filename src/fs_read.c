@@ -308,7 +308,8 @@ int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h)
 		return ret;
 	case NODE_STATUS:
 	case NODE_BUILD_LOG:
-		ret = phfs_snapshot(fs, &snap);
+		ret = n->kind == NODE_STATUS ? phfs_snapshot_groups(fs, n->image, &snap)
+		                             : phfs_snapshot(fs, &snap);
 		if (ret < 0)
 			return ret;
 		e = snapshot_find(snap, n->image);

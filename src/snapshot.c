@@ -30,9 +30,17 @@
  * not wait half a minute, and one request a second is no flood. */
 #define READER_RETRY_MS 1000
 
-/* More changed images than this in one refresh: tell the kernel about the
- * root listing only; the short attribute timeouts cover the entries. */
+/* Up to this many queued change notifications are kept free of repeats. */
 #define STORE_NOTIFY_MAX 64
+
+/* Within one ttl, after this many images had their groups fetched one by
+ * one, the next image's need fetches every image's groups in one request:
+ * a walk is under way. The first need is one `image` read (an admin looking
+ * at one image costs the server that image's groups only); a second image
+ * within ttl means a walk, and one full read then costs less than one read
+ * per image (each single read asks Keycloak once per group of that image,
+ * the full one once per group of the whole server). */
+#define MEMBERS_SINGLES_BEFORE_FULL 1
 
 struct snap_dir {
 	int refs;
@@ -86,10 +94,21 @@ struct store {
 	unsigned rng;             /* jitter */
 	struct skip_memo skipped; /* refresher thread only */
 
+	/* Group membership (store_get_groups): one fetch at a time, by any
+	 * reader thread. */
+	store_members_fn members_all;
+	store_image_fn members_one;
+	void *members_arg;
+	bool members_fetching;
+	pthread_cond_t members_done;
+	uint64_t members_gen;       /* membership published */
+	long long members_full_ms;  /* mono ms of the last full fetch, 0: none */
+	long long singles_since_ms; /* start of the current count of singles */
+	unsigned singles;
+
 	/* Change notifications waiting for the refresher thread. */
 	struct ph_strlist pending_ids;
 	bool pending_root;
-	bool pending_root_only; /* too many ids: only the root is announced */
 };
 
 /* ---- time helpers ---- */
@@ -105,6 +124,13 @@ static struct timespec now_mono(void)
 static long long ms_between(struct timespec a, struct timespec b)
 {
 	return (long long)(b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec t = now_mono();
+
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 static bool ts_after(struct timespec a, struct timespec b)
@@ -152,10 +178,16 @@ struct snap_image *snap_image_new(struct ph_image *img, const struct snap_image 
 	e->img = img;
 	/* mtime moves only when the image does, so the kernel's AUTO_INVAL_DATA
 	 * keeps page-cached content exactly as long as it is right. */
-	if (previous && ph_image_equal(previous->img, img))
+	/* Learning an image's groups for the first time changes nothing the
+	 * kernel was shown: status.json and groups/ wait for them. */
+	if (previous &&
+	    (ph_image_equal(previous->img, img) ||
+	     (!previous->img->groups_known && ph_image_equal_except_groups(previous->img, img))))
 		e->mtime = previous->mtime;
 	else
 		clock_gettime(CLOCK_REALTIME, &e->mtime);
+	if (img->groups_known)
+		e->groups_at_ms = mono_ms(); /* it came with them: a read or a change */
 	return e;
 }
 
@@ -346,13 +378,27 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 			continue;
 		}
 		old = prev ? snapshot_find(prev, img->id) : NULL;
+		if (old && ph_image_equal_except_groups(old->img, img)) {
+			/* Unchanged (the tree says nothing of groups): keep the
+			 * entry, its rendered texts and its known membership. */
+			ph_image_free(img);
+			s->images[n++] = snap_image_get(old);
+			s->nimages = n;
+			continue;
+		}
+		if (old && old->img->groups_known && !img->groups_known) {
+			/* Changed, but not in what it is connected to as far as
+			 * anyone knows: keep the groups, and how old they are. */
+			if (ph_image_set_groups(img, old->img->groups, old->img->ngroups) < 0) {
+				ph_image_free(img);
+				goto nomem;
+			}
+		}
 		e = snap_image_new(img, old);
 		if (!e)
 			goto nomem;
-		if (old && ph_image_equal(old->img, e->img)) {
-			snap_image_put(e);
-			e = snap_image_get(old);
-		}
+		if (old && img->groups_known)
+			e->groups_at_ms = __atomic_load_n(&old->groups_at_ms, __ATOMIC_RELAXED);
 		s->images[n++] = e;
 		s->nimages = n;
 	}
@@ -392,39 +438,56 @@ static void queue_change(struct store *st, const char *id)
 {
 	if (!st->changed)
 		return;
-	if (!id || st->pending_root_only) {
+	if (!id) {
 		st->pending_root = true;
 		return;
 	}
-	/* The queue never holds more than STORE_NOTIFY_MAX ids, so this scan
-	 * is short; past that the root alone is announced. */
-	for (size_t i = 0; i < st->pending_ids.n; i++)
-		if (strcmp(st->pending_ids.items[i], id) == 0)
-			return;
-	if (st->pending_ids.n >= STORE_NOTIFY_MAX) {
-		ph_strlist_free(&st->pending_ids);
-		st->pending_root = true;
-		st->pending_root_only = true;
-		return;
-	}
+	/* A short queue is kept free of repeats; a long one (a refresh that
+	 * changed many images is being announced) just grows: announcing an
+	 * image twice is harmless, scanning 10^5 ids per change is not. */
+	if (st->pending_ids.n < STORE_NOTIFY_MAX)
+		for (size_t i = 0; i < st->pending_ids.n; i++)
+			if (strcmp(st->pending_ids.items[i], id) == 0)
+				return;
 	ph_strlist_append(&st->pending_ids, id);
 }
 
 /* What changed between two snapshots, computed without the store lock (both
- * are immutable) in one merge pass over the sorted entries.  At most
- * STORE_NOTIFY_MAX ids are collected; past that *many is set. */
+ * are immutable) in one merge pass over the sorted entries.  Every changed
+ * id is copied here, outside the lock: the kernel keeps attributes for ttl,
+ * so each changed image must be told about, however many there are. */
 struct snap_diff {
-	const char *ids[STORE_NOTIFY_MAX];
-	size_t n;
-	bool root, many;
+	char **ids;
+	size_t n, cap;
+	bool root;
+	bool nomem; /* some ids could not be kept: announce the root */
 };
 
 static void diff_add(struct snap_diff *d, const char *id)
 {
-	if (d->n < STORE_NOTIFY_MAX)
-		d->ids[d->n++] = id;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 64;
+		char **ids = realloc(d->ids, cap * sizeof(*ids));
+
+		if (!ids) {
+			d->nomem = true;
+			return;
+		}
+		d->ids = ids;
+		d->cap = cap;
+	}
+	if (!(d->ids[d->n] = strdup(id)))
+		d->nomem = true;
 	else
-		d->many = true;
+		d->n++;
+}
+
+static void diff_free(struct snap_diff *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->ids[i]);
+	free(d->ids);
+	memset(d, 0, sizeof(*d));
 }
 
 static void snapshot_diff(const struct snapshot *old, const struct snapshot *new,
@@ -432,7 +495,7 @@ static void snapshot_diff(const struct snapshot *old, const struct snapshot *new
 {
 	size_t i = 0, j = 0;
 
-	memset(d, 0, sizeof(*d));
+	diff_free(d);
 	while (i < old->nimages || j < new->nimages) {
 		int c;
 
@@ -458,19 +521,47 @@ static void snapshot_diff(const struct snapshot *old, const struct snapshot *new
 	}
 }
 
-/* Queue a diff's notifications (lock held; the ids point into snapshots the
- * caller still holds). */
-static void queue_diff(struct store *st, const struct snap_diff *d)
+/* Queue a diff's notifications (lock held): its ids move to the queue
+ * without a copy or a scan, so a refresh that changed everything holds the
+ * lock for no longer than one that changed nothing. */
+static void queue_diff(struct store *st, struct snap_diff *d)
 {
-	if (d->root || d->many)
-		queue_change(st, NULL);
-	if (d->many) {
-		ph_strlist_free(&st->pending_ids);
-		st->pending_root_only = true;
+	if (!st->changed) {
+		diff_free(d);
 		return;
 	}
-	for (size_t k = 0; k < d->n; k++)
-		queue_change(st, d->ids[k]);
+	if (d->root || d->nomem)
+		st->pending_root = true;
+	if (!st->pending_ids.n) {
+		free(st->pending_ids.items);
+		st->pending_ids.items = d->ids;
+		st->pending_ids.n = d->n;
+		d->ids = NULL;
+		d->n = d->cap = 0;
+	} else {
+		for (size_t k = 0; k < d->n; k++)
+			queue_change(st, d->ids[k]);
+	}
+	diff_free(d);
+}
+
+/* Entries of fresh (a tree: no groups) that are unchanged in from, which
+ * knows their groups, become from's.  fresh is not published yet. */
+static void carry_members(struct snapshot *fresh, const struct snapshot *from)
+{
+	for (size_t i = 0; i < fresh->nimages; i++) {
+		struct snap_image *e = fresh->images[i];
+		const struct snap_image *f;
+
+		if (e->img->groups_known)
+			continue;
+		f = snapshot_find(from, e->img->id);
+		if (f && f != e && f->img->groups_known &&
+		    ph_image_equal_except_groups(f->img, e->img)) {
+			fresh->images[i] = snap_image_get(f);
+			snap_image_put(e);
+		}
+	}
 }
 
 /* The delay before the next fetch after `failures` failed ones. */
@@ -515,7 +606,7 @@ static bool backing_off(const struct store *st, struct timespec now)
  * request needs the lock for a moment. */
 static void store_do_fetch(struct store *st)
 {
-	uint64_t mutations_before = st->mutation_gen;
+	uint64_t mutations_before = st->mutation_gen, members_before = st->members_gen;
 	struct snapshot *prev = st->cur ? snapshot_ref(st->cur) : NULL;
 	struct snapshot *fresh = NULL;
 	struct ph_tree tree = {0};
@@ -553,6 +644,20 @@ static void store_do_fetch(struct store *st)
 		snapshot_diff(prev, fresh, &diff);
 
 	pthread_mutex_lock(&st->lock);
+	/* Groups fetched while we fetched were published on top of prev: take
+	 * them over (the tree has none), and compare with what was shown. */
+	while (ret == 0 && prev && st->members_gen != members_before &&
+	       st->mutation_gen == mutations_before) {
+		struct snapshot *base = snapshot_ref(st->cur);
+
+		members_before = st->members_gen;
+		pthread_mutex_unlock(&st->lock);
+		carry_members(fresh, base);
+		snapshot_diff(base, fresh, &diff);
+		snapshot_put(prev);
+		prev = base;
+		pthread_mutex_lock(&st->lock);
+	}
 	st->fetching = false;
 	st->fetch_for_waiters = false;
 	st->last_ret = ret;
@@ -603,6 +708,7 @@ static void store_do_fetch(struct store *st)
 	 * times the snapshot's size) back to the system, or the daemon would
 	 * keep its peak for good. */
 	pthread_mutex_unlock(&st->lock);
+	diff_free(&diff);
 	snapshot_put(prev);
 #ifdef __GLIBC__
 	malloc_trim(0);
@@ -617,7 +723,6 @@ static void store_notify(struct store *st)
 
 	st->pending_ids = (struct ph_strlist){0};
 	st->pending_root = false;
-	st->pending_root_only = false;
 	pthread_mutex_unlock(&st->lock);
 	if (root)
 		st->changed(st->changed_arg, NULL);
@@ -682,6 +787,10 @@ int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&st->fetched, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->members_done, &ca);
+	pthread_condattr_destroy(&ca);
 	st->ttl_ms = ttl_ms;
 	st->fetch = fetch;
 	st->fetch_arg = fetch_arg;
@@ -716,6 +825,7 @@ void store_free(struct store *st)
 	__atomic_store_n(&st->stop, true, __ATOMIC_RELEASE); /* read unlocked after a fetch */
 	pthread_cond_broadcast(&st->wake);
 	pthread_cond_broadcast(&st->fetched);
+	pthread_cond_broadcast(&st->members_done);
 	pthread_mutex_unlock(&st->lock);
 	if (st->started)
 		pthread_join(st->thread, NULL);
@@ -723,6 +833,7 @@ void store_free(struct store *st)
 	ph_strlist_free(&st->pending_ids);
 	pthread_cond_destroy(&st->wake);
 	pthread_cond_destroy(&st->fetched);
+	pthread_cond_destroy(&st->members_done);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
 }
@@ -938,4 +1049,315 @@ void store_invalidate(struct store *st)
 	 * for the truth (store_do_fetch fetches again). */
 	st->mutation_gen++;
 	pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- group membership ---- */
+
+void store_set_membership(struct store *st, store_members_fn all, store_image_fn one, void *arg)
+{
+	st->members_all = all;
+	st->members_one = one;
+	st->members_arg = arg;
+}
+
+static bool groups_fresh(const struct store *st, const struct snap_image *e, long long now)
+{
+	return e->img->groups_known &&
+	       now - __atomic_load_n(&e->groups_at_ms, __ATOMIC_RELAXED) < st->ttl_ms;
+}
+
+bool store_groups_fresh(const struct store *st, const struct snap_image *e)
+{
+	return groups_fresh(st, e, mono_ms());
+}
+
+static bool groups_equal(const struct ph_group *a, size_t na, const struct ph_group *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i].id, b[i].id) != 0 ||
+		    (a[i].name ? !b[i].name || strcmp(a[i].name, b[i].name) != 0 : !!b[i].name) ||
+		    (a[i].display_name
+		         ? !b[i].display_name || strcmp(a[i].display_name, b[i].display_name) != 0
+		         : !!b[i].display_name))
+			return false;
+	return true;
+}
+
+/* The groups of one image, as a fetch found them. */
+struct members_item {
+	const char *id;
+	struct ph_group *groups;
+	size_t ngroups;
+};
+
+static int cmp_members_item(const void *a, const void *b)
+{
+	return strcmp(((const struct members_item *)a)->id, ((const struct members_item *)b)->id);
+}
+
+/* A copy of base with the groups of items (sorted by id) applied; entries
+ * whose groups did not change are shared and have their time renewed.
+ * Changed ids of entries whose groups were shown before go to d. */
+static int members_apply(const struct snapshot *base, const struct members_item *items,
+                         size_t nitems, long long now, struct snapshot **out, struct snap_diff *d)
+{
+	struct snapshot *s = calloc(1, sizeof(*s));
+	size_t j = 0;
+
+	if (!s || !(s->images = calloc(base->nimages ? base->nimages : 1, sizeof(*s->images)))) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->refs = 1;
+	s->fetched = base->fetched; /* the tree is no fresher for it */
+	s->ctime = base->ctime;
+	s->dir = base->dir;
+	__atomic_add_fetch(&s->dir->refs, 1, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < base->nimages; i++) {
+		struct snap_image *be = base->images[i], *ne;
+		struct ph_image *img;
+		int c = 1;
+
+		while (j < nitems && (c = strcmp(items[j].id, be->img->id)) < 0)
+			j++;
+		s->nimages = i + 1;
+		if (j >= nitems || c != 0) {
+			s->images[i] = snap_image_get(be);
+			continue;
+		}
+		if (be->img->groups_known && groups_equal(be->img->groups, be->img->ngroups,
+		                                          items[j].groups, items[j].ngroups)) {
+			__atomic_store_n(&be->groups_at_ms, now, __ATOMIC_RELAXED);
+			s->images[i] = snap_image_get(be);
+			continue;
+		}
+		img = ph_image_dup(be->img);
+		if (!img || ph_image_set_groups(img, items[j].groups, items[j].ngroups) < 0) {
+			ph_image_free(img);
+			s->images[i] = snap_image_get(be);
+			snapshot_put(s);
+			return -ENOMEM;
+		}
+		ne = snap_image_new(img, be);
+		if (!ne) {
+			s->images[i] = snap_image_get(be);
+			snapshot_put(s);
+			return -ENOMEM;
+		}
+		ne->groups_at_ms = now;
+		s->images[i] = ne;
+		if (be->img->groups_known)
+			diff_add(d, ne->img->id);
+	}
+	*out = s;
+	return 0;
+}
+
+/* Publish the groups of items on the current snapshot, retrying when the
+ * snapshot changes under us (a refresh or an own change landed). */
+static int members_publish(struct store *st, const struct members_item *items, size_t nitems,
+                           struct ph_err *err)
+{
+	long long now = mono_ms();
+
+	pthread_mutex_lock(&st->lock);
+	for (int tries = 0; tries < 4 && st->cur; tries++) {
+		struct snapshot *base = snapshot_ref(st->cur), *s = NULL;
+		struct snap_diff d = {0};
+		bool announce;
+		int ret;
+
+		pthread_mutex_unlock(&st->lock);
+		ret = members_apply(base, items, nitems, now, &s, &d);
+		pthread_mutex_lock(&st->lock);
+		if (ret < 0) {
+			pthread_mutex_unlock(&st->lock);
+			diff_free(&d);
+			snapshot_put(base);
+			return ph_err_set(err, ENOMEM, NULL,
+			                  "out of memory applying group membership");
+		}
+		if (st->cur == base) {
+			st->cur = s;
+			st->members_gen++;
+			announce = d.n || d.nomem;
+			queue_diff(st, &d);
+			if (announce)
+				pthread_cond_signal(&st->wake);
+			pthread_mutex_unlock(&st->lock);
+			snapshot_put(base); /* the store's old reference */
+			snapshot_put(base); /* ours; the diff's ids were copied by queue_diff */
+			return 0;
+		}
+		pthread_mutex_unlock(&st->lock);
+		diff_free(&d);
+		snapshot_put(s);
+		snapshot_put(base);
+		pthread_mutex_lock(&st->lock);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return 0; /* nothing to publish on, or busy: the next need asks again */
+}
+
+/* Every image's groups in one request, names from the snapshot's groups. */
+static int members_fetch_full(struct store *st, struct ph_err *err)
+{
+	struct ph_membership m = {0};
+	struct members_item *items = NULL;
+	struct snapshot *snap = NULL;
+	size_t nitems = 0;
+	int ret;
+
+	ret = st->members_all(st->members_arg, &m, err);
+	if (ret < 0)
+		return ret;
+	snap = store_peek(st);
+	items = calloc(m.n ? m.n : 1, sizeof(*items));
+	if (!items || !snap) {
+		ret = snap ? ph_err_set(err, ENOMEM, NULL, "out of memory") : 0;
+		goto out;
+	}
+	for (size_t i = 0; i < m.n; i++) {
+		struct members_item *it = &items[nitems];
+
+		it->id = m.items[i].image_id;
+		it->groups = calloc(m.items[i].group_ids.n ? m.items[i].group_ids.n : 1,
+		                    sizeof(*it->groups));
+		if (!it->groups) {
+			ret = ph_err_set(err, ENOMEM, NULL, "out of memory");
+			goto out;
+		}
+		nitems++;
+		for (size_t k = 0; k < m.items[i].group_ids.n; k++) {
+			const char *gid = m.items[i].group_ids.items[k];
+			const struct ph_group *g = NULL;
+
+			for (size_t x = 0; x < snap->dir->ngroups && !g; x++)
+				if (strcmp(snap->dir->groups[x].id, gid) == 0)
+					g = &snap->dir->groups[x];
+			/* Borrowed pointers: members_apply copies them. */
+			it->groups[it->ngroups].id = (char *)gid;
+			it->groups[it->ngroups].name = g ? g->name : (char *)gid;
+			it->groups[it->ngroups].display_name = g ? g->display_name : NULL;
+			it->ngroups++;
+		}
+	}
+	qsort(items, nitems, sizeof(*items), cmp_members_item);
+	ret = members_publish(st, items, nitems, err);
+out:
+	for (size_t i = 0; i < nitems; i++)
+		free(items[i].groups);
+	free(items);
+	snapshot_put(snap);
+	ph_membership_free(&m);
+	return ret;
+}
+
+/* One image's groups, read with the image. */
+static int members_fetch_one(struct store *st, const char *id, struct ph_err *err)
+{
+	struct ph_image *img = NULL;
+	struct members_item item;
+	int ret;
+
+	ret = st->members_one(st->members_arg, id, &img, err);
+	if (ret < 0)
+		return ret;
+	if (!img)
+		return ph_err_set(err, ENOENT, NULL, "image %s is no longer on the server", id);
+	item = (struct members_item){.id = id, .groups = img->groups, .ngroups = img->ngroups};
+	ret = members_publish(st, &item, 1, err);
+	ph_image_free(img);
+	return ret;
+}
+
+int store_get_groups(struct store *st, const char *id, struct snapshot **snap, struct ph_err *err)
+{
+	const struct snap_image *e = snapshot_find(*snap, id), *ce = NULL;
+	struct snapshot *old;
+	bool full;
+	int ret = 0;
+
+	if (!e || groups_fresh(st, e, mono_ms()) || !st->members_one)
+		return 0;
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		long long now = mono_ms();
+
+		ce = st->cur ? snapshot_find(st->cur, id) : NULL;
+		if (!ce)
+			goto keep; /* gone meanwhile: the caller's snapshot decides */
+		if (groups_fresh(st, ce, now))
+			goto swap;
+		/* Known but old while the server is slow or failing: show
+		 * what we know rather than wait on it. */
+		if (ce->img->groups_known && (st->members_fetching || st->failures))
+			goto swap;
+		if (!st->members_fetching)
+			break;
+		{
+			struct timespec slice = ts_add_ms(now_mono(), 100);
+
+			pthread_cond_timedwait(&st->members_done, &st->lock, &slice);
+		}
+		if (st->stop) {
+			pthread_mutex_unlock(&st->lock);
+			return ph_err_set(err, EIO, NULL, "primehubfs is shutting down");
+		}
+		if (st->members_fetching && st->abort_cb && st->abort_cb(st->abort_arg)) {
+			pthread_mutex_unlock(&st->lock);
+			return ph_err_set(err, EINTR, NULL, "interrupted while reading groups");
+		}
+	}
+	{
+		long long now = mono_ms();
+
+		if (now - st->singles_since_ms >= st->ttl_ms) {
+			st->singles_since_ms = now;
+			st->singles = 0;
+		}
+		full = st->members_all && st->singles >= MEMBERS_SINGLES_BEFORE_FULL;
+		if (full) {
+			st->members_full_ms = now;
+			st->singles = 0;
+		} else {
+			st->singles++;
+		}
+	}
+	st->members_fetching = true;
+	pthread_mutex_unlock(&st->lock);
+	ret = full ? members_fetch_full(st, err) : members_fetch_one(st, id, err);
+	pthread_mutex_lock(&st->lock);
+	ce = st->cur ? snapshot_find(st->cur, id) : NULL;
+	if (ret == 0 && full && ce && !ce->img->groups_known) {
+		/* Made after the list was taken: ask for this one. */
+		pthread_mutex_unlock(&st->lock);
+		ret = members_fetch_one(st, id, err);
+		pthread_mutex_lock(&st->lock);
+		ce = st->cur ? snapshot_find(st->cur, id) : NULL;
+	}
+	st->members_fetching = false;
+	pthread_cond_broadcast(&st->members_done);
+	if (ret < 0) {
+		if (!ce || !ce->img->groups_known) {
+			pthread_mutex_unlock(&st->lock);
+			return ret;
+		}
+		log_warn("reading the groups of %s failed, showing the last known ones: %s", id,
+		         err ? err->msg : "?");
+		ret = 0;
+	}
+swap:
+	if (st->cur && st->cur != *snap) {
+		old = *snap;
+		*snap = snapshot_ref(st->cur);
+		pthread_mutex_unlock(&st->lock);
+		snapshot_put(old);
+		return 0;
+	}
+keep:
+	pthread_mutex_unlock(&st->lock);
+	return ret;
 }

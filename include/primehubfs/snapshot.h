@@ -56,6 +56,10 @@ struct snap_image {
 	struct ph_image *img;
 	struct snap_texts *texts; /* atomic; rendered on first use: snap_image_texts() */
 	struct timespec mtime;    /* last time the image (so its texts) changed */
+	/* CLOCK_MONOTONIC ms when img->groups was last read from the server
+	 * (0: never, img->groups_known is false).  Atomic: a full membership
+	 * fetch that finds the groups unchanged renews it in place. */
+	long long groups_at_ms;
 };
 
 struct snap_dir; /* groups and pull secrets, shared between snapshots */
@@ -104,6 +108,29 @@ struct store_status {
 	                           * start (0: it may start now) */
 };
 void store_get_status(struct store *st, struct store_status *out);
+
+/*
+ * Group membership.  The tree query leaves it out (PrimeHub's cost of
+ * Image.groups grows with images x groups), so it is fetched only where
+ * something shows it: status.json and IMAGE/groups/.  One image's groups
+ * come with ph_get_image (a few Keycloak calls); when several images want
+ * theirs within one ttl (a walk: ls -lR, cat * / status.json, find), one
+ * request fetches every image's groups instead.  Membership is as fresh as
+ * the rest: at most ttl old when shown.
+ */
+typedef int (*store_members_fn)(void *arg, struct ph_membership *out, struct ph_err *err);
+typedef int (*store_image_fn)(void *arg, const char *id, struct ph_image **out, struct ph_err *err);
+void store_set_membership(struct store *st, store_members_fn all, store_image_fn one, void *arg);
+
+/* Make sure the entry of image id in *snap has fresh groups: when it does
+ * not, fetch them (or wait for the fetch under way) and replace *snap by a
+ * newer snapshot that has them.  An image with groups already known is
+ * never kept waiting by a slow or failing server: its last known groups are
+ * served.  0 (also when id is not in *snap: the caller decides), or -errno
+ * with err set when nothing can be shown. */
+int store_get_groups(struct store *st, const char *id, struct snapshot **snap, struct ph_err *err);
+/* Whether e's groups are known and at most ttl old (never fetches). */
+bool store_groups_fresh(const struct store *st, const struct snap_image *e);
 
 /* The current snapshot if there is one, never fetching (NULL if none). */
 struct snapshot *store_peek(struct store *st);

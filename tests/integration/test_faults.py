@@ -225,6 +225,9 @@ def test_every_operation_returns_within_the_timeout(emulator, make_mount, mode):
     m = make_mount(emulator, ttl=1)
     spec_path = m.p("tf-1", "spec.json")
     shown = read_json(spec_path)
+    # What has been shown stays readable: the groups too (they are
+    # fetched where they are shown, not with the list).
+    os.listdir(m.p("tf-1", "groups"))
     draft = json.dumps(dict(shown, description="saved under " + mode), indent=2) + "\n"
     before = emulator.image_state("tf-1")
     results = {}

@@ -54,13 +54,17 @@ def force_unmount(m):
     m.proc.wait(timeout=10)
 
 
+# Short, so that the kernel's cached attributes of the dead mount run out soon.
+KILL_TTL = 2
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("when", ["update-in-flight", "applied-not-answered"])
 def test_sigkill_mid_save(when):
     emu = Emulator()
     m = m2 = saver = None
     try:
-        m = Mount(emu, ttl=60)
+        m = Mount(emu, ttl=KILL_TTL)
         spec = read_json(m.p("tf-2", "spec.json"))
         old = emu.image_state("tf-2")["spec"]
         new = dict(spec, description="new description", displayName="New display name")
@@ -93,11 +97,11 @@ def test_sigkill_mid_save(when):
 
         # The mount point says the daemon is gone: at once for anything
         # that asks the daemon, and for stat once the kernel's cached
-        # attributes (1 s) have run out.
+        # attributes (kept for ttl) have run out.
         with pytest.raises(OSError) as e:
             os.listdir(m.path)
         assert e.value.errno == errno.ENOTCONN
-        time.sleep(1.1)
+        time.sleep(KILL_TTL + 0.1)
         with pytest.raises(OSError) as e:
             os.stat(m.path)
         assert e.value.errno == errno.ENOTCONN

@@ -370,6 +370,7 @@ def test_readers_are_not_blocked_by_a_long_save(emulator, make_mount):
     others = ["tf-1", "pytorch-1", "base-notebook"]
     for img in others:
         read(m.p(img, "spec.json"))
+        os.stat(m.p(img, "status.json"))   # its groups known too
     emulator.control("latency", {"ms": 1000})
     try:
         result = {}

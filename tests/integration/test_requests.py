@@ -1,5 +1,6 @@
-"""Round trips, counted by the emulator (exact, so asserted): one request for
-a whole cold walk, none for a warm one, one mutation per save, connections
+"""Round trips, counted by the emulator (exact, so asserted): two requests
+for a whole cold walk (the tree, and every image's groups for status.json
+and groups/), none for a warm one, one mutation per save, connections
 reused, one refresh at a time, and freshness within the ttl."""
 import json
 import os
@@ -23,16 +24,22 @@ def walk(root):
     return n
 
 
-def test_cold_walk_is_one_request_and_warm_walk_none(make_mount):
+def test_cold_walk_is_three_requests_and_warm_walk_none(make_mount):
     emu = Emulator("--images", "1000")
     try:
         m = make_mount(emu)
         emu.reset_stats()
+        before = len(emu.requests())
         files = walk(m.path)
         assert files >= 2 * 1004   # every spec.json and status.json at least
         stats = emu.stats()
-        assert stats["total"] == 1, stats
-        assert stats["operations"] == {"images": 1, "groups": 1, "secrets": 1}
+        assert stats["total"] == 3, stats
+        assert stats["operations"] == {"images": 2, "groups": 1, "secrets": 1, "image": 1}
+        # The tree, the first image's groups (one `image` read), then, as a
+        # second image's are wanted within ttl, one membership query
+        # (images alone) for all: never one `image` read per image.
+        assert [sorted(r["ops"]) for r in emu.requests()[before:]] == [
+            ["groups", "images", "secrets"], ["image"], ["images"]]
         emu.reset_stats()
         walk(m.path)
         assert emu.stats()["total"] == 0
@@ -41,6 +48,7 @@ def test_cold_walk_is_one_request_and_warm_walk_none(make_mount):
 
 
 def test_own_save_is_one_mutation_and_no_listing(emulator, mnt):
+    walk(mnt.path)             # everything known, membership included
     spec = read_json(mnt.p("tf-1", "spec.json"))
     spec["description"] = "counted"
     emulator.reset_stats()

@@ -1,0 +1,207 @@
+"""Group membership fetched where it is shown, and the kernel's caches.
+
+PrimeHub resolves Image.groups by reading every group's role mappings from
+Keycloak and matching them per image, so the tree query leaves membership
+out: `ls -l` of the root must not pay for it, one image's groups/ costs one
+`image` read, and a walk costs that read plus one membership query for every
+image.  The kernel keeps entries, attributes and unchanged pages for ttl;
+every change made elsewhere must still show within the promised time, with
+sizes always equal to what a read returns."""
+import json
+import os
+import re
+import subprocess
+import time
+
+from phfs_harness import Emulator, read, read_json
+from util import ops, save, server_update
+
+GROUP_1_NAME = "example-group-1"
+
+
+def requests_since(emu, before):
+    return [r for r in emu.requests()[before:] if r["path"].startswith("/api")]
+
+
+def group_id(emu, name):
+    out = emu.gql("query { groups { id name } }")
+    return next(g["id"] for g in out["data"]["groups"] if g["name"] == name)
+
+
+def connect_elsewhere(emu, image, gid):
+    server_update(emu, image, {"groups": {"connect": [{"id": gid}]}})
+
+
+def fuse_ops(m, opcode):
+    """How many FUSE requests of this opcode the daemon has logged (-o debug)."""
+    return len(re.findall(rf"opcode: {opcode} ", m.log()))
+
+
+def test_ls_l_of_root_asks_no_membership(emulator, make_mount):
+    m = make_mount(emulator)
+    emulator.reset_stats()
+    before = len(emulator.requests())
+    names = [n for n in os.listdir(m.path) if n != ".status"]
+    for n in names:
+        os.lstat(m.p(n))
+    assert sorted(names) == ["base-notebook", "pytorch-1", "tf-1", "tf-2"]
+    reqs = requests_since(emulator, before)
+    # The tree only: images, groups and secrets in one request, and no
+    # second `images` request (the membership query).
+    assert [sorted(r["ops"]) for r in reqs] == [["groups", "images", "secrets"]], reqs
+    # Listing an image directory does not fetch its groups either.
+    os.listdir(m.p("tf-1"))
+    read(m.p("tf-1", "spec.json"))
+    assert ops(emulator) == {"images": 1, "groups": 1, "secrets": 1}
+
+
+def test_one_images_groups_cost_one_image_read(emulator, make_mount):
+    m = make_mount(emulator)
+    os.listdir(m.path)
+    emulator.reset_stats()
+    assert sorted(os.listdir(m.p("base-notebook", "groups"))) == [
+        "example-group-1", "example-group-2"]
+    assert ops(emulator) == {"image": 1}
+    # Within ttl: known, nothing more.
+    status = read_json(m.p("base-notebook", "status.json"))
+    assert sorted(g["name"] for g in status["groups"]) == ["example-group-1", "example-group-2"]
+    assert os.stat(m.p("base-notebook", "status.json")).st_size == len(
+        read(m.p("base-notebook", "status.json")))
+    assert ops(emulator) == {"image": 1}
+
+
+def test_walk_costs_one_membership_query(make_mount):
+    emu = Emulator("--images", "300")
+    try:
+        m = make_mount(emu)
+        os.listdir(m.path)
+        emu.reset_stats()
+        before = len(emu.requests())
+        out = subprocess.run(["ls", "-lR", m.path], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        statuses = subprocess.run(
+            ["sh", "-c", f'cat "{m.path}"/*/status.json'], capture_output=True, timeout=120)
+        assert statuses.returncode == 0
+        reqs = requests_since(emu, before)
+        # The first image's groups are one `image` read; the second image
+        # within ttl shows a walk, and one request then brings every image's
+        # groups: `images` alone.
+        assert [r["ops"] for r in reqs] == [["image"], ["images"]], reqs
+        # And the groups shown are the server's.
+        state = emu.state()
+        names = [n for n in state["images"] if n.startswith("synthetic-")][:20]
+        names.append("base-notebook")
+        for name in names:
+            shown = read_json(m.p(name, "status.json"))
+            listed = sorted(os.listdir(m.p(name, "groups")))
+            assert sorted(g["name"] for g in shown["groups"]) == listed
+            assert sorted(g["id"] for g in shown["groups"]) == \
+                sorted(state["images"][name]["groups"])
+        assert any(state["images"][n]["groups"] for n in names)
+        # Still within ttl: that checking cost nothing more.
+        assert len(requests_since(emu, before)) == 2
+    finally:
+        emu.stop()
+
+
+def test_membership_change_elsewhere_shows_within_ttl(emulator, make_mount):
+    m = make_mount(emulator, ttl=2)
+    gid = group_id(emulator, GROUP_1_NAME)
+    groups_dir = m.p("tf-2", "groups")
+    status = m.p("tf-2", "status.json")
+    assert os.listdir(groups_dir) == []
+    assert read_json(status)["groups"] == []
+    connect_elsewhere(emulator, "tf-2", gid)
+    start = time.monotonic()
+    seen = None
+    while time.monotonic() - start < 6:
+        listed = os.listdir(groups_dir)
+        size = os.stat(status).st_size
+        data = read(status)
+        assert size == len(data)
+        shown = [g["name"] for g in json.loads(data)["groups"]]
+        if listed == [GROUP_1_NAME] and shown == [GROUP_1_NAME]:
+            seen = time.monotonic() - start
+            break
+        time.sleep(0.1)
+    assert seen is not None and seen <= 2 + 1.5, seen
+    # The kernel's cached entry for the group name agrees.
+    assert os.path.exists(os.path.join(groups_dir, GROUP_1_NAME))
+
+
+def test_touching_a_connected_group_sends_nothing_after_membership_is_known(emulator, mnt):
+    os.listdir(mnt.p("base-notebook", "groups"))
+    emulator.reset_stats()
+    with open(mnt.p("base-notebook", "groups", GROUP_1_NAME), "a"):
+        pass
+    assert ops(emulator) == {}
+
+
+def test_unchanged_file_is_read_from_the_page_cache(emulator, make_mount):
+    m = make_mount(emulator, "debug")
+    path = m.p("tf-1", "spec.json")
+    first = read(path)
+    read(path)                         # this open's pages may be kept from now on
+    reads = fuse_ops(m, "READ")
+    for _ in range(5):
+        assert read(path) == first
+    assert fuse_ops(m, "READ") == reads, "warm reads of an unchanged file reached the daemon"
+    # Listings are answered from the daemon's snapshot on every opendir
+    # (this kernel re-reads a cached listing after its GETATTR), but never
+    # from the network within ttl.
+    before = len(emulator.requests())
+    for _ in range(3):
+        assert sorted(os.listdir(m.p("tf-1"))) == ["groups", "spec.json", "status.json"]
+    assert len(emulator.requests()) == before
+
+
+def test_own_save_is_never_hidden_by_the_page_cache(emulator, make_mount):
+    m = make_mount(emulator)
+    path = m.p("tf-1", "spec.json")
+    for _ in range(3):
+        read(path)                     # cached now
+    spec = json.loads(read(path))
+    spec["description"] = "a longer description saved through the mount, then read back"
+    with open(path, "w") as f:
+        f.write(json.dumps(spec, indent=4))   # not the mount's own layout
+    data = read(path)
+    assert os.stat(path).st_size == len(data)
+    assert json.loads(data)["description"] == spec["description"]
+    # What is read back is the server's text in the mount's layout, not the
+    # bytes the writer left in the page cache.
+    assert data.decode() != json.dumps(spec, indent=4)
+    # A refused save leaves the server's text, not the refused bytes.
+    refused = save(path, '{"name": "tf-1", "type": "not-a-type"}')
+    assert refused != 0
+    again = read(path)
+    assert json.loads(again)["description"] == spec["description"]
+    assert os.stat(path).st_size == len(again)
+
+
+def test_many_changes_elsewhere_all_show_within_ttl(make_mount):
+    emu = Emulator("--images", "150")
+    try:
+        m = make_mount(emu, ttl=2)
+        names = sorted(n for n in os.listdir(m.path) if n.startswith("synthetic-"))[:120]
+        assert len(names) == 120
+        for _ in range(2):                    # warm: entries, attributes and pages cached
+            for n in names:
+                read(m.p(n, "spec.json"))
+                os.stat(m.p(n, "spec.json"))
+        for n in names:                       # more than one invalidation batch
+            server_update(emu, n, {"description": f"changed elsewhere: {n} " + "x" * 40})
+        start = time.monotonic()
+        pending = set(names)
+        while pending and time.monotonic() - start < 8:
+            for n in sorted(pending):
+                p = m.p(n, "spec.json")
+                size = os.stat(p).st_size
+                data = read(p)
+                assert size == len(data), (n, size, len(data))
+                if (json.loads(data)["description"] or "").startswith("changed elsewhere"):
+                    pending.discard(n)
+            time.sleep(0.1)
+        assert not pending, f"{len(pending)} not shown after {time.monotonic() - start:.1f}s"
+        assert time.monotonic() - start <= 2 + 2.5
+    finally:
+        emu.stop()
