@@ -172,6 +172,22 @@ static int check_update(const struct spec_doc *b, const struct spec_doc *t,
 				                  "both)");
 		}
 	}
+	/* A new type other than "both" makes PrimeHub set urlForGpu to the url
+	 * whatever is sent, and going back to "both" does not restore it: the
+	 * file's urlForGpu must be what the server will hold (fill_update sends
+	 * it when going to "both").  A custom build's urls are the builder's. */
+	if ((*changed & PH_IN_TYPE) && !(*changed & PH_IN_URL_FOR_GPU) && !t->image_spec &&
+	    !is_both(new_type) && !empty(t->url_for_gpu) && !spec_streq(t->url_for_gpu, new_url)) {
+		char qt[64], qu[160];
+
+		jt_quote(qt, sizeof(qt), new_type, 20);
+		jt_quote(qu, sizeof(qu), new_url, 120);
+		return ph_err_set(err, EINVAL, "urlForGpu",
+		                  "changing type to %s makes PrimeHub set urlForGpu to the url, so "
+		                  "this file's urlForGpu would be lost; set urlForGpu to %s in the "
+		                  "same save",
+		                  qt, qu);
+	}
 	if (*changed & PH_IN_USE_IMAGE_PULL_SECRET)
 		return spec_check_pull_secret("useImagePullSecret", t->pull_secret, ctx, err);
 	return 0;
@@ -286,10 +302,18 @@ static int fill_update(const struct spec_doc *t, const struct ph_image *cur, uns
 			r = dup_into(input_str(in, &str_fields[i]), doc_str(t, &str_fields[i]),
 			             err);
 	in->global = t->global;
+	/* Going to "both", PrimeHub keeps the urlForGpu it holds (the url, if
+	 * the image was cpu or gpu): send the file's, so the image is exactly
+	 * what was saved. */
+	if (!r && (send & PH_IN_TYPE) && !(send & PH_IN_URL_FOR_GPU) && is_both(new_type) &&
+	    !t->image_spec && !empty(t->url_for_gpu)) {
+		in->set |= PH_IN_URL_FOR_GPU;
+		r = dup_into(&in->url_for_gpu, t->url_for_gpu, err);
+	}
 	/* A new url on a "both" image overwrites urlForGpu unless it is sent:
 	 * keep the one the user left alone (the server's, which normally is
 	 * what they saw; if someone changed it meanwhile, theirs survives). */
-	if (!r && (send & PH_IN_URL) && !(send & PH_IN_URL_FOR_GPU) && is_both(new_type) &&
+	if (!r && (send & PH_IN_URL) && !(in->set & PH_IN_URL_FOR_GPU) && is_both(new_type) &&
 	    !empty(cur->url_for_gpu)) {
 		in->set |= PH_IN_URL_FOR_GPU;
 		r = dup_into(&in->url_for_gpu, cur->url_for_gpu, err);

@@ -516,7 +516,8 @@ static const struct refusal plain_refusals[] = {
      "write @sha256: followed by 64 lower-case hex digits"},
     {"\"urlForGpu\": \"infuseai/docker-stacks:base-notebook-63fdf50a-gpu\"", "\"urlForGpu\": null",
      EINVAL, "urlForGpu", "urlForGpu cannot be removed"},
-    {"\"type\": \"both\"", "\"type\": \"cpu\"", 0, NULL, NULL}, /* fine: see quirks */
+    {"\"type\": \"both\"", "\"type\": \"cpu\"", EINVAL, "urlForGpu",
+     "changing type to \"cpu\" makes PrimeHub set urlForGpu to the url"}, /* see quirks */
     {"\"type\": \"both\",\n  \"url\": \"infuseai/docker-stacks:base-notebook-63fdf50a\",\n  "
      "\"urlForGpu\": \"infuseai/docker-stacks:base-notebook-63fdf50a-gpu\"",
      "\"type\": \"cpu\",\n  \"url\": \"infuseai/docker-stacks:base-notebook-63fdf50a\",\n  "
@@ -811,11 +812,28 @@ static void test_url_quirks(void)
 	CHECK_INT(u.input.set, PH_IN_URL_FOR_GPU);
 	spec_update_clear(&u);
 
-	/* type to cpu: allowed, urlForGpu left to PrimeHub (it sets it to url) */
-	CHECK_INT(plan_edit(img, "\"type\": \"both\"", "\"type\": \"cpu\"", &u, &err), 0);
-	CHECK_INT(u.input.set, PH_IN_TYPE);
-	CHECK_STR(u.input.type, "cpu");
-	spec_update_clear(&u);
+	/* type to cpu with another urlForGpu: PrimeHub would set it to url,
+	 * silently; refused, saying what to write */
+	CHECK_INT(plan_edit(img, "\"type\": \"both\"", "\"type\": \"cpu\"", &u, &err), -EINVAL);
+	CHECK_STR(err.field, "urlForGpu");
+	CHECK_CONTAINS(err.msg, "changing type to \"cpu\" makes PrimeHub set urlForGpu to the url");
+	CHECK_CONTAINS(err.msg, "set urlForGpu to \"" DS "base-notebook-63fdf50a\"");
+	CHECK(spec_update_empty(&u));
+	/* ... with urlForGpu equal to url in the same save: as written */
+	{
+		char *base = spec_render(img, NULL);
+		char *t1 = edit(base, "\"type\": \"both\"", "\"type\": \"cpu\"");
+		char *t2 = edit(t1, "63fdf50a-gpu\"", "63fdf50a\"");
+
+		CHECK_INT(plan(img, t2, img, &u, &err), 0);
+		CHECK_INT(u.input.set, PH_IN_TYPE | PH_IN_URL_FOR_GPU);
+		CHECK_STR(u.input.type, "cpu");
+		CHECK_STR(u.input.url_for_gpu, DS "base-notebook-63fdf50a");
+		spec_update_clear(&u);
+		free(base);
+		free(t1);
+		free(t2);
+	}
 
 	/* on a cpu image a new url is not pinned (urlForGpu follows url there) */
 	free(img->type);
@@ -844,6 +862,12 @@ static void test_url_quirks(void)
 		free(t1);
 		free(t2);
 	}
+	/* cpu -> both alone: the file's urlForGpu is sent (PrimeHub would keep
+	 * the one it holds, which need not be the file's) */
+	CHECK_INT(plan_edit(img, "\"type\": \"cpu\"", "\"type\": \"both\"", &u, &err), 0);
+	CHECK_INT(u.input.set, PH_IN_TYPE | PH_IN_URL_FOR_GPU);
+	CHECK_STR(u.input.url_for_gpu, DS "base-notebook-63fdf50a");
+	spec_update_clear(&u);
 	/* cpu -> both with a new url: the gpu url the user sees is kept */
 	{
 		char *base = spec_render(img, NULL);
