@@ -443,21 +443,51 @@ int spec_check_pull_secret(const char *field, const char *id, const struct spec_
 
 /* ---------------------------------------------------------------- imageSpec */
 
+/* The characters PrimeHub's image builder keeps in a package name: it drops
+ * any other name from the Dockerfile without a word and still reports the
+ * build Succeeded (primehub-controller's filterIllegalPackages,
+ * ^[a-zA-Z0-9-_:=\.]+$). */
+static bool builder_keeps(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '_' || c == ':' || c == '=' || c == '.';
+}
+
 static int check_package_list(const char *field, const struct ph_strlist *l, struct ph_err *err)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const unsigned char *p = (const unsigned char *)l->items[i];
+		char quoted[96];
 
 		if (!*p)
 			return ph_err_set(err, EINVAL, field,
 			                  "%s item %zu is empty; write a package name", field,
 			                  i + 1);
-		for (; *p; p++)
-			if (*p < 0x20 || *p == 0x7f)
+		for (const unsigned char *c = p; *c; c++)
+			if (*c < 0x20 || *c == 0x7f)
 				return ph_err_set(err, EINVAL, field,
 				                  "%s item %zu contains a control character; write "
 				                  "one package per item",
 				                  field, i + 1);
+		for (const unsigned char *c = p; *c; c++) {
+			if (builder_keeps(*c))
+				continue;
+			jt_quote(quoted, sizeof(quoted), (const char *)p, 60);
+			if (*c < 0x80)
+				return ph_err_set(
+				    err, EINVAL, field,
+				    "%s item %zu %s has '%c', which PrimeHub's image builder does "
+				    "not accept: it would leave the package out of the build "
+				    "without a word; use letters, digits and - _ : = . only "
+				    "(a version as name==1.2, not >=, + or [extras])",
+				    field, i + 1, quoted, *c);
+			return ph_err_set(err, EINVAL, field,
+			                  "%s item %zu %s has a character PrimeHub's image builder "
+			                  "does not accept: it would leave the package out of the "
+			                  "build without a word; use letters, digits and - _ : = . "
+			                  "only",
+			                  field, i + 1, quoted);
+		}
 	}
 	return 0;
 }

@@ -13,6 +13,7 @@ deterministically and without sleeping.
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 
@@ -64,12 +65,24 @@ def _digest(text, length):
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
+# What primehub-controller keeps of a package name (filterIllegalPackages);
+# any other name is left out of the Dockerfile without a word, and the build
+# still succeeds.
+LEGAL_PACKAGE = re.compile(r"[a-zA-Z0-9\-_:=.]+")  # whole name: Go's $ is the very end
+
+
+def legal_packages(packages):
+    return {k: [p for p in (packages.get(k) or []) if isinstance(p, str) and LEGAL_PACKAGE.fullmatch(p)]
+            for k in ("apt", "conda", "pip")}
+
+
 def new_job(name, image_spec, now):
     """A build job for ``image_spec`` starting at clock time ``now``.
 
     The tag is a hash of what is built (base image, packages, base pull
-    secret), as an image builder would derive it."""
-    packages = image_spec.get("packages") or {}
+    secret), as an image builder would derive it.  Package names the
+    controller does not accept are dropped, as it drops them."""
+    packages = legal_packages(image_spec.get("packages") or {})
     content = json.dumps({
         "baseImage": image_spec.get("baseImage"),
         "pullSecret": image_spec.get("pullSecret"),
