@@ -27,8 +27,12 @@ def parse_args(argv):
                         help="API token of the non-admin user phuser (optional)")
     parser.add_argument("--images", type=int, default=0, metavar="N",
                         help="add N synthetic admin images to the seed")
+    parser.add_argument("--groups", type=int, default=0, metavar="N",
+                        help="add N synthetic groups to the seed and connect every synthetic "
+                             "image to 0-3 of them")
     parser.add_argument("--state", default=None, metavar="FILE",
-                        help="load state from FILE if it exists (then --images is ignored); "
+                        help="load state from FILE if it exists (then --images and --groups "
+                             "are ignored); "
                              "save it atomically after every change")
     parser.add_argument("--clock", choices=("manual", "real"), default="real",
                         help="build clock: manual (moved by POST /-/clock/advance) or real")
@@ -49,6 +53,8 @@ def parse_args(argv):
         parser.error("--tls-cert and --tls-key go together")
     if args.images < 0:
         parser.error("--images must be >= 0")
+    if args.groups < 0:
+        parser.error("--groups must be >= 0")
     if args.user_token is not None and args.user_token == args.token:
         parser.error("--user-token must differ from --token")
     return args
@@ -78,7 +84,8 @@ def main(argv=None):
 
     store = Store(args.graphql_host or base_url, errors=args.errors,
                   clock=builds.Clock(args.clock),
-                  state_file=args.state, synthetic_images=args.images)
+                  state_file=args.state, synthetic_images=args.images,
+                  synthetic_groups=args.groups)
     service = GraphQLService(store, build_schema())
     app = server.App(store, service, args.token, args.user_token,
                      latency_ms=args.latency_ms, verbose=args.verbose)

@@ -2,7 +2,7 @@
 admin images for scale tests.
 
 Everything here is deterministic so that two emulators started with the same
-``--images N`` hold byte-identical state (tests and benchmarks compare runs).
+``--images N`` and ``--groups G`` hold byte-identical state (tests and benchmarks compare runs).
 The state layout is the one ``store.Store`` persists: raw stored image specs
 (as Kubernetes would hold them: null fields pruned, keys sorted), Keycloak
 roles as ``role name -> [group ids]``, groups, secrets and users.
@@ -155,21 +155,74 @@ def synthetic_images(count):
     return out
 
 
-def initial_state(synthetic_count=0):
-    """The whole seeded state in the persisted layout of store.Store."""
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(value):
+    """A 64-bit integer hash (splitmix64): the same pseudo-random
+    choices on every Python version, unlike the random module's methods."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return value ^ (value >> 31)
+
+
+def synthetic_group_id(index):
+    return "5e0a0000-0000-4000-8000-%012d" % index
+
+
+def synthetic_groups(count):
+    """``count`` groups synthetic-group-001, ... (no members, no admins), for
+    scale tests of group membership (``--groups N``)."""
+    width = max(3, len(str(count)))
+    return [_group(synthetic_group_id(i), "synthetic-group-%0*d" % (width, i),
+                   "Synthetic Group %d" % i, [])
+            for i in range(1, count + 1)]
+
+
+def synthetic_memberships(image_index, group_count):
+    """The synthetic groups (1-based indexes) synthetic image ``image_index``
+    is connected to: a deterministic pseudo-random subset of 0 to 3 of them
+    (1.5 on average), in increasing order."""
+    if group_count <= 0:
+        return []
+    want = min(_mix(image_index) % 4, group_count)
+    chosen = set()
+    attempt = 0
+    while len(chosen) < want:
+        attempt += 1
+        chosen.add(1 + _mix(image_index * 1000003 + attempt) % group_count)
+    return sorted(chosen)
+
+
+def initial_state(synthetic_count=0, synthetic_group_count=0):
+    """The whole seeded state in the persisted layout of store.Store.
+
+    With ``synthetic_group_count`` > 0 there are that many more groups, and
+    every synthetic image is also connected to 0-3 of them (its links to the
+    sample groups stay as they are)."""
     images = {}
     roles = {}
-    for name, spec, group_ids, is_global in sample_images() + synthetic_images(synthetic_count):
+    rows = [(name, spec, group_ids, is_global, [])
+            for name, spec, group_ids, is_global in sample_images()]
+    rows += [(name, spec, group_ids, is_global,
+              synthetic_memberships(index, synthetic_group_count))
+             for index, (name, spec, group_ids, is_global)
+             in enumerate(synthetic_images(synthetic_count), 1)]
+    for name, spec, group_ids, is_global, extra_groups in rows:
         images[name] = {"spec": spec, "status": None}
         linked = list(group_ids)
         if is_global:
             linked.append(EVERYONE_GROUP_ID)
+        linked += [synthetic_group_id(g) for g in extra_groups]
         roles[ROLE_PREFIX + name] = linked
+    groups = sorted(sample_groups() + synthetic_groups(synthetic_group_count),
+                    key=lambda g: g["name"])
     return {
         "format": 1,
         "images": images,
         "roles": roles,
-        "groups": sample_groups(),
+        "groups": groups,
         "secrets": sample_secrets(),
         "users": sample_users(),
         "builds": {},

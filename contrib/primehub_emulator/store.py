@@ -280,7 +280,7 @@ class Store(object):
     """The emulated server.  See the module docstring."""
 
     def __init__(self, base_url, errors="v3", clock=None, state_file=None,
-                 synthetic_images=0):
+                 synthetic_images=0, synthetic_groups=0):
         self.lock = threading.RLock()
         self.base_url = base_url.rstrip("/")
         self.errors = errors
@@ -299,7 +299,7 @@ class Store(object):
                                  % (state_file, exc))
             self.clock.restore(state.get("clock"))
         if state is None:
-            state = initial_state(synthetic_images)
+            state = initial_state(synthetic_images, synthetic_groups)
         self._load(state)
         if state_file and not os.path.exists(state_file):
             self.save()
