@@ -48,6 +48,9 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scale import Scale  # noqa: E402  (rows S1-S5 of issue 9)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.path.join(ROOT, "build", "src", "primehubfs")
 EMULATOR = os.path.join(ROOT, "contrib", "primehub-emulator")
@@ -109,6 +112,46 @@ def timed(cmd, timeout, **kw):
 
 # --------------------------------------------------------------------- emulator
 
+_EMULATOR_HELP = None
+
+
+def emulator_has(flag):
+    """Whether contrib/primehub-emulator takes this option (it is being
+    extended: --groups, --cost-model, --cost-scale)."""
+    global _EMULATOR_HELP
+    if _EMULATOR_HELP is None:
+        r = subprocess.run([PYTHON, EMULATOR, "--help"], capture_output=True, text=True,
+                           timeout=60)
+        _EMULATOR_HELP = r.stdout
+    return flag in _EMULATOR_HELP
+
+
+def emulator_defaults():
+    """The emulator's server-cost model (sleeping what PrimeHub would spend)
+    is off except in the rows that measure server cost, which turn it on."""
+    return ["--cost-model", "off"] if emulator_has("--cost-model") else []
+
+
+def drop_caches_allowed():
+    return os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+
+def expire_kernel_caches():
+    """Make the kernel forget the mount's names, attributes and pages
+    (entry/attr timeouts are the ttl now, so waiting is no option within
+    ttl): echo 2 > /proc/sys/vm/drop_caches (root: the kernel's dentries
+    and inodes, the mount's among them), then 1 s for the daemon to handle
+    the FORGETs that follow, so they do not land in the timed part.  Without root: 1.2 s, enough only for daemons with 1 s
+    timeouts."""
+    if drop_caches_allowed():
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")  # dentries and inodes; 3 would also evict ls and libc
+        time.sleep(1.0)
+        run(["ls", "-l", "/"], timeout=30)  # ls itself warm again, as on the other side
+    else:
+        time.sleep(1.2)
+
+
 class Emulator:
     """contrib/primehub-emulator on loopback, and a client for its control
     endpoints.  Each control or GraphQL request of this script uses a new
@@ -116,16 +159,20 @@ class Emulator:
     keepalive_probe), and counts it, so that delta() can report only the
     connections other clients (the daemon) opened."""
 
-    def __init__(self, images, logdir):
+    count = 0
+
+    def __init__(self, images, logdir, extra=()):
+        Emulator.count += 1
         self.images = images
-        self.errfile = open(os.path.join(logdir, "emulator-%d.stderr" % images), "w")
+        self.errfile = open(os.path.join(logdir, "emulator-%02d-%d.stderr"
+                                         % (Emulator.count, images)), "w")
         self.proc = subprocess.Popen(
             [PYTHON, EMULATOR, "--host", "127.0.0.1", "--port", "0", "--clock", "manual",
-             "--images", str(images), "--token", TOKEN],
+             "--images", str(images), "--token", TOKEN] + emulator_defaults() + list(extra),
             stdout=subprocess.PIPE, stderr=self.errfile, stdin=subprocess.DEVNULL, text=True,
             start_new_session=True)  # Ctrl-C reaches only run.py, which cleans up in order
         EMULATORS.append(self)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 120)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 600)
         line = self.proc.stdout.readline() if ready else ""
         if not line.startswith("http://127.0.0.1:"):
             self.stop()
@@ -236,7 +283,7 @@ def mounted_here(path):
 class Mount:
     count = 0
 
-    def __init__(self, emu, ttl, logdir, debug=False):
+    def __init__(self, emu, ttl, logdir, debug=False, opts=()):
         Mount.count += 1
         self.dir = os.path.realpath(tempfile.mkdtemp(prefix="phfs-bench-mnt-"))
         self.logpath = os.path.join(logdir, "mount-%03d.log" % Mount.count)
@@ -247,18 +294,20 @@ class Mount:
         env["PRIMEHUB_API_TOKEN"] = TOKEN
         env["HOME"] = self.home  # no ~/.primehub/config.json of the user
         args = [BINARY, emu.endpoint, self.dir, "-d" if debug else "-f", "-o", "ttl=%d" % ttl]
-        log("mount %s ttl=%d%s" % (self.dir, ttl, " -d" if debug else ""))
+        for o in opts:
+            args += ["-o", o]
+        log("mount %s ttl=%d%s %s" % (self.dir, ttl, " -d" if debug else "", " ".join(opts)))
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.logfile,
                                      stderr=subprocess.STDOUT, env=env,
                                      preexec_fn=no_core_dumps, start_new_session=True)
         MOUNTS.append(self)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not mounted_here(self.dir):
             if self.proc.poll() is not None:
                 raise BenchError("primehubfs exited with %s before mounting:\n%s"
                                  % (self.proc.returncode, self.log_tail()))
             if time.monotonic() > deadline:
-                raise BenchError("primehubfs did not mount in 30 s:\n" + self.log_tail())
+                raise BenchError("primehubfs did not mount in 120 s:\n" + self.log_tail())
             time.sleep(0.02)
 
     def log_tail(self, n=3000):
@@ -372,12 +421,16 @@ def tree_request():
     def unquote(block):
         return "".join(json.loads(s) for s in re.findall(r'"(?:[^"\\]|\\.)*"', block))
 
-    frag = re.search(r'#define IMAGE_FIELDS_FRAGMENT\s*\\\n((?:[ \t]*".*"[ \t]*\\?\n)+)', src)
-    tree = re.search(r'DOC_TREE\[\]\s*=\s*((?:\s*".*")+)\s*IMAGE_FIELDS_FRAGMENT\s*;', src)
+    # DOC_TREE is string literals followed by the fragment macro it uses
+    # (IMAGE_FIELDS_FRAGMENT, or TREE_IMAGE_FIELDS_FRAGMENT since the tree
+    # leaves membership out).
+    tree = re.search(r'DOC_TREE\[\]\s*=\s*((?:\s*".*")+)\s*([A-Z_]+_FRAGMENT)\s*;', src)
+    frag = tree and re.search(r'#define %s\s*\\\n((?:[ \t]*".*"[ \t]*\\?\n)+)'
+                              % tree.group(2), src)
     if not frag or not tree:
-        raise BenchError("cannot find DOC_TREE / IMAGE_FIELDS_FRAGMENT in src/primehub.c")
+        raise BenchError("cannot find DOC_TREE and its fragment in src/primehub.c")
     doc = unquote(tree.group(1)) + unquote(frag.group(1))
-    if "query PrimehubfsTree" not in doc or "fragment ImageFields" not in doc:
+    if "query PrimehubfsTree" not in doc or "fragment " not in doc:
         raise BenchError("unexpected DOC_TREE in src/primehub.c: %r" % doc[:200])
     # ph_fetch_tree: {"mode": "SYSTEM_ONLY", "pullSecrets": {"ifDockerConfigJson": true}}
     body = re.search(r'int ph_fetch_tree\(.*?\n}\n', src, re.S)
@@ -385,6 +438,17 @@ def tree_request():
         raise BenchError("ph_fetch_tree's variables changed: update tree_request() in run.py")
     return {"query": doc, "variables": {"mode": "SYSTEM_ONLY",
                                         "pullSecrets": {"ifDockerConfigJson": True}}}
+
+
+def source_doc(name):
+    """A GraphQL document of src/primehub.c made only of string literals
+    (static const char NAME[] = "..." "...";), or None if there is none."""
+    with open(PRIMEHUB_C) as f:
+        src = f.read()
+    m = re.search(r'%s\[\]\s*=\s*((?:\s*".*")+)\s*;' % re.escape(name), src)
+    if not m:
+        return None
+    return "".join(json.loads(s) for s in re.findall(r'"(?:[^"\\]|\\.)*"', m.group(1)))
 
 
 def curl_command(emu, body_path, out_path="/dev/null"):
@@ -428,8 +492,8 @@ class Bench:
         progress(" | ".join(str(c) for c in r.cells))
         return r
 
-    def mount(self, emu, ttl=60, debug=False):
-        return Mount(emu, ttl, self.logdir, debug=debug)
+    def mount(self, emu, ttl=60, debug=False, opts=()):
+        return Mount(emu, ttl, self.logdir, debug=debug, opts=opts)
 
     def image_ids(self, emu):
         return sorted(emu.state()["images"])
@@ -666,7 +730,7 @@ class Bench:
             timed(["ls", m.dir], timeout=300)
             rel, hot = [], []
             for r in range(runs):
-                time.sleep(1.2)  # past entry_timeout/attr_timeout (1 s), within ttl
+                expire_kernel_caches()  # within ttl: only the kernel forgets
                 s0 = emu.stats()
                 t, _ = timed(["ls", "-l", m.dir], timeout=300)
                 rel.append(t)
@@ -776,7 +840,7 @@ class Bench:
             os.listdir(m.dir)
             for p in paths:
                 read_bytes(p)
-            time.sleep(1.2)  # the kernel's entry/attr caches expire: lookups reach the daemon
+            expire_kernel_caches()  # lookups reach the daemon
             emu.latency(LATENCY_MS)
             try:
                 s0 = emu.stats()
@@ -991,7 +1055,9 @@ def machine():
     return [
         ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("primehubfs commit", commit + (" (src has uncommitted changes)" if dirty else "")
-         + (" - WARNING: build/src/primehubfs is older than the sources" if stale else "")),
+         + (" - WARNING: %s is older than the sources" % os.path.relpath(BINARY, ROOT)
+            if stale else "")),
+        ("primehubfs binary", os.path.relpath(BINARY, ROOT)),
         ("nproc", cmd(["nproc"])),
         ("CPU", cpu),
         ("kernel", "%s %s" % (os.uname().sysname, os.uname().release)),
@@ -1027,7 +1093,7 @@ def md_table(rows):
 KEEP_MARKER = "<!-- run.py keeps everything below this line -->"
 
 
-def write_markdown(path, info, rows, notes, argv):
+def write_markdown(path, info, rows, notes, argv, scale_rows=(), scale_notes=()):
     kept = ""
     if os.path.exists(path):
         with open(path) as f:
@@ -1042,6 +1108,13 @@ def write_markdown(path, info, rows, notes, argv):
     lines += ["", md_table(rows), "", "## Notes from the run", ""]
     lines += ["- " + n for n in notes]
     lines.append("")
+    if scale_rows:
+        lines += ["## Scale and server cost (issue 9)", "",
+                  "Rows S1-S5 (tests/bench/README.md, \"Scale rows\"). Timings here are "
+                  "targets too, but never change the exit status.", "",
+                  md_table(scale_rows), "", "### Notes from the run (S1-S5)", ""]
+        lines += ["- " + n for n in scale_notes]
+        lines.append("")
     if kept:
         lines.append(kept.rstrip("\n"))
         lines.append("")
@@ -1072,6 +1145,25 @@ def parse_args(argv):
     ap.add_argument("--cli-sample", type=int, default=0,
                     help="run only this many `get` processes in scenario 5 and extrapolate "
                          "linearly (default 0: all)")
+    ap.add_argument("--primehubfs", metavar="PATH", default=BINARY,
+                    help="the primehubfs binary (default build/src/primehubfs)")
+    ap.add_argument("--only", default="issue4,scale,cost",
+                    help="comma-separated sections to run: issue4 (rows 1-8), scale (S1-S4), "
+                         "cost (S5); default all")
+    ap.add_argument("--ls-sizes", default="1000,10000,100000",
+                    help="S1: cold ls -l of the root at these image counts")
+    ap.add_argument("--scale-runs", type=int, default=5, help="S1: runs per size (median)")
+    ap.add_argument("--refresh-n", type=int, default=100000,
+                    help="S2/S3: the refresh and memory row at this many images (0: skip)")
+    ap.add_argument("--scale-max", type=int, default=300000,
+                    help="S2: the no-cliff row at this many images (0: skip)")
+    ap.add_argument("--walk-n", type=int, default=10000,
+                    help="S4: warm walks vs a tmpfs copy at this many images (0: skip)")
+    ap.add_argument("--walk-repeat", type=int, default=3,
+                    help="S4: timed runs after one untimed (median)")
+    ap.add_argument("--cost", default="200x20,2000x100",
+                    help="S5: IMAGESxGROUPS sizes with the emulator's cost model")
+    ap.add_argument("--cost-ttl", type=int, default=5, help="S5b: ttl of the mount in use")
     ap.add_argument("--logs", help="keep the daemon and emulator logs in this directory")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -1083,6 +1175,15 @@ def parse_args(argv):
         ap.error("--images: 0 to 99,999 images")
     if args.runs < 1 or args.walk_runs < 1:
         ap.error("--runs and --walk-runs must be at least 1")
+    args.sections = {x.strip() for x in args.only.split(",") if x.strip()}
+    if args.sections - {"issue4", "scale", "cost"}:
+        ap.error("--only takes issue4, scale, cost")
+    try:
+        args.ls_sizes = sorted({int(x) for x in args.ls_sizes.split(",") if x.strip()})
+        args.cost_sizes = [tuple(int(v) for v in x.split("x")) for x in args.cost.split(",")
+                           if x.strip()]
+    except ValueError:
+        ap.error("--ls-sizes takes numbers like 1000,10000; --cost takes 200x20,2000x100")
     return args
 
 
@@ -1103,20 +1204,22 @@ def on_signal(signum, frame):
 
 
 def main(argv):
-    global VERBOSE
+    global VERBOSE, BINARY
     args = parse_args(argv[1:])
     VERBOSE = args.verbose
+    BINARY = os.path.abspath(args.primehubfs)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     logdir = args.logs or tempfile.mkdtemp(prefix="phfs-bench-logs-")
     os.makedirs(logdir, exist_ok=True)
     started = time.monotonic()
     bench = Bench(args, logdir)
+    scale = Scale(bench, sys.modules[__name__])
     small, large = args.sizes[0], args.sizes[-1]
     try:
         preflight()
         info = machine()
-        for n in args.sizes:
+        for n in (args.sizes if "issue4" in args.sections else []):
             progress("starting the emulator with %s synthetic images" % fmt_n(n))
             emu = Emulator(n, logdir)
             try:
@@ -1132,8 +1235,21 @@ def main(argv):
                     bench.ls_vs_floor(emu, n, args.runs)
             finally:
                 emu.stop()
-        bench.memory_empty()
-        bench.memory_row()
+        if "issue4" in args.sections:
+            bench.memory_empty()
+            bench.memory_row()
+        if "scale" in args.sections:
+            for n in args.ls_sizes:
+                scale.cold_ls(n, args.scale_runs)
+            if args.walk_n:
+                scale.warm_walks(args.walk_n, args.walk_repeat)
+            if args.refresh_n:
+                scale.big_mount(args.refresh_n, refresh_row=True)
+            if args.scale_max and args.scale_max != args.refresh_n:
+                scale.big_mount(args.scale_max, refresh_row=False)
+        if "cost" in args.sections:
+            for n, g in args.cost_sizes:
+                scale.server_cost(n, g, ttl=args.cost_ttl)
     except (BenchError, KeyboardInterrupt) as e:
         cleanup()
         progress(("ERROR: %s" % e) if isinstance(e, BenchError) else "interrupted")
@@ -1155,9 +1271,13 @@ def main(argv):
     print()
     print(text_table(rows))
     print()
+    if scale.rows:
+        print("Scale and server cost (issue 9)")
+        print(text_table(scale.rows))
+        print()
     for k, v in info:
         print("%s: %s" % (k, v))
-    for note in bench.notes:
+    for note in bench.notes + scale.notes:
         print("* " + note)
     if args.out:
         shown, skip = [], False
@@ -1169,7 +1289,8 @@ def main(argv):
             elif a not in ("-v", "--verbose") and not a.startswith("--logs="):
                 shown.append(a)
         write_markdown(args.out, info, rows, bench.notes,
-                       ["/usr/bin/python3", "tests/bench/run.py"] + shown)
+                       ["/usr/bin/python3", "tests/bench/run.py"] + shown, scale.rows,
+                       scale.notes)
         print("\nwritten to %s" % args.out)
     if not args.logs:
         shutil.rmtree(logdir, ignore_errors=True)
