@@ -376,6 +376,11 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 			return -ENOMEM;
 		fill_stat(fs, st, tree_mode(n->kind), snap_image_texts(e)->status_len, t);
 		return 0;
+	case NODE_REBUILD:
+		if (!e || !e->img->image_spec)
+			return -ENOENT;
+		fill_stat(fs, st, tree_mode(n->kind), 0, t);
+		return 0;
 	case NODE_BUILD_LOG:
 		if (!e || !e->img->image_spec)
 			return -ENOENT;
@@ -566,11 +571,33 @@ static int phfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_i
 	return exists(path, fi);
 }
 
+/* Whether the calling process holds a handle of node n. */
+static bool caller_has_open(struct phfs *fs, const struct node *n)
+{
+	pid_t pid = fuse_get_context() ? fuse_get_context()->pid : 0;
+	bool found = false;
+
+	pthread_mutex_lock(&fs->handles_lock);
+	for (struct phfs_handle *h = fs->handles; h && !found; h = h->next)
+		found = h->pid == pid && h->node.kind == n->kind &&
+		        strcmp(h->node.image, n->image) == 0;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return found;
+}
+
 static int phfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
 	const struct timespec *mt = tv && tv[1].tv_nsec != UTIME_NOW ? &tv[1] : NULL;
 	struct scratch *s;
+	struct node n;
 
+	/* touch IMAGE/rebuild opens it (the gesture), then sets its times
+	 * while it holds the file open (the kernel sends no handle).  When
+	 * the open was refused, failing here too lets touch report the
+	 * open's reason: GNU touch reports the open's errno only when the
+	 * time change fails as well. */
+	if (!fi && path && tree_parse(path, &n) == 0 && n.kind == NODE_REBUILD)
+		return caller_has_open(phfs_ctx(), &n) ? 0 : -EPERM;
 	if (mt && mt->tv_nsec == UTIME_OMIT)
 		return exists(path, fi);
 	s = scratch_at(phfs_ctx(), path, fi);

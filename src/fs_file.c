@@ -72,6 +72,10 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	case NODE_GROUP:
 		ret = 0; /* an empty marker; touch opens it */
 		break;
+	case NODE_REBUILD:
+		/* Opening it for writing is the gesture (touch, echo >). */
+		ret = acc == O_RDONLY ? -EACCES : phfs_rebuild(fs, &n);
+		break;
 	default:
 		ret = phfs_open_readonly(fs, h);
 	}
@@ -125,6 +129,16 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return phfs_open(path, fi); /* it always exists; O_CREAT opens it */
 	case NODE_GROUP:
 		ret = phfs_group_connect(fs, &n);
+		if (ret < 0)
+			return ret;
+		h = phfs_handle_new(fs, &n);
+		if (!h)
+			return -ENOMEM;
+		fi->fh = (uintptr_t)h;
+		return 0;
+	case NODE_REBUILD:
+		/* touch on a name the kernel did not know yet. */
+		ret = phfs_rebuild(fs, &n);
 		if (ret < 0)
 			return ret;
 		h = phfs_handle_new(fs, &n);
@@ -230,7 +244,10 @@ int phfs_write(const char *path, const char *buf, size_t size, off_t off, struct
 		return ret;
 	}
 	/* groups/ entries are empty markers: what they hold is whether they
-	 * exist. */
+	 * exist.  What is written to rebuild does not matter: opening it was
+	 * the gesture. */
+	if (h->node.kind == NODE_REBUILD)
+		return (int)size;
 	return h->node.kind == NODE_GROUP ? -EPERM : -EBADF;
 }
 

@@ -237,5 +237,9 @@ int phfs_rmdir(const char *path);
 int phfs_unlink(const char *path);
 int phfs_rename(const char *from, const char *to, unsigned int flags);
 int phfs_group_connect(struct phfs *fs, const struct node *node);
+/* fs_write.c: build a custom image's current imageSpec again (touch
+ * IMAGE/rebuild); refused, with the reason in .error, for a plain image or
+ * while a build runs. */
+int phfs_rebuild(struct phfs *fs, const struct node *node);
 
 #endif

@@ -96,7 +96,16 @@ static int build_log_text(struct phfs *fs, const struct snap_image *e, char **te
 	if (ret == -ENOENT || ret == -EACCES) {
 		char line[700];
 
-		snprintf(line, sizeof(line), "(no build log: %s)\n", err.msg);
+		/* PrimeHub's builder deletes a cancelled build's job, and its
+		 * log with it: say so rather than "no build job yet". */
+		if (ret == -ENOENT && e->img->image_spec && e->img->image_spec->cancel)
+			snprintf(
+			    line, sizeof(line),
+			    "(no build log: the build was cancelled, and PrimeHub removed its "
+			    "job and log; to build again, change imageSpec or touch %s/rebuild)\n",
+			    e->img->id);
+		else
+			snprintf(line, sizeof(line), "(no build log: %s)\n", err.msg);
 		free(fetched);
 		fetched = strdup(line);
 		flen = fetched ? strlen(fetched) : 0;

@@ -527,6 +527,185 @@ static int settle_lost_step(struct phfs *fs, const char *image, enum save_step s
 	return ret;
 }
 
+/* updateTime's second ("2026-12-01T10:00:00"): PrimeHub stamps it with
+ * second precision. */
+static bool same_update_second(const struct ph_image *a, const struct ph_image *b)
+{
+	const char *x = a && a->image_spec ? a->image_spec->update_time : NULL;
+	const char *y = b && b->image_spec ? b->image_spec->update_time : NULL;
+
+	return x && y && strlen(x) >= 19 && strncmp(x, y, 19) == 0;
+}
+
+/* Sleep ms, in slices, unless the mount is going away: false then. */
+static bool wait_unless_stopping(struct phfs *fs, long ms)
+{
+	for (long left = ms; left > 0; left -= 50) {
+		struct timespec slice = {0, (left < 50 ? left : 50) * 1000000L};
+
+		if (__atomic_load_n(&fs->stopping, __ATOMIC_RELAXED))
+			return false;
+		nanosleep(&slice, NULL);
+	}
+	return !__atomic_load_n(&fs->stopping, __ATOMIC_RELAXED);
+}
+
+/*
+ * rebuildImage, made to count.  PrimeHub's builder starts a build only when
+ * imageSpec.updateTime is strictly later than its last job's, and PrimeHub
+ * stamps updateTime to the second: a rebuild in the same second as the
+ * build before it (a create, then a quick fix) would leave the server
+ * showing the new imageSpec while the build used the old one.  So when the
+ * answer's stamp is the second of `before`'s (what the server held just
+ * before), wait until a second has passed since that answer (the server
+ * stamped it before answering, so its next stamp is then strictly later)
+ * and ask again.  A lost answer is never resent here (the caller settles).
+ */
+static int send_rebuild(struct phfs *fs, const char *image, const struct ph_build_spec *spec,
+                        const struct ph_image *before, struct ph_image **result, struct ph_err *err)
+{
+	int ret = ph_rebuild_image(fs->api, image, spec, result, err);
+
+	if (ret < 0 || !same_update_second(before, *result))
+		return ret;
+	log_info("rebuild of image %s: stamped in the same second as the build before it (%s), "
+	         "which PrimeHub's builder would ignore; asking again after a second",
+	         image, (*result)->image_spec->update_time);
+	if (!wait_unless_stopping(fs, 1050))
+		return ph_err_set(err, EIO, NULL, "primehubfs is shutting down");
+	ph_image_free(*result);
+	*result = NULL;
+	ret = ph_rebuild_image(fs->api, image, spec, result, err);
+	if (ret == 0 && same_update_second(before, *result))
+		return ph_err_set(
+		    err, EAGAIN, NULL,
+		    "PrimeHub stamped the rebuild in the same second as the build "
+		    "before it twice (is its clock stuck?); its builder will not start "
+		    "it; touch %s/rebuild to try again",
+		    image);
+	return ret;
+}
+
+static bool build_running(const struct ph_image *img)
+{
+	static const char *const running[] = {"Pending", "Preparing", "Running"};
+
+	if (!img->has_job_status || !img->job_phase)
+		return false;
+	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++)
+		if (strcmp(img->job_phase, running[i]) == 0)
+			return true;
+	return false;
+}
+
+/* touch IMAGE/rebuild, under the image's lock. */
+static int rebuild_locked(struct phfs *fs, const char *image, struct ph_err *err)
+{
+	struct ph_image *current = NULL, *result = NULL, *now = NULL;
+	struct ph_build_spec *spec = NULL;
+	int ret;
+
+	ret = ph_get_image(fs->api, image, &current, err);
+	if (ret < 0)
+		return ret;
+	if (!current) {
+		ret = ph_err_set(err, ENOENT, NULL, "image %s no longer exists on PrimeHub", image);
+		goto out;
+	}
+	/* rebuildImage on a plain image would quietly make it a custom build. */
+	if (!current->image_spec) {
+		ret = ph_err_set(err, EPERM, NULL,
+		                 "image %s is not a custom build: there is nothing to rebuild",
+		                 image);
+		goto out;
+	}
+	if (build_running(current)) {
+		ret =
+		    ph_err_set(err, EBUSY, NULL,
+		               "a build of %s is under way (%s); wait for it to end, or cancel it "
+		               "(\"cancel\": true in spec.json) and touch rebuild again",
+		               image, current->job_phase);
+		goto out;
+	}
+	spec = spec_build_input(current->image_spec);
+	if (!spec) {
+		ret = ph_err_set(err, ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	ret = send_rebuild(fs, image, spec, current, &result, err);
+	if (ret < 0 && err->maybe_applied) {
+		/* Applied when the stamp moved on: the content is the same. */
+		ret = phfs_reread_after_lost(fs, image, "rebuild", err, &now);
+		if (ret == 0 && now && now->image_spec && current->image_spec->update_time &&
+		    now->image_spec->update_time &&
+		    strcmp(now->image_spec->update_time, current->image_spec->update_time) > 0) {
+			log_info("rebuild of image %s: the answer was lost but PrimeHub applied it",
+			         image);
+			result = now;
+			now = NULL;
+		} else if (ret == 0) {
+			ret = phfs_lost_not_applied(err, "rebuild", false);
+			if (now) {
+				store_put_image(fs->store, now);
+				now = NULL;
+			}
+		}
+	}
+	if (ret == 0) {
+		char caller[128];
+
+		phfs_describe_caller(caller, sizeof(caller));
+		log_info("rebuild of image %s (by %s): ok", image, caller);
+		ret = store_put_image(fs->store, result);
+		result = NULL;
+	}
+out:
+	ph_build_spec_free(spec);
+	ph_image_free(current);
+	ph_image_free(result);
+	ph_image_free(now);
+	return ret;
+}
+
+int phfs_rebuild(struct phfs *fs, const struct node *node)
+{
+	struct ph_err err = {0};
+	char what[TREE_NAME_MAX + 16];
+	bool pending = false;
+	struct snapshot *snap;
+	int ret;
+
+	snprintf(what, sizeof(what), "%s/" TREE_REBUILD_NAME, node->image);
+	ret = phfs_snapshot(fs, &snap);
+	if (ret < 0)
+		return ret;
+	if (!phfs_image_exists(fs, snap, node->image, &pending)) {
+		snapshot_put(snap);
+		return -ENOENT;
+	}
+	snapshot_put(snap);
+	if (pending) {
+		ph_err_set(&err, ENOENT, NULL,
+		           "%s is not on PrimeHub yet: saving its spec.json creates and builds it",
+		           node->image);
+		phfs_refuse(fs, node->image, what, &err);
+		return -ENOENT;
+	}
+	ret = phfs_image_lock(fs, node->image);
+	if (ret < 0)
+		return ret;
+	ret = rebuild_locked(fs, node->image, &err);
+	phfs_image_unlock(fs, node->image);
+	if (ret < 0) {
+		if (!err.msg[0])
+			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
+		phfs_refuse(fs, node->image, what, &err);
+	} else {
+		phfs_succeeded(fs, node->image);
+	}
+	return phfs_user_error(ret);
+}
+
 /* updateImage / rebuildImage / cancelImageBuild for an existing image. */
 static int commit_update(struct phfs *fs, const char *image, const char *text, size_t len,
                          const char *base, size_t base_len, struct ph_err *err)
@@ -580,7 +759,7 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 	if (plan.rebuild) {
 		ph_image_free(result);
 		result = NULL;
-		ret = ph_rebuild_image(fs->api, image, plan.rebuild, &result, err);
+		ret = send_rebuild(fs, image, plan.rebuild, current, &result, err);
 		if (ret < 0 && err->maybe_applied)
 			ret =
 			    settle_lost_step(fs, image, STEP_REBUILD, &plan, current, &result, err);

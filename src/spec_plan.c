@@ -277,7 +277,7 @@ static int dup_into(char **dst, const char *src, struct ph_err *err)
 
 /* A build spec as rebuildImage/createImage take it: every list sent (so a
  * list left out cannot keep stale server values), cancel false. */
-static struct ph_build_spec *build_input(const struct ph_build_spec *bs)
+struct ph_build_spec *spec_build_input(const struct ph_build_spec *bs)
 {
 	struct ph_build_spec *d = ph_build_spec_dup(bs);
 
@@ -401,7 +401,7 @@ int spec_plan_update(const char *base, size_t base_len, const char *text, size_t
 	/* Already so on the server (an earlier save, another editor): a second
 	 * rebuild would only start the same build again. */
 	if (content && !spec_build_content_equal(c.image_spec, t.image_spec)) {
-		out->rebuild = build_input(t.image_spec);
+		out->rebuild = spec_build_input(t.image_spec);
 		if (!out->rebuild) {
 			r = ph_err_set(err, ENOMEM, NULL, "out of memory planning the rebuild");
 			goto done;
@@ -470,7 +470,7 @@ int spec_plan_create(const char *text, size_t len, const struct spec_context *ct
 	}
 	if (!r && t.image_spec) {
 		out->set |= PH_IN_IMAGE_SPEC;
-		out->image_spec = build_input(t.image_spec);
+		out->image_spec = spec_build_input(t.image_spec);
 		if (!out->image_spec)
 			r = ph_err_set(err, ENOMEM, NULL, "out of memory planning the create");
 	}

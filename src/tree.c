@@ -31,6 +31,9 @@ mode_t tree_mode(enum node_kind kind)
 	case NODE_GROUP:
 		/* Empty marker files; writable so touch's utimens succeeds. */
 		return S_IFREG | 0644;
+	case NODE_REBUILD:
+		/* A trigger: opening it for writing (touch) is the gesture. */
+		return S_IFREG | 0200;
 	case NODE_ROOT_ERROR:
 	case NODE_ROOT_STATUS:
 	case NODE_STATUS:
@@ -47,7 +50,7 @@ bool tree_is_reserved(const char *leaf)
 	for (unsigned i = 0; i < tree_image_entry_count; i++)
 		if (strcmp(leaf, tree_image_entries[i].name) == 0)
 			return true;
-	return false;
+	return strcmp(leaf, TREE_REBUILD_NAME) == 0;
 }
 
 /* Copy the next path component into buf; returns its length, or -errno. */
@@ -117,6 +120,10 @@ int tree_parse(const char *path, struct node *out)
 				out->kind = tree_image_entries[i].kind;
 				return 0;
 			}
+		}
+		if (strcmp(comp[1], TREE_REBUILD_NAME) == 0) {
+			out->kind = NODE_REBUILD;
+			return 0;
 		}
 		out->kind = NODE_SCRATCH;
 		memcpy(out->leaf, comp[1], sizeof(out->leaf));

@@ -33,11 +33,22 @@ class Clock(object):
         self._lock = threading.Lock()
         self._offset = 0.0
         self._manual_now = float(int(start if start is not None else time.time()))
+        self._started = time.monotonic()
 
     def now(self):
         with self._lock:
             if self.mode == "manual":
                 return self._manual_now
+            return time.time() + self._offset
+
+    def stamp(self):
+        """The server's wall clock, for updateTime: PrimeHub stamps it when
+        the request arrives, and real time passes between two requests even
+        while a manual build clock stands still (two saves a second apart get
+        two stamps, as on a real server)."""
+        with self._lock:
+            if self.mode == "manual":
+                return self._manual_now + (time.monotonic() - self._started)
             return time.time() + self._offset
 
     def advance(self, seconds):
@@ -99,6 +110,9 @@ def new_job(name, image_spec, now):
         "end": None,
         "phase": "Pending",
         "fail": "fail" in base.lower(),
+        # A build pod whose state the node cannot report: PrimeHub shows the
+        # pod's phase, Unknown, until it is resolved.
+        "unknown": "unknown" in base.lower(),
     }
 
 
@@ -109,6 +123,8 @@ def phase_at(job, now):
     elapsed = now - job["start"]
     if elapsed < PENDING_SECONDS:
         return "Pending"
+    if job.get("unknown"):
+        return "Unknown"
     if elapsed < DONE_SECONDS:
         return "Running"
     return "Failed" if job["fail"] else "Succeeded"

@@ -765,7 +765,7 @@ class Store(object):
         if "imageSpec" in stored:
             now = self.clock.now()
             stored["imageSpec"]["cancel"] = False
-            stored["imageSpec"]["updateTime"] = buildlib.iso_time(now)
+            stored["imageSpec"]["updateTime"] = buildlib.iso_time(self.clock.stamp())
             stored["imageSpec"] = sorted_keys(stored["imageSpec"])
             response_spec = copy.deepcopy(stored)
             self._start_build(name, now)
@@ -872,7 +872,7 @@ class Store(object):
                 now = self.clock.now()
                 new_spec = copy.deepcopy(data)
                 new_spec["cancel"] = False
-                new_spec["updateTime"] = buildlib.iso_time(now)
+                new_spec["updateTime"] = buildlib.iso_time(self.clock.stamp())
                 response_spec = copy.deepcopy(img["spec"])
                 response_spec["imageSpec"] = new_spec
                 response = self.map_image(name, response_spec, copy.deepcopy(img["status"]))
@@ -906,6 +906,10 @@ class Store(object):
                         job["end"] = self.clock.now()
                         self.active_jobs.discard(name)
                         img["status"] = {"jobCondition": buildlib.job_condition(job)}
+                        # primehub-controller deletes a cancelled build's
+                        # job, and its log with it: the log endpoint then
+                        # answers 400 as for an image that never built.
+                        self.jobs.pop(name, None)
                         self._changed(name)
                 return response
             finally:
@@ -915,7 +919,16 @@ class Store(object):
 
     def _start_build(self, name, now):
         spec = self.images[name]["spec"]
+        stamp = spec["imageSpec"].get("updateTime") or ""
+        old = self.jobs.get(name)
+        if old is not None and stamp <= old.get("updateTime", ""):
+            # primehub-controller rebuilds only for an updateTime strictly
+            # later than its job's; updateTime has second precision, so a
+            # rebuild in the same second is ignored: the spec shows the new
+            # imageSpec while the job built the old one.
+            return
         job = buildlib.new_job(name, spec["imageSpec"], now)
+        job["updateTime"] = stamp
         self.jobs[name] = job
         self.active_jobs.add(name)
         self.images[name]["status"] = {"jobCondition": buildlib.job_condition(job)}

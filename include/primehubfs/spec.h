@@ -65,6 +65,11 @@ struct spec_update {
 bool spec_update_empty(const struct spec_update *u);
 void spec_update_clear(struct spec_update *u);
 
+/* A build spec as rebuildImage/createImage take it: every package list sent
+ * (a list left out would keep stale server values), cancel false, no
+ * updateTime.  NULL on ENOMEM; free with ph_build_spec_free. */
+struct ph_build_spec *spec_build_input(const struct ph_build_spec *bs);
+
 /*
  * Plan the save of an existing image.
  *   base:    the spec.json text the writer opened (what they edited from)

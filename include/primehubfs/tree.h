@@ -13,6 +13,8 @@
  *   /IMAGE/spec.json.rejected NODE_REJECTED    (while a refused save is kept)
  *   /IMAGE/groups          NODE_GROUPS
  *   /IMAGE/groups/G        NODE_GROUP
+ *   /IMAGE/rebuild         NODE_REBUILD        (custom builds; not listed: touch it
+ *                                              to build the same imageSpec again)
  *   /IMAGE/OTHER           NODE_SCRATCH        (editor scratch files, local only)
  *
  * Whether a node exists is decided by the caller against the snapshot and
@@ -38,6 +40,7 @@ enum node_kind {
 	NODE_REJECTED,
 	NODE_GROUPS,
 	NODE_GROUP,
+	NODE_REBUILD,
 	NODE_SCRATCH,
 };
 
@@ -61,6 +64,7 @@ extern const unsigned tree_image_entry_count;
 #define TREE_ROOT_ERROR_NAME  ".error"
 #define TREE_ROOT_STATUS_NAME ".status"
 #define TREE_REJECTED_SUFFIX  ".rejected"
+#define TREE_REBUILD_NAME     "rebuild"
 
 /* Parse an absolute path.  -ENOENT for paths that can never exist (too deep,
  * empty components), -ENAMETOOLONG for a component over TREE_NAME_MAX. */

@@ -7,6 +7,8 @@ what the user is told and what the server then holds (docs/primehub-facts.md).
 import errno
 import json
 import os
+import subprocess
+import time
 
 from phfs_harness import read, read_json
 from util import mutations, save, server_image
@@ -116,3 +118,144 @@ def test_emulator_builder_drops_names_as_primehub_does(emulator, mnt):
     # The spec still says what was asked for: that is what PrimeHub shows.
     spec = read_json(mnt.p("console-made", "spec.json"))
     assert spec["imageSpec"]["packages"]["pip"] == ["requests", "torch==1.8+cpu"]
+
+
+def build_log_of(emulator, mnt, name):
+    emulator.advance(40)   # finished: the whole log, packages included
+    return read(mnt.p(name, "build.log")).decode()
+
+
+def test_a_quick_fix_after_create_is_built_not_ignored(emulator, make_mount):
+    """PrimeHub's builder ignores a rebuild stamped in the same second as
+    the build before it; the mount makes the fix count."""
+    m = make_mount(emulator, ttl=1)
+    os.mkdir(m.p("pkg-image"))
+    spec = json.loads(json.dumps(CUSTOM))
+    assert save(m.p("pkg-image", "spec.json"), json.dumps(spec, indent=2)) == 0
+    first = emulator.image_state("pkg-image")["spec"]["imageSpec"]["updateTime"]
+    spec["imageSpec"]["packages"]["pip"] = ["pytest", "numpy"]
+    emulator.reset_stats()
+    assert save(m.p("pkg-image", "spec.json"), json.dumps(spec, indent=2)) == 0
+    held = emulator.image_state("pkg-image")["spec"]["imageSpec"]
+    assert held["packages"]["pip"] == ["pytest", "numpy"]
+    assert held["updateTime"][:19] > first[:19]
+    log = build_log_of(emulator, m, "pkg-image")
+    assert "Collecting numpy" in log, log
+
+
+def test_emulator_ignores_a_rebuild_in_the_same_second(emulator, mnt):
+    """The emulator's builder is as strict as PrimeHub's: without the
+    mount's care, the fix above is shown but not built."""
+    create = """mutation($data: ImageCreateInput!) {
+      createImage(data: $data) { id imageSpec { updateTime } } }"""
+    rebuild = """mutation($data: ImageSpecUpdateInput!, $where: ImageWhereUniqueInput!) {
+      rebuildImage(data: $data, where: $where) { id imageSpec { updateTime } } }"""
+    spec = {"baseImage": "jupyter/base-notebook",
+            "packages": {"apt": [], "conda": [], "pip": ["pytest"]}}
+    fixed = dict(spec, packages={"apt": [], "conda": [], "pip": ["pytest", "numpy"]})
+    for attempt in range(5):   # until both land in one second of the server's clock
+        name = "quick-%d" % attempt
+        out = emulator.gql(create, {"data": {"name": name, "type": "both", "imageSpec": spec}})
+        assert not out.get("errors"), out
+        t1 = out["data"]["createImage"]["imageSpec"]["updateTime"]
+        out = emulator.gql(rebuild, {"where": {"id": name}, "data": fixed})
+        assert not out.get("errors"), out
+        if out["data"]["rebuildImage"]["imageSpec"]["updateTime"][:19] == t1[:19]:
+            break
+    else:
+        raise AssertionError("never two requests within one second")
+    log = build_log_of(emulator, mnt, name)
+    assert emulator.image_state(name)["spec"]["imageSpec"]["packages"]["pip"] == \
+        ["pytest", "numpy"]
+    assert "Collecting pytest" in log and "numpy" not in log, log
+
+
+def phase(m, name):
+    return read_json(m.p(name, "status.json"))["buildPhase"]
+
+
+def wait_phase(m, name, want, timeout=8):
+    """The mount shows what the server holds within ttl (1 s here)."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = phase(m, name)
+        if seen == want:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name}: phase {seen!r}, not {want!r}")
+
+
+def touch(path):
+    return subprocess.run(["touch", path], capture_output=True, text=True, timeout=30)
+
+
+def test_touch_rebuild_retries_a_failed_build(emulator, make_mount):
+    m = make_mount(emulator, ttl=1)
+    os.mkdir(m.p("flaky"))
+    spec = json.loads(json.dumps(CUSTOM))
+    spec["name"] = "flaky"
+    spec["imageSpec"]["baseImage"] = "example/fail-base"
+    assert save(m.p("flaky", "spec.json"), json.dumps(spec, indent=2)) == 0
+    # While it builds: refused, nothing sent, the reason given.
+    emulator.advance(6)
+    wait_phase(m, "flaky", "Running")
+    emulator.reset_stats()
+    out = touch(m.p("flaky", "rebuild"))
+    assert out.returncode != 0 and "busy" in out.stderr.lower(), out
+    assert mutations(emulator) == {}
+    assert "is under way (Running)" in read(m.p("flaky", ".error")).decode()
+    emulator.advance(40)
+    wait_phase(m, "flaky", "Failed")
+    before = emulator.image_state("flaky")["spec"]["imageSpec"]
+    # Once ended: the same imageSpec built again, no change needed.
+    out = touch(m.p("flaky", "rebuild"))
+    assert out.returncode == 0, out.stderr
+    assert mutations(emulator) == {"rebuildImage": 1}
+    after = emulator.image_state("flaky")["spec"]["imageSpec"]
+    assert after["packages"] == before["packages"] and after["baseImage"] == before["baseImage"]
+    assert after["updateTime"] > before["updateTime"]
+    wait_phase(m, "flaky", "Pending")
+    # Not listed: ls, cp -r and tar see the image as before.
+    assert "rebuild" not in os.listdir(m.p("flaky"))
+
+
+def test_touch_rebuild_of_a_plain_image_is_refused(emulator, mnt):
+    emulator.reset_stats()
+    out = touch(mnt.p("tf-1", "rebuild"))
+    assert out.returncode != 0
+    assert mutations(emulator) == {}
+    # rebuildImage would have quietly turned it into a custom build.
+    assert server_image(emulator, "tf-1")["imageSpec"] is None
+    assert "not a custom build" in read(mnt.p("tf-1", ".error")).decode()
+
+
+def test_build_log_after_a_cancel_says_so(emulator, make_mount):
+    m = make_mount(emulator, ttl=1)
+    os.mkdir(m.p("pkg-image"))
+    spec = json.loads(json.dumps(CUSTOM))
+    assert save(m.p("pkg-image", "spec.json"), json.dumps(spec, indent=2)) == 0
+    emulator.advance(6)
+    spec = spec_of(m, "pkg-image")
+    spec["imageSpec"]["cancel"] = True
+    assert save(m.p("pkg-image", "spec.json"), json.dumps(spec, indent=2)) == 0
+    wait_phase(m, "pkg-image", "Cancelled")
+    log = read(m.p("pkg-image", "build.log")).decode()
+    assert "the build was cancelled, and PrimeHub removed its job and log" in log, log
+    assert os.stat(m.p("pkg-image", "build.log")).st_size == len(log.encode())
+    # And a cancelled build can be started again with touch.
+    assert touch(m.p("pkg-image", "rebuild")).returncode == 0
+    wait_phase(m, "pkg-image", "Pending")
+
+
+def test_unknown_build_phase_is_shown(emulator, make_mount):
+    m = make_mount(emulator, ttl=1)
+    os.mkdir(m.p("lost-pod"))
+    spec = json.loads(json.dumps(CUSTOM))
+    spec["name"] = "lost-pod"
+    spec["imageSpec"]["baseImage"] = "example/unknown-node"
+    assert save(m.p("lost-pod", "spec.json"), json.dumps(spec, indent=2)) == 0
+    emulator.advance(6)
+    wait_phase(m, "lost-pod", "Unknown")
+    assert emulator.gql('query { image(where: {id: "lost-pod"}) { jobStatus { phase } } }')[
+        "data"]["image"]["jobStatus"]["phase"] == "Unknown"
