@@ -284,6 +284,41 @@ static void saved(struct phfs *fs, const char *image)
 	phfs_succeeded(fs, image);
 }
 
+/*
+ * createImage said the name is taken.  PrimeHub makes the image's Keycloak
+ * role (img:NAME) before the Kubernetes object and does not remove it when
+ * Kubernetes rejects the object, so a failed create elsewhere (the web UI,
+ * the CLI, an old client) can leave the name held by a role while no image
+ * NAME exists; every later create then answers "Resource already exist".
+ * Tell which case this is, and what an administrator can do.
+ */
+static int explain_taken_name(struct phfs *fs, const char *image, struct ph_err *err)
+{
+	struct ph_image *now = NULL;
+	struct ph_err look = {0};
+	char cause[sizeof(err->msg)];
+
+	snprintf(cause, sizeof(cause), "%s", err->msg);
+	if (ph_get_image(fs->api, image, &now, &look) < 0)
+		return -EEXIST; /* keep the server's words */
+	if (now) {
+		ph_image_free(now);
+		store_invalidate(fs->store);
+		return ph_err_set(
+		    err, EEXIST, NULL,
+		    "an image named %s was made on PrimeHub after this directory was "
+		    "(by someone else); your text is kept in spec.json.rejected: rmdir "
+		    "this directory to see that image, or mkdir another name",
+		    image);
+	}
+	return ph_err_set(err, EEXIST, NULL,
+	                  "PrimeHub refused the name %s although no image has it (%s): the name is "
+	                  "held by a role img:%s left in Keycloak by an earlier create that "
+	                  "Kubernetes rejected; an administrator can delete that role in Keycloak "
+	                  "(the PrimeHub realm's roles) and save again, or use another name",
+	                  image, cause, image);
+}
+
 /* createImage failed with its answer lost: never resend it (a second create
  * would fail with "already exists" forever).  Look the name up: when the
  * image is there, adopt it, so the directory's later saves are updates;
@@ -375,6 +410,8 @@ static int commit_create(struct phfs *fs, const char *image, const char *text, s
 		ret = staging_pending_groups(fs->staging, image, &in.connect, &names);
 	if (ret == 0)
 		ret = ph_create_image(fs->api, &in, &created, err);
+	if (ret == -EEXIST && !err->maybe_applied)
+		ret = explain_taken_name(fs, image, err);
 	if (ret < 0 && err->maybe_applied)
 		ret =
 		    settle_lost_create(fs, image, &in, &names, &created, remark, remark_size, err);

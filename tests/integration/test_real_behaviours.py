@@ -259,3 +259,41 @@ def test_unknown_build_phase_is_shown(emulator, make_mount):
     wait_phase(m, "lost-pod", "Unknown")
     assert emulator.gql('query { image(where: {id: "lost-pod"}) { jobStatus { phase } } }')[
         "data"]["image"]["jobStatus"]["phase"] == "Unknown"
+
+
+def test_a_name_held_by_a_leftover_role_is_explained(emulator, mnt):
+    """PrimeHub creates the Keycloak role img:NAME before the Kubernetes
+    object and keeps it when Kubernetes rejects the object: the name is
+    then refused for good while no image has it."""
+    out = emulator.gql(CREATE, {"data": {"name": "orphan", "type": "both", "imageSpec": {
+        "packages": {"apt": [], "conda": [], "pip": ["x"]}}}})   # no baseImage: rejected
+    assert out.get("errors"), out
+    assert "orphan" not in emulator.state()["images"]
+    os.mkdir(mnt.p("orphan"))
+    spec = {"name": "orphan", "displayName": "o", "description": None, "type": "both",
+            "url": "example/o:1", "urlForGpu": "example/o:1", "global": False,
+            "useImagePullSecret": None}
+    emulator.reset_stats()
+    assert save(mnt.p("orphan", "spec.json"), json.dumps(spec, indent=2)) == errno.EEXIST
+    assert mutations(emulator) == {"createImage": 1}
+    reason = read(mnt.p("orphan", ".error")).decode()
+    assert "held by a role img:orphan left in Keycloak" in reason, reason
+    assert "Resource already exist" in reason
+    assert "orphan" not in emulator.state()["images"]
+    assert json.loads(read(mnt.p("orphan", "spec.json.rejected")))["url"] == "example/o:1"
+
+
+def test_the_mount_never_leaves_such_a_role_behind(emulator, mnt):
+    """What Kubernetes would reject is refused before anything is sent."""
+    os.mkdir(mnt.p("no-base"))
+    spec = {"name": "no-base", "displayName": "n", "description": None, "type": "both",
+            "global": False, "useImagePullSecret": None,
+            "imageSpec": {"packages": {"apt": [], "conda": [], "pip": ["x"]}}}
+    emulator.reset_stats()
+    assert save(mnt.p("no-base", "spec.json"), json.dumps(spec, indent=2)) == errno.EINVAL
+    assert mutations(emulator) == {}
+    assert "baseImage is required" in read(mnt.p("no-base", ".error")).decode()
+    # Nothing was sent, so no role was made: the name can still be used.
+    spec["imageSpec"]["baseImage"] = "jupyter/base-notebook"
+    assert save(mnt.p("no-base", "spec.json"), json.dumps(spec, indent=2)) == 0
+    assert "no-base" in emulator.state()["images"]
