@@ -311,7 +311,14 @@ class Scale:
             if prober is not None:
                 prober.kill()
                 prober.wait()
-            m.unmount()
+            problems = m.unmount()
+        with open(m.logpath, errors="replace") as f:
+            bad_writes = sum(1 for line in f if "fuse: writing device" in line)
+        if bad_writes or problems:
+            self.note("S2/S3 at N=%s: the daemon's log has %s line(s) `fuse: writing device: "
+                      "...` (notifications written to a closed /dev/fuse)%s."
+                      % (R.fmt_n(n), R.fmt_n(bad_writes),
+                         ("; at unmount: " + "; ".join(problems)) if problems else ""))
         answer_kib = kib(size)
         per_image = steady["VmRSS"] / float(n)
         allowed = steady["VmRSS"] + 1.5 * answer_kib
