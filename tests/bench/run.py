@@ -1064,6 +1064,10 @@ def machine():
          + (" - WARNING: %s is older than the sources" % os.path.relpath(BINARY, ROOT)
             if stale else "")),
         ("primehubfs binary", os.path.relpath(BINARY, ROOT)),
+        ("emulator", "%s; contrib/ at %s%s" % (
+            EMULATOR if not EMULATOR.startswith(ROOT + "/") else os.path.relpath(EMULATOR, ROOT),
+            commit, " + uncommitted changes" if cmd(["git", "-C", ROOT, "status", "--porcelain",
+                                                      "--", "contrib"]) else "")),
         ("nproc", cmd(["nproc"])),
         ("CPU", cpu),
         ("kernel", "%s %s" % (os.uname().sysname, os.uname().release)),
@@ -1153,6 +1157,9 @@ def parse_args(argv):
                          "linearly (default 0: all)")
     ap.add_argument("--primehubfs", metavar="PATH", default=BINARY,
                     help="the primehubfs binary (default build/src/primehubfs)")
+    ap.add_argument("--emulator", metavar="PATH", default=EMULATOR,
+                    help="the emulator's launcher (default contrib/primehub-emulator; e.g. a "
+                         "copy, so that edits of contrib/ during a run do not reach it)")
     ap.add_argument("--only", default="issue4,scale,cost",
                     help="comma-separated sections to run: issue4 (rows 1-8), scale (S1-S4), "
                          "cost (S5); default all")
@@ -1210,10 +1217,11 @@ def on_signal(signum, frame):
 
 
 def main(argv):
-    global VERBOSE, BINARY
+    global VERBOSE, BINARY, EMULATOR
     args = parse_args(argv[1:])
     VERBOSE = args.verbose
     BINARY = os.path.abspath(args.primehubfs)
+    EMULATOR = os.path.abspath(args.emulator)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     logdir = args.logs or tempfile.mkdtemp(prefix="phfs-bench-logs-")
