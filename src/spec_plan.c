@@ -13,6 +13,7 @@
 #include "spec_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +345,34 @@ static unsigned diff_fields(const struct spec_doc *b, const struct spec_doc *t)
 	return bits;
 }
 
+/*
+ * When a custom build succeeds, PrimeHub's builder sets the image's
+ * useImagePullSecret to its own push secret, usually not one of the pull
+ * secrets offered: spec.json changes under an open editor.  A refusal about
+ * useImagePullSecret on such an image says why it holds that value.
+ */
+static void explain_builder_secret(const struct ph_image *cur, const struct spec_context *ctx,
+                                   struct ph_err *err)
+{
+	struct ph_err probe = {0};
+	char q[96];
+	size_t used;
+
+	if (!err || strcmp(err->field, "useImagePullSecret") != 0 || !cur->image_spec ||
+	    empty(cur->use_image_pull_secret) ||
+	    spec_check_pull_secret("useImagePullSecret", cur->use_image_pull_secret, ctx, &probe) ==
+	        0)
+		return;
+	jt_quote(q, sizeof(q), cur->use_image_pull_secret, 60);
+	used = strlen(err->msg);
+	snprintf(
+	    err->msg + used, sizeof(err->msg) - used,
+	    " (on a custom-build image PrimeHub's image builder sets useImagePullSecret to its "
+	    "push secret, now %s, each time a build succeeds, so the built image can be "
+	    "pulled; leave it as it is)",
+	    q);
+}
+
 int spec_plan_update(const char *base, size_t base_len, const char *text, size_t len,
                      const struct ph_image *current, const struct spec_context *ctx,
                      struct spec_update *out, struct ph_err *err)
@@ -390,8 +419,10 @@ int spec_plan_update(const char *base, size_t base_len, const char *text, size_t
 		r = check_update(&b, &t, current, ctx, &changed, err);
 	if (!r)
 		r = check_conflicts(&b, &t, &c, changed, content, cancel, err);
-	if (r)
+	if (r) {
+		explain_builder_secret(current, ctx, err);
 		goto done;
+	}
 	out->changed = changed | ((content || cancel) ? PH_IN_IMAGE_SPEC : 0);
 	if (changed) {
 		r = fill_update(&t, current, changed, &out->input, err);

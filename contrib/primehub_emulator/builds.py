@@ -18,6 +18,10 @@ import threading
 import time
 
 REGISTRY = "registry.primehub.local/primehub"
+# The secret the builder pushes with (primehub-controller's configuration):
+# on success the controller sets the image's pullSecret to it, so the built
+# image can be pulled.  It is not one of the image pull secrets the API lists.
+PUSH_SECRET = "primehub-image-builder-push"
 PENDING_SECONDS = 5
 DONE_SECONDS = 30
 TERMINAL = ("Succeeded", "Failed", "Cancelled")

@@ -956,7 +956,8 @@ class Store(object):
                     img["status"] = {"jobCondition": buildlib.job_condition(job)}
                     if phase == "Succeeded":
                         img["spec"] = sorted_keys(merge_patch(
-                            img["spec"], {"url": job["image"], "urlForGpu": job["image"]}))
+                            img["spec"], {"url": job["image"], "urlForGpu": job["image"],
+                                          "pullSecret": buildlib.PUSH_SECRET}))
                 self._changed(name)
                 changed = True
             if changed:

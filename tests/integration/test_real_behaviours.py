@@ -297,3 +297,33 @@ def test_the_mount_never_leaves_such_a_role_behind(emulator, mnt):
     spec["imageSpec"]["baseImage"] = "jupyter/base-notebook"
     assert save(mnt.p("no-base", "spec.json"), json.dumps(spec, indent=2)) == 0
     assert "no-base" in emulator.state()["images"]
+
+
+def test_a_finished_build_rewrites_the_pull_secret(emulator, make_mount):
+    """On success PrimeHub's builder sets useImagePullSecret to its push
+    secret: an open editor's unrelated save still works and keeps it; a save
+    that changes it is told why it holds that value."""
+    m = make_mount(emulator, ttl=1)
+    os.mkdir(m.p("pkg-image"))
+    path = m.p("pkg-image", "spec.json")
+    assert save(path, json.dumps(CUSTOM, indent=2)) == 0
+    opened = spec_of(m, "pkg-image")               # as an editor holds it
+    assert opened["useImagePullSecret"] in (None, "")
+    emulator.advance(40)
+    wait_phase(m, "pkg-image", "Succeeded")
+    pushed = emulator.image_state("pkg-image")["spec"]["pullSecret"]
+    assert pushed and not pushed.startswith("image-")
+    # The editor saves an unrelated change over the text it opened.
+    edited = dict(opened, description="after the build")
+    assert save(path, json.dumps(edited, indent=2)) == 0
+    held = emulator.image_state("pkg-image")["spec"]
+    assert held["description"] == "after the build"
+    assert held["pullSecret"] == pushed
+    # A change of useImagePullSecret to something that is no pull secret.
+    now = spec_of(m, "pkg-image")
+    assert now["useImagePullSecret"] == pushed
+    now["useImagePullSecret"] = "my-secret"
+    assert save(path, json.dumps(now, indent=2)) == errno.EINVAL
+    reason = read(m.p("pkg-image", ".error")).decode()
+    assert "image builder sets useImagePullSecret to its push secret" in reason, reason
+    assert emulator.image_state("pkg-image")["spec"]["pullSecret"] == pushed
