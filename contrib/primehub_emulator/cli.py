@@ -10,6 +10,7 @@ import signal
 import sys
 
 from . import builds, server
+from .costs import CostModel
 from .pipeline import GraphQLService
 from .resolvers import build_schema
 from .store import Store
@@ -38,6 +39,12 @@ def parse_args(argv):
                         help="build clock: manual (moved by POST /-/clock/advance) or real")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                         help="delay every GraphQL and log request by MS milliseconds")
+    parser.add_argument("--cost-model", choices=("on", "off"), default="on",
+                        help="take the time the real PrimeHub server would spend on each "
+                             "request (on, the default) or not (off); the back-end calls "
+                             "are counted either way (GET /-/stats)")
+    parser.add_argument("--cost-scale", type=float, default=1.0, metavar="FLOAT",
+                        help="multiply the charged time by FLOAT (default 1.0)")
     parser.add_argument("--errors", choices=("v3", "v4"), default="v3",
                         help="not-found / invalid-name error texts of console v3 or v4")
     parser.add_argument("--graphql-host", default=None, metavar="URL",
@@ -55,6 +62,8 @@ def parse_args(argv):
         parser.error("--images must be >= 0")
     if args.groups < 0:
         parser.error("--groups must be >= 0")
+    if not args.cost_scale >= 0 or args.cost_scale == float("inf"):
+        parser.error("--cost-scale must be a finite number >= 0")
     if args.user_token is not None and args.user_token == args.token:
         parser.error("--user-token must differ from --token")
     return args
@@ -88,7 +97,8 @@ def main(argv=None):
                   synthetic_groups=args.groups)
     service = GraphQLService(store, build_schema())
     app = server.App(store, service, args.token, args.user_token,
-                     latency_ms=args.latency_ms, verbose=args.verbose)
+                     latency_ms=args.latency_ms, verbose=args.verbose,
+                     cost_model=CostModel(args.cost_model == "on", args.cost_scale))
     server.attach(httpd, app)
 
     def on_signal(signum, frame):

@@ -15,7 +15,9 @@ Speed: parsed+validated documents are cached by their text, and query
 responses are cached by (document, operation, variables, user) for as long as
 the store's version does not change, so a repeated listing of 10,000 images
 costs one dictionary lookup while any mutation or build transition makes the
-next answer fresh.
+next answer fresh.  The real server has no such cache: a cached answer keeps
+the costs.Meter of the execution that made it, and a request answered from
+the cache is metered (and so charged) as that execution was.
 """
 
 import json
@@ -28,6 +30,7 @@ from graphql.error.syntax_error import GraphQLSyntaxError
 from graphql.language import ast
 
 from . import executor, jscompat
+from .costs import Meter
 from .resolvers import RequestContext
 from .store import ApiError
 
@@ -178,8 +181,12 @@ class GraphQLService(object):
 
     # ---------------------------------------------------------- request
 
-    def handle(self, method, params, user):
-        """``params``: the decoded body (POST) or query string (GET)."""
+    def handle(self, method, params, user, meter=None):
+        """``params``: the decoded body (POST) or query string (GET).
+        ``meter`` (costs.Meter) counts what the execution asks of the real
+        server's back ends; the items of a batch share one."""
+        if meter is None:
+            meter = Meter()
         variables = params.get("variables")
         extensions = params.get("extensions")
         if isinstance(extensions, str) and extensions != "":
@@ -225,7 +232,9 @@ class GraphQLService(object):
                                          for m in messages])
 
         cache_key = None
-        if operation.operation == "query":
+        # A meter that already counted (a later item of a batch) has memoised
+        # calls a cached answer's meter knows nothing of: no cache then.
+        if operation.operation == "query" and meter.fresh():
             cache_key = (query, operation_name, user["id"],
                          json.dumps(variables, sort_keys=True, default=str))
         with self.store.lock:
@@ -234,8 +243,9 @@ class GraphQLService(object):
             if cache_key is not None:
                 hit = self._responses.get(cache_key)
                 if hit is not None and hit[0] == version:
+                    meter.load(hit[2])
                     return hit[1]
-            context = RequestContext(self.store, user, coerced)
+            context = RequestContext(self.store, user, coerced, meter)
             if doc.introspection:
                 result = execute(self.schema, doc.document, context_value=context,
                                  variable_values=coerced, operation_name=operation_name)
@@ -254,5 +264,5 @@ class GraphQLService(object):
             if cache_key is not None and self.store.version == version:
                 if len(self._responses) >= RESPONSE_CACHE_SIZE:
                     self._responses.clear()
-                self._responses[cache_key] = (version, response)
+                self._responses[cache_key] = (version, response, meter.copy())
             return response

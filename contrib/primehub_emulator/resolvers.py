@@ -12,19 +12,22 @@ import os
 from graphql import build_ast_schema, parse
 
 from . import jscompat
+from .costs import Meter
 from .store import ApiError, extract_pagination, paginate, to_relay
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.graphql")
 
 
 class RequestContext(object):
-    """Per-request context: who is asking and the request's variables (as
-    graphql-js coerced them)."""
+    """Per-request context: who is asking, the request's variables (as
+    graphql-js coerced them) and the meter of what the real server's back
+    ends would be asked (costs.py)."""
 
-    def __init__(self, store, user, variables):
+    def __init__(self, store, user, variables, meter=None):
         self.store = store
         self.user = user
         self.variables = variables
+        self.meter = meter if meter is not None else Meter()
 
 
 def _args(info):
@@ -63,6 +66,7 @@ def root(fn):
     """Wrap a root resolver: graphql-js arguments, then the shield."""
 
     def resolve(_root, info, **_ignored):
+        info.context.meter.root(info.field_name)
         args = _args(info)
         _shield(info, args)
         return fn(info.context, args)
@@ -81,11 +85,15 @@ def _where_id(args):
 
 @root
 def resolve_me(ctx, args):
+    ctx.meter.keycloak()  # users.findOne
     return ctx.store.user_view(ctx.user)
 
 
 @root
 def resolve_group(ctx, args):
+    # graphql-shield's or() runs every rule: the membership rules ask too.
+    ctx.meter.keycloak()
+    ctx.meter.group_find_one(_where_id(args))
     return ctx.store.get_group(_where_id(args))
 
 
@@ -95,23 +103,32 @@ def _group_rows(ctx, args):
 
 @root
 def resolve_groups(ctx, args):
-    return paginate(_group_rows(ctx, args), extract_pagination(args))
+    rows = paginate(_group_rows(ctx, args), extract_pagination(args))
+    ctx.meter.groups_listed(ctx.store, rows, args.get("where"), args.get("orderBy"))
+    return rows
 
 
 @root
 def resolve_groups_connection(ctx, args):
-    return to_relay(_group_rows(ctx, args), extract_pagination(args))
+    rows = _group_rows(ctx, args)
+    connection = to_relay(rows, extract_pagination(args))
+    ctx.meter.groups_listed(ctx.store, [e["node"] for e in connection["edges"]],
+                            args.get("where"), args.get("orderBy"))
+    return connection
 
 
 @root
 def resolve_image(ctx, args):
     # Any failure (not found included) is swallowed into null.
-    return ctx.store.get_image(_where_id(args))
+    image = ctx.store.get_image(_where_id(args))
+    ctx.meter.get_image(image is not None)
+    return image
 
 
 def _image_rows(ctx, args, mode=None):
     if mode is None:
         mode = args.get("mode", "ALL")
+    ctx.meter.list_images(ctx.store)
     return ctx.store.list_images(mode, args.get("where"), args.get("orderBy"))
 
 
@@ -137,6 +154,7 @@ def resolve_group_images_connection(ctx, args):
     user = ctx.user
     if not user["isAdmin"] and not ctx.store.is_group_admin(user["username"], group_name):
         raise ApiError("Not authorise", "NOT_AUTH")
+    ctx.meter.list_images(ctx.store)
     rows = ctx.store.list_images("GROUP_ONLY", where, args.get("orderBy"))
     return to_relay(rows, extract_pagination(args))
 
@@ -144,17 +162,20 @@ def resolve_group_images_connection(ctx, args):
 @root
 def resolve_secret(ctx, args):
     # Declared Secret!: a missing id becomes the non-null error.
+    ctx.meter.kubernetes()
     return ctx.store.get_secret(_where_id(args))
 
 
 @root
 def resolve_secrets(ctx, args):
+    ctx.meter.kubernetes()
     rows = ctx.store.list_secrets(args.get("where"), args.get("orderBy"))
     return paginate(rows, extract_pagination(args))
 
 
 @root
 def resolve_secrets_connection(ctx, args):
+    ctx.meter.kubernetes()
     rows = ctx.store.list_secrets(args.get("where"), args.get("orderBy"))
     return to_relay(rows, extract_pagination(args))
 
@@ -162,29 +183,44 @@ def resolve_secrets_connection(ctx, args):
 # --------------------------------------------------------------- Mutation
 
 
+def _mutation(ctx, field, args, run):
+    """Count the mutation's back-end work (also when it fails), then map
+    the image it answers with."""
+    ctx.meter.image_mutation(field, args.get("data"))
+    image = run()
+    if image is not None:
+        ctx.meter.mapped()
+    return image
+
+
 @root
 def resolve_create_image(ctx, args):
-    return ctx.store.create_image(args["data"], ctx.user)
+    return _mutation(ctx, "createImage", args,
+                     lambda: ctx.store.create_image(args["data"], ctx.user))
 
 
 @root
 def resolve_update_image(ctx, args):
-    return ctx.store.update_image(_where_id(args), args["data"], ctx.user)
+    return _mutation(ctx, "updateImage", args,
+                     lambda: ctx.store.update_image(_where_id(args), args["data"], ctx.user))
 
 
 @root
 def resolve_delete_image(ctx, args):
-    return ctx.store.delete_image(_where_id(args), ctx.user)
+    return _mutation(ctx, "deleteImage", args,
+                     lambda: ctx.store.delete_image(_where_id(args), ctx.user))
 
 
 @root
 def resolve_rebuild_image(ctx, args):
-    return ctx.store.rebuild_image(_where_id(args), args["data"])
+    return _mutation(ctx, "rebuildImage", args,
+                     lambda: ctx.store.rebuild_image(_where_id(args), args["data"]))
 
 
 @root
 def resolve_cancel_image_build(ctx, args):
-    return ctx.store.cancel_image_build(_where_id(args))
+    return _mutation(ctx, "cancelImageBuild", args,
+                     lambda: ctx.store.cancel_image_build(_where_id(args)))
 
 
 # ------------------------------------------------------------ type fields
@@ -193,32 +229,50 @@ def resolve_cancel_image_build(ctx, args):
 def resolve_image_global(image, info, **_):
     """Resolved from the roles after the operation, so a deleted image
     reads back global false."""
+    info.context.meter.image_global()
     return info.context.store.image_global(image["id"])
 
 
 def resolve_image_groups(image, info, **_):
-    return info.context.store.image_groups(image["id"])
+    ctx = info.context
+    groups = ctx.store.image_groups(image["id"])
+    ctx.meter.image_groups(ctx.store, groups)
+    return groups
 
 
 def resolve_group_users(group, info, **_):
+    info.context.meter.keycloak()  # groups.listMembers
     return info.context.store.group_members(group["id"])
 
 
 def resolve_group_images(group, info, **_):
+    ctx = info.context
     args = _args(info)
-    return info.context.store.group_images(group["id"], args.get("mode", "ALL"))
+    rows = ctx.store.group_images(group["id"], args.get("mode", "ALL"))
+    ctx.meter.group_images(ctx.store, group["id"], rows)
+    return rows
 
 
 def resolve_group_group_images(group, info, **_):
-    return info.context.store.group_images(group["id"], "GROUP_ONLY")
+    ctx = info.context
+    rows = ctx.store.group_images(group["id"], "GROUP_ONLY")
+    ctx.meter.group_images(ctx.store, group["id"], rows)
+    return rows
+
+
+def _user_groups(info, user, effective):
+    # measured: the user's groups (two Keycloak calls) and a Kubernetes read
+    info.context.meter.keycloak(2)
+    info.context.meter.kubernetes()
+    return info.context.store.user_groups(user["id"], effective=effective)
 
 
 def resolve_user_groups(user, info, **_):
-    return info.context.store.user_groups(user["id"], effective=False)
+    return _user_groups(info, user, False)
 
 
 def resolve_user_effective_groups(user, info, **_):
-    return info.context.store.user_groups(user["id"], effective=True)
+    return _user_groups(info, user, True)
 
 
 RESOLVERS = {

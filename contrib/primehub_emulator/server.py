@@ -14,6 +14,11 @@ Control endpoints under ``/-/`` (loopback clients only, no auth, never
 delayed or faulted): stats, state, requests, latency, faults, tokens, config,
 inject, clock, shutdown.
 
+Server cost (costs.py): every GraphQL request is metered (the Keycloak calls
+and Kubernetes reads the real server would make) and, with the cost model
+on, the time it would take is slept before the answer, holding one lock: the
+real server is a single Node process, so its work does not overlap.
+
 Faults (POST /-/faults) either answer instead of running the request
 (nothing is applied) or run it (its effects are applied and saved) and then
 damage or withhold the answer: the second kind is what makes a client's
@@ -37,6 +42,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .costs import CostModel, Meter
 from .pipeline import Response, error_body, json_bytes, loads_strict, plain
 
 MAX_BODY = 64 * 1024 * 1024
@@ -75,7 +81,7 @@ method="post"><input name="username"><input name="password" type="password">
 
 class Stats(object):
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.reset()
 
     def reset(self):
@@ -83,6 +89,35 @@ class Stats(object):
         self.operations = {}
         self.logs = 0
         self.requests = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        self.keycloak_calls = 0
+        self.kubernetes_reads = 0
+        self.charged_ms = 0.0
+        self.by_op = {}
+
+    def count_cost(self, meter, charged_ms, by_root, entry):
+        """Add one request's back-end work (and the time charged for it);
+        ``entry`` is its /-/requests record, which gets the ``cost``."""
+        with self.lock:
+            self.keycloak_calls += meter.keycloak_calls
+            self.kubernetes_reads += meter.kubernetes_reads
+            self.charged_ms += charged_ms
+            for name, counts in meter.by_root.items():
+                op = self.by_op.setdefault(name, {"requests": 0, "keycloak_calls": 0,
+                                                  "kubernetes_reads": 0, "charged_ms": 0.0})
+                op["requests"] += 1
+                op["keycloak_calls"] += counts[0]
+                op["kubernetes_reads"] += counts[1]
+                op["charged_ms"] += by_root.get(name, 0.0)
+            if entry is not None:
+                entry["cost"] = dict(meter.summary(), charged_ms=round(charged_ms, 3))
+
+    def backend(self):
+        with self.lock:
+            return {"keycloak_calls": self.keycloak_calls,
+                    "kubernetes_reads": self.kubernetes_reads,
+                    "charged_ms": round(self.charged_ms, 3),
+                    "by_op": {name: dict(op, charged_ms=round(op["charged_ms"], 3))
+                              for name, op in sorted(self.by_op.items())}}
 
     def count_request(self, root_fields):
         with self.lock:
@@ -95,12 +130,13 @@ class Stats(object):
             self.logs += 1
 
     def record(self, entry):
+        entry.setdefault("cost", dict(Meter().summary(), charged_ms=0.0))
         with self.lock:
             self.requests.append(entry)
 
     def recorded(self):
         with self.lock:
-            return list(self.requests)
+            return [dict(entry, cost=dict(entry["cost"])) for entry in self.requests]
 
 
 class Fault(object):
@@ -201,7 +237,7 @@ class App(object):
     """Everything the handler needs, wired by __main__."""
 
     def __init__(self, store, service, admin_token, user_token=None, latency_ms=0,
-                 verbose=False):
+                 verbose=False, cost_model=None):
         self.store = store
         self.service = service
         by_name = {u["username"]: u["id"] for u in store.users}
@@ -211,6 +247,10 @@ class App(object):
             self.tokens[user_token] = by_name["phuser"]
         self.latency_ms = latency_ms
         self.verbose = verbose
+        self.cost_model = cost_model if cost_model is not None else CostModel()
+        # The real server is one Node process: charged time is slept holding
+        # this, so two expensive requests take twice as long, not as long.
+        self.cpu_lock = threading.Lock()
         self.stats = Stats()
         self.faults = Faults()
         self.stopping = threading.Event()
@@ -396,9 +436,11 @@ class Handler(BaseHTTPRequestHandler):
         if app.latency_ms > 0:
             app.stopping.wait(app.latency_ms / 1000.0)
         fault = app.faults.take(ops, for_logs)
-        app.stats.record({"method": self.command, "path": path, "ops": list(ops),
-                          "auth": self.headers.get("Authorization") is not None,
-                          "fault": None if fault.mode == "none" else fault.mode})
+        self._entry = {"method": self.command, "path": path, "ops": list(ops),
+                       "auth": self.headers.get("Authorization") is not None,
+                       "fault": None if fault.mode == "none" else fault.mode,
+                       "cost": dict(Meter().summary(), charged_ms=0.0)}
+        app.stats.record(self._entry)
         return fault
 
     def _answer_instead(self, fault, for_logs=False):
@@ -544,9 +586,22 @@ class Handler(BaseHTTPRequestHandler):
         fault = self._delay_and_fault(path, fields)
         if self._answer_instead(fault):
             return
-        self._deliver(self._graphql_response(params, decode_error), fault)
+        meter = Meter()
+        response = self._graphql_response(params, decode_error, meter)
+        self._charge(meter)
+        self._deliver(response, fault)
 
-    def _graphql_response(self, params, decode_error):
+    def _charge(self, meter):
+        """Account the request's back-end work and take the time the real
+        server would (costs.py), one request at a time."""
+        app = self.app
+        charged_ms, by_root = app.cost_model.charges(meter)
+        app.stats.count_cost(meter, charged_ms, by_root, self._entry)
+        if charged_ms > 0:
+            with app.cpu_lock:
+                app.stopping.wait(charged_ms / 1000.0)
+
+    def _graphql_response(self, params, decode_error, meter):
         if decode_error is not None:
             # koa-bodyparser runs before Apollo, so a malformed body is
             # refused before authentication is even looked at.
@@ -563,15 +618,16 @@ class Handler(BaseHTTPRequestHandler):
                 return plain(400, "GET query missing.")
             return plain(500, "POST body missing. Did you forget use body-parser middleware?")
         if isinstance(params, list):
-            return self._batch(params, user)
-        return self.app.service.handle(self.command, params, user)
+            return self._batch(params, user, meter)
+        return self.app.service.handle(self.command, params, user, meter)
 
-    def _batch(self, items, user):
-        """Apollo 2 batching: one result per item, HTTP errors folded in."""
+    def _batch(self, items, user, meter):
+        """Apollo 2 batching: one result per item, HTTP errors folded in.
+        The items share one context, so one meter."""
         results = []
         for item in items:
             response = self.app.service.handle("POST", item if isinstance(item, dict) else {},
-                                               user)
+                                               user, meter)
             if response.content_type.startswith("application/json"):
                 results.append(json.loads(response.body.decode("utf-8")))
             else:
@@ -721,7 +777,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(200, {"total": app.stats.total,
                                  "operations": dict(app.stats.operations),
                                  "connections": self.server.connections,
-                                 "logs": app.stats.logs})
+                                 "logs": app.stats.logs,
+                                 "backend": app.stats.backend()})
         elif path == "/-/stats/reset" and method == "POST":
             with app.stats.lock:
                 app.stats.reset()

@@ -51,7 +51,12 @@ def test_requests_records_method_path_ops_auth_and_fault(emu):
     assert post_status == 503
     log_request(emu, "tf-1", ADMIN_TOKEN)
     emu.request("GET", "/api/graphql?query=%7B%20me%20%7B%20id%20%7D%20%7D")
-    assert emu.requests() == [
+    recorded = emu.requests()
+    # Each entry also carries its "cost" (back-end calls, charged time):
+    # tests/emulator/test_costs.py checks those.
+    assert all(set(r.pop("cost")) == {"keycloak_calls", "kubernetes_reads", "charged_ms"}
+               for r in recorded)
+    assert recorded == [
         {"method": "POST", "path": "/api/graphql", "ops": ["me"], "auth": True, "fault": None},
         {"method": "POST", "path": "/api/graphql", "ops": ["me", "images"], "auth": False,
          "fault": None},
