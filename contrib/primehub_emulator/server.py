@@ -12,7 +12,7 @@ PrimeHub endpoints (behaviour of the console's Koa app and Apollo Server 2):
 
 Control endpoints under ``/-/`` (loopback clients only, no auth, never
 delayed or faulted): stats, state, requests, latency, faults, tokens, config,
-inject, clock, shutdown.
+inject, touch-all, clock, shutdown.
 
 Server cost (costs.py): every GraphQL request is metered (the Keycloak calls
 and Kubernetes reads the real server would make) and, with the cost model
@@ -835,6 +835,22 @@ class Handler(BaseHTTPRequestHandler):
                 return
             app.store.inject_images(images)
             self._json(200, {"injected": [i["name"] for i in images]})
+        elif path == "/-/touch-all" and method == "POST":
+            field = payload.get("field", "description")
+            suffix = payload.get("suffix")
+            if field not in app.store.TOUCH_FIELDS:
+                self._json(400, {"error": "field must be one of %s"
+                                          % ", ".join(app.store.TOUCH_FIELDS)})
+                return
+            if suffix is not None and not isinstance(suffix, str):
+                self._json(400, {"error": "suffix must be a string"})
+                return
+            try:
+                json_bytes(suffix)
+            except UnicodeEncodeError:
+                self._json(400, {"error": "suffix must be valid Unicode (no lone surrogates)"})
+                return
+            self._json(200, {"changed": app.store.touch_all(field, suffix)})
         elif path == "/-/clock/advance" and method == "POST":
             try:
                 seconds = float(payload.get("seconds", 0))

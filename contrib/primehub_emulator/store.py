@@ -287,6 +287,7 @@ class Store(object):
         self.clock = clock or buildlib.Clock("real")
         self.state_file = state_file
         self.version = 0
+        self.touches = 0
         state = None
         if state_file and os.path.exists(state_file):
             try:
@@ -385,6 +386,30 @@ class Store(object):
                 self.active_jobs.discard(name)
                 self._changed(name)
             self.commit()
+
+    TOUCH_FIELDS = ("description", "displayName")
+
+    def touch_all(self, field="description", suffix=None):
+        """Change every image at once, as ``updateImage(data: {FIELD: old +
+        suffix})`` on each would (a merge patch of that spec field; nothing
+        else moves: PrimeHub sets ``imageSpec.updateTime`` only on create and
+        rebuild).  ``suffix`` defaults to " (touch N)", N counting the calls.
+        Returns how many images changed (none for an empty suffix)."""
+        with self.lock:
+            self.touches += 1
+            if suffix is None:
+                suffix = " (touch %d)" % self.touches
+            changed = []
+            for name in self.sorted_names() if suffix else ():
+                img = self.images[name]
+                old = img["spec"].get(field)
+                value = (old if isinstance(old, str) else "") + suffix
+                img["spec"] = sorted_keys(merge_patch(img["spec"], {field: value}))
+                changed.append(name)
+            if changed:
+                self._changed(*changed)
+                self.commit()
+            return len(changed)
 
     # ------------------------------------------------------------- views
 

@@ -1,7 +1,7 @@
 """The emulator's server-cost model (contrib/primehub_emulator/costs.py):
 the Keycloak calls and Kubernetes reads the real PrimeHub server would make
 for a request, the time charged for them (and really taken), GET /-/stats'
-"backend", the "cost" of /-/requests entries, and --groups.
+"backend", the "cost" of /-/requests entries, POST /-/touch-all and --groups.
 
 Counting does not depend on the model being on, so most tests run with
 ``--cost-model off`` or a small ``--cost-scale``; the wall-clock tests use
@@ -263,6 +263,56 @@ def test_stats_backend_by_op_requests_cost_and_reset(start_emulator):
     assert backend(emu) == {"keycloak_calls": 0, "kubernetes_reads": 0, "charged_ms": 0,
                             "by_op": {}}
     assert emu.requests() == []
+
+
+# ------------------------------------------------------------- /-/touch-all
+
+
+def test_touch_all_changes_every_image(start_emulator):
+    emu = start_emulator("--images", "30", "--cost-scale", "0.1")
+    listing = "{ images { id description displayName } }"
+    before = {i["id"]: i for i in emu.ok(listing)["images"]}
+    assert len(before) == 34
+    emu.ok(listing)  # now in the emulator's response cache
+
+    assert emu.control("touch-all", {"field": "description", "suffix": " [t1]"}) == \
+        {"changed": 34}
+    after = {i["id"]: i for i in emu.ok(listing)["images"]}
+    assert set(after) == set(before)
+    for image_id, image in after.items():
+        assert image["description"] == (before[image_id]["description"] or "") + " [t1]"
+        assert image["displayName"] == before[image_id]["displayName"]
+    assert emu.image_state("synthetic-00007")["spec"]["description"] == " [t1]"
+
+    # defaults: the description, a counter as suffix
+    assert emu.control("touch-all", {}) == {"changed": 34}
+    tf1 = emu.ok('{ image(where: {id: "tf-1"}) { description } }')["image"]
+    assert tf1["description"] == "TensorFlow 1.15.4 (Python 3.7) [t1] (touch 2)"
+
+    assert emu.control("touch-all", {"field": "displayName", "suffix": "!"}) == {"changed": 34}
+    names = {i["id"]: i["displayName"] for i in emu.ok(listing)["images"]}
+    assert names["synthetic-00011"] == "!"  # an empty displayName was stored there
+    assert names["tf-1"] == "TensorFlow 1.15.4 (Python 3.7)!"
+
+    # nothing to change, nothing changed
+    assert emu.control("touch-all", {"suffix": ""}) == {"changed": 0}
+    # it is not a GraphQL request
+    assert emu.stats()["total"] == 5
+    for bad in ({"field": "url"}, {"suffix": 3}):
+        reply = emu.request("POST", "/-/touch-all", json.dumps(bad).encode(),
+                            {"Content-Type": "application/json"})
+        assert reply.status == 400 and "error" in reply.json
+
+
+def test_touch_all_is_saved_in_the_state_file(start_emulator, tmp_path):
+    path = str(tmp_path / "state.json")
+    emu = start_emulator("--images", "3", "--state", path)
+    assert emu.control("touch-all", {"suffix": " (saved)"}) == {"changed": 7}
+    emu.stop()
+    again = start_emulator("--state", path)
+    descriptions = [i["description"] for i in again.ok(IDS.replace("id", "id description"))
+                    ["images"]]
+    assert all(d.endswith(" (saved)") for d in descriptions)
 
 
 # ------------------------------------------------------------------ --groups
