@@ -26,7 +26,7 @@ struct str_field {
 	unsigned bit;
 	size_t doc_off; /* const char * in struct spec_doc */
 	size_t in_off;  /* char * in struct ph_image_input */
-	bool url;       /* PrimeHub treats "" like null for it */
+	bool url;       /* PrimeHub treats "" like null for it (urls, the pull secret) */
 };
 
 #define STR_FIELD(key, bit, doc, in, url)                                                          \
@@ -41,7 +41,7 @@ static const struct str_field str_fields[] = {
     STR_FIELD("url", PH_IN_URL, url, url, true),
     STR_FIELD("urlForGpu", PH_IN_URL_FOR_GPU, url_for_gpu, url_for_gpu, true),
     STR_FIELD("useImagePullSecret", PH_IN_USE_IMAGE_PULL_SECRET, pull_secret, use_image_pull_secret,
-              false),
+              true),
 };
 #define NSTR_FIELDS (sizeof(str_fields) / sizeof(str_fields[0]))
 
@@ -338,7 +338,10 @@ static unsigned diff_fields(const struct spec_doc *b, const struct spec_doc *t)
 	unsigned bits = 0;
 
 	for (size_t i = 0; i < NSTR_FIELDS; i++)
-		if (!spec_streq(doc_str(b, &str_fields[i]), doc_str(t, &str_fields[i])))
+		if (!spec_streq(doc_str(b, &str_fields[i]), doc_str(t, &str_fields[i])) &&
+		    !(str_fields[i].bit == PH_IN_USE_IMAGE_PULL_SECRET &&
+		      field_eq(&str_fields[i], doc_str(b, &str_fields[i]),
+		               doc_str(t, &str_fields[i]))))
 			bits |= str_fields[i].bit;
 	if (b->global != t->global)
 		bits |= PH_IN_GLOBAL;

@@ -60,7 +60,13 @@ char *spec_render(const struct ph_image *img, size_t *len)
 		jt_string(&w, "urlForGpu", img->url_for_gpu);
 	}
 	jt_bool(&w, "global", img->global);
-	jt_string(&w, "useImagePullSecret", img->use_image_pull_secret);
+	/* PrimeHub stores "" for "none" on create and null after an update
+	 * cleared it; both mean none.  One spelling, so that diff -r of two
+	 * mounts (or of a backup) shows only real differences. */
+	jt_string(&w, "useImagePullSecret",
+	          img->use_image_pull_secret && *img->use_image_pull_secret
+	              ? img->use_image_pull_secret
+	              : NULL);
 	if (img->image_spec)
 		render_build_spec(&w, img->image_spec);
 	jt_object_end(&w);
@@ -95,7 +101,8 @@ char *spec_render_status(const struct ph_image *img, size_t *len)
 		jt_object_end(&w);
 	}
 	jt_array_end(&w);
-	jt_string(&w, "logEndpoint", img->log_endpoint);
+	/* No logEndpoint: it names the server's host, so two servers' copies
+	 * of one image would always differ (build.log is that log). */
 	jt_object_end(&w);
 	return jt_finish(&w, len);
 }

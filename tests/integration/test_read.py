@@ -77,7 +77,9 @@ def test_status_json(emulator, mnt):
     img = server_image(emulator, "tf-2")
     assert status["id"] == "tf-2"
     assert status["isReady"] is img["isReady"] is True
-    assert status["logEndpoint"] == img["logEndpoint"]
+    # Nothing server-specific: the log's URL names the server's host (two
+    # servers' copies of one image would always differ); build.log is it.
+    assert "logEndpoint" not in status and img["logEndpoint"]
     groups = read_json(mnt.p("base-notebook", "status.json"))["groups"]
     assert sorted(g["name"] for g in groups) == ["example-group-1", "example-group-2"]
 
