@@ -198,6 +198,15 @@ int phfs_read(const char *path, char *buf, size_t size, off_t off, struct fuse_f
 	(void)path;
 	if (h->scratch)
 		return scratch_read(h->scratch, buf, size, off);
+	if (h->node.kind == NODE_BUILD_LOG) {
+		bool at_end;
+
+		pthread_mutex_lock(&h->lock);
+		at_end = off >= 0 && (size_t)off + size > h->ro_len;
+		pthread_mutex_unlock(&h->lock);
+		if (at_end)
+			phfs_build_log_follow(phfs_ctx(), h);
+	}
 	pthread_mutex_lock(&h->lock);
 	src = h->writable ? h->buf : h->ro_text;
 	len = h->writable ? h->buf_len : h->ro_len;

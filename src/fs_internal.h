@@ -176,6 +176,8 @@ int phfs_releasedir(const char *path, struct fuse_file_info *fi);
 /* fs_read.c */
 int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h);
 int phfs_build_log_size(struct phfs *fs, const struct snap_image *e, size_t *size);
+/* A build.log handle read at its end takes up a longer log (tail -f). */
+void phfs_build_log_follow(struct phfs *fs, struct phfs_handle *h);
 /* A copy of the text of /.status (malloc'd; never fetches): the last
  * rendering when younger than max_age_ms and nothing but the clock changed
  * since (so only the age in it can be that much behind), else a new one. */

@@ -61,7 +61,23 @@ static long long age_ms(struct timespec t)
 	return (long long)(now.tv_sec - t.tv_sec) * 1000 + (now.tv_nsec - t.tv_nsec) / 1000000;
 }
 
-/* A copy of the build log of e, fetched when not cached or older than ttl.
+/* Whether e's build may still write to its log: the log is then kept at
+ * most a second, so that `tail -f build.log` follows it. */
+static bool build_may_grow(const struct snap_image *e)
+{
+	static const char *const growing[] = {"Pending", "Preparing", "Running", "Unknown"};
+	const char *phase = e->img->has_job_status ? e->img->job_phase : NULL;
+
+	for (size_t i = 0; phase && i < sizeof(growing) / sizeof(growing[0]); i++)
+		if (strcmp(phase, growing[i]) == 0)
+			return true;
+	return false;
+}
+
+#define BUILD_LOG_FOLLOW_MS 1000
+
+/* A copy of the build log of e, fetched when not cached or older than ttl
+ * (a second while the build runs).
  * A log that cannot be had yet (no build job) reads as one line saying so:
  * the file exists for every custom image, and its size is always the size
  * of what it serves. */
@@ -78,7 +94,7 @@ static int build_log_text(struct phfs *fs, const struct snap_image *e, char **te
 	for (le = c->head; le; le = le->next)
 		if (strcmp(le->image, e->img->id) == 0)
 			break;
-	if (le && age_ms(le->fetched) < fs->ttl_ms) {
+	if (le && age_ms(le->fetched) < (build_may_grow(e) ? BUILD_LOG_FOLLOW_MS : fs->ttl_ms)) {
 		*text = malloc(le->len + 1);
 		if (*text) {
 			memcpy(*text, le->text, le->len + 1);
@@ -147,6 +163,41 @@ static int build_log_text(struct phfs *fs, const struct snap_image *e, char **te
 	*text = fetched;
 	*len = flen;
 	return 0;
+}
+
+/*
+ * A reader of build.log at its end (tail -f): take up what the log cache
+ * holds now, when it continues what the handle has.  Never the network:
+ * the cache is renewed by a stat of the path (tail -f's fstat every
+ * second, which Linux sends as a path GETATTR), so an open file never
+ * waits on the server.  Text that does not continue the handle's (a log
+ * replaced after a cancel) is left alone, so tail never sees a truncation.
+ */
+void phfs_build_log_follow(struct phfs *fs, struct phfs_handle *h)
+{
+	struct phfs_log_cache *c = fs->logs;
+	struct log_entry *le;
+	char *more = NULL;
+
+	/* Lock order: the handle, then the cache. */
+	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&c->lock);
+	for (le = c->head; le; le = le->next)
+		if (strcmp(le->image, h->node.image) == 0)
+			break;
+	if (le && le->text && le->len > h->ro_len && h->ro_text == h->own_text &&
+	    (h->ro_len == 0 || memcmp(le->text, h->ro_text, h->ro_len) == 0)) {
+		more = malloc(le->len + 1);
+		if (more) {
+			memcpy(more, le->text, le->len + 1);
+			free(h->own_text);
+			h->own_text = more;
+			h->ro_text = more;
+			h->ro_len = le->len;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&h->lock);
 }
 
 int phfs_build_log_size(struct phfs *fs, const struct snap_image *e, size_t *size)

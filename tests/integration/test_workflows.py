@@ -5,6 +5,7 @@ each has its own mount."""
 import json
 import os
 import subprocess
+import time
 
 from phfs_harness import Emulator, read_json
 from util import save, server_update
@@ -48,3 +49,45 @@ def test_diff_of_two_servers_shows_only_real_differences(emulator, make_mount):
         assert read_json(b2.p("tf-1", "spec.json"))["description"] == "changed on B"
     finally:
         other.stop()
+
+
+def test_tail_f_follows_a_build_log(emulator, make_mount):
+    m = make_mount(emulator, ttl=1)
+    os.mkdir(m.p("followed"))
+    spec = {"name": "followed", "displayName": "f", "description": None, "type": "both",
+            "global": False, "useImagePullSecret": None,
+            "imageSpec": {"baseImage": "jupyter/base-notebook",
+                          "packages": {"apt": ["curl"], "pip": ["pytest"], "conda": []}}}
+    assert save(m.p("followed", "spec.json"), json.dumps(spec, indent=2)) == 0
+    emulator.advance(8)                     # Running: the first lines are there
+    tail = subprocess.Popen(["tail", "-n", "+1", "-f", m.p("followed", "build.log")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = b""
+        os.set_blocking(tail.stdout.fileno(), False)
+
+        def wait_for(text, timeout=10):
+            nonlocal seen
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                chunk = tail.stdout.read()
+                if chunk:
+                    seen += chunk
+                if text in seen:
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"{text!r} not followed; tail printed {seen!r}")
+
+        wait_for(b"FROM jupyter/base-notebook")
+        assert b"Successfully tagged" not in seen
+        emulator.advance(17)                # more lines while it runs
+        wait_for(b"Collecting pytest")
+        emulator.advance(10)                # done: the last lines
+        wait_for(b"Successfully tagged")
+        final = open(m.p("followed", "build.log"), "rb").read()
+        assert seen == final, (seen, final)   # every line once, nothing cut
+        assert tail.poll() is None          # still following, no error
+    finally:
+        tail.kill()
+        tail.wait(timeout=10)
+    assert b"truncated" not in tail.stderr.read()
