@@ -1281,6 +1281,8 @@ def main(argv):
         return (int(m.group(1)), m.group(2), int(n) if n.isdigit() else 0)
 
     rows = sorted(bench.rows, key=order)
+    # S1, S2, ... in order (they run in another order: sizes share emulators)
+    scale.rows.sort(key=lambda r: r.cells[0].split(".")[0])
     if UNMOUNT_PROBLEMS:
         bench.notes.append("PROBLEMS at unmount (the daemon's exit status): %s."
                            % "; ".join(UNMOUNT_PROBLEMS))
