@@ -86,6 +86,30 @@ void phfs_describe_caller(char *out, size_t size)
 	snprintf(out, size, "%s, pid %d", comm, (int)fc->pid);
 }
 
+bool phfs_caller_is_copier(void)
+{
+	/* The programs that fill a directory they made as if it were empty
+	 * (O_EXCL creates, bare mkdir): see fs_copy.c. */
+	static const char *const copiers[] = {"cp", "tar", "bsdtar", "cpio", "pax"};
+	struct fuse_context *fc = fuse_get_context();
+	char path[64], comm[64] = "";
+	FILE *f;
+
+	if (!fc || fc->pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fc->pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fgets(comm, sizeof(comm), f))
+		comm[strcspn(comm, "\n")] = '\0';
+	fclose(f);
+	for (size_t i = 0; i < sizeof(copiers) / sizeof(copiers[0]); i++)
+		if (strcmp(comm, copiers[i]) == 0)
+			return true;
+	return false;
+}
+
 /* A note's line: "STAMP WHAT: TEXT (by CALLER)"; returns where the part
  * after the time stamp starts (the log has its own time). */
 static const char *note_line(char *line, size_t size, const char *what, const char *text)
@@ -261,22 +285,30 @@ void phfs_handle_free(struct phfs *fs, struct phfs_handle *h)
  * fuse_invalidate_path from a request handler can deadlock the kernel. */
 void phfs_invalidate(struct phfs *fs, const char *image_id)
 {
+	static const char *const leaves[] = {"/spec.json", "/status.json", "/groups", ""};
 	char path[TREE_NAME_MAX + 32];
 
-	if (!fs->fuse)
-		return;
+	/* Queued: the notifier thread tells the kernel (fs_notify.c says why
+	 * the refresher must not). */
 	if (!image_id) {
-		fuse_invalidate_path(fs->fuse, "/");
+		phfs_notifier_push(fs->notifier, NULL);
 		return;
 	}
-	snprintf(path, sizeof(path), "/%s/spec.json", image_id);
-	fuse_invalidate_path(fs->fuse, path);
-	snprintf(path, sizeof(path), "/%s/status.json", image_id);
-	fuse_invalidate_path(fs->fuse, path);
-	snprintf(path, sizeof(path), "/%s/groups", image_id);
-	fuse_invalidate_path(fs->fuse, path);
-	snprintf(path, sizeof(path), "/%s", image_id);
-	fuse_invalidate_path(fs->fuse, path);
+	for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+		snprintf(path, sizeof(path), "/%s%s", image_id, leaves[i]);
+		phfs_notifier_push(fs->notifier, path);
+	}
+}
+
+bool phfs_quiesce(struct phfs *fs)
+{
+	if (!fs)
+		return true;
+	__atomic_store_n(&fs->stopping, true, __ATOMIC_RELAXED);
+	if (phfs_notifier_stop(fs->notifier))
+		return true;
+	log_warn("a kernel notification is still blocked at exit; leaving it to the kernel");
+	return false;
 }
 
 /* ---- attributes ---- */
@@ -308,6 +340,17 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	size_t size = 0;
 	int ret;
 
+	if (n->kind == NODE_ROOT_CHANGES) {
+		char *text;
+		struct timespec last;
+
+		ret = phfs_changes_text(fs->changes, &text, &size, &last);
+		if (ret < 0)
+			return ret;
+		free(text);
+		fill_stat(fs, st, tree_mode(n->kind), size, last.tv_sec ? last : fs->mounted_at);
+		return 0;
+	}
 	if (n->kind == NODE_ROOT_STATUS) {
 		/* Rendered now, as an open would: the size is the text's. */
 		char *text;
@@ -342,6 +385,7 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		fill_stat(fs, st, tree_mode(n->kind), 0, t);
 		return 0;
 	case NODE_ROOT_STATUS:
+	case NODE_ROOT_CHANGES:
 		return -ENOENT; /* answered above */
 	case NODE_ROOT_ERROR:
 	case NODE_IMAGE_ERROR:
@@ -368,6 +412,10 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		fill_stat(fs, st, tree_mode(n->kind), size, t);
 		return 0;
 	case NODE_STATUS:
+		if (!e && phfs_copies_made(fs->copies, n)) {
+			fill_stat(fs, st, tree_mode(n->kind), 0, t); /* copied in, dropped */
+			return 0;
+		}
 		if (!e)
 			return -ENOENT; /* a pending image has no server state yet */
 		if (!e->img->groups_known)
@@ -382,6 +430,10 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		fill_stat(fs, st, tree_mode(n->kind), 0, t);
 		return 0;
 	case NODE_BUILD_LOG:
+		if (!e && phfs_copies_made(fs->copies, n)) {
+			fill_stat(fs, st, tree_mode(n->kind), 0, t); /* copied in, dropped */
+			return 0;
+		}
 		if (!e || !e->img->image_spec)
 			return -ENOENT;
 		ret = phfs_build_log_size(fs, e, &size);
@@ -471,6 +523,13 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		pthread_mutex_unlock(&h->lock);
 		return 0;
 	}
+	if (h && h->sink) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		fill_stat(fs, st, tree_mode(h->node.kind), 0, now);
+		return 0;
+	}
 	if (h) {
 		/* Any other open file: what the handle holds, never the
 		 * network (fstat, and the kernel's GETATTR before a read, must
@@ -483,6 +542,9 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
+	/* A copy tool filling an image directory it made (fs_copy.c). */
+	if (phfs_copies_hides(fs->copies, &n, fuse_get_context()->pid))
+		return -ENOENT;
 	/* fstat reaches here without the handle (Linux passes none): when the
 	 * caller has this file open read-only, answer from what it holds, so
 	 * an open file never waits on the network. */
@@ -504,7 +566,7 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		if (found)
 			return 0;
 	}
-	if (n.kind == NODE_ROOT_STATUS) {
+	if (n.kind == NODE_ROOT_STATUS || n.kind == NODE_ROOT_CHANGES) {
 		/* Health must be readable while the server hangs: no fetch. */
 		return phfs_stat_node(fs, NULL, &n, st);
 	}
@@ -805,7 +867,10 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->logs = phfs_log_cache_new();
 	fs->readers = phfs_readers_new();
 	fs->kcache = phfs_kcache_new(ttl_ms);
-	ret = fs->logs && fs->readers && fs->kcache
+	fs->copies = phfs_copies_new();
+	fs->changes = phfs_changes_new();
+	fs->notifier = phfs_notifier_new();
+	ret = fs->logs && fs->readers && fs->kcache && fs->copies && fs->changes && fs->notifier
 	          ? store_new(ttl_ms, fetch_tree, api, tree_changed, fs, &fs->store)
 	          : -ENOMEM;
 	if (ret == 0) {
@@ -841,7 +906,9 @@ void phfs_set_fuse(struct phfs *fs, struct fuse *fuse)
 
 int phfs_start(struct phfs *fs)
 {
-	return store_start(fs->store);
+	int ret = fs->fuse ? phfs_notifier_start(fs->notifier, fs->fuse) : 0;
+
+	return ret < 0 ? ret : store_start(fs->store);
 }
 
 void phfs_free(struct phfs *fs)
@@ -857,11 +924,14 @@ void phfs_free(struct phfs *fs)
 	ph_strlist_free(&fs->busy);
 	pthread_cond_destroy(&fs->busy_cond);
 	pthread_mutex_destroy(&fs->busy_lock);
-	store_free(fs->store);
+	store_free(fs->store); /* the refresher, which queues notifications, ends */
+	phfs_notifier_free(fs->notifier);
 	staging_free(fs->staging);
 	phfs_log_cache_free(fs->logs);
 	phfs_readers_free(fs->readers);
 	phfs_kcache_free(fs->kcache);
+	phfs_copies_free(fs->copies);
+	phfs_changes_free(fs->changes);
 	free(fs->user);
 	free(fs->status_text);
 	pthread_mutex_destroy(&fs->status_lock);

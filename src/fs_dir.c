@@ -87,16 +87,20 @@ static int update_groups_locked(struct phfs *fs, const char *image, const char *
 	return store_put_image(fs->store, result);
 }
 
-/* update_groups_locked, one change of the image at a time (fs.c). */
-static int update_groups(struct phfs *fs, const char *image, const char *group_id, bool connect,
-                         struct ph_err *err)
+/* update_groups_locked, one change of the image at a time (fs.c); the
+ * change goes to /.changes under the group's name. */
+static int update_groups(struct phfs *fs, const char *image, const char *group_id,
+                         const char *group_name, bool connect, struct ph_err *err)
 {
+	char detail[TREE_NAME_MAX + 32];
 	int ret = phfs_image_lock(fs, image);
 
 	if (ret < 0)
 		return ret;
 	ret = update_groups_locked(fs, image, group_id, connect, err);
 	phfs_image_unlock(fs, image);
+	snprintf(detail, sizeof(detail), "groups: %s%s", connect ? "+" : "-", group_name);
+	phfs_change(fs, image, "updateImage", detail, ret, err);
 	return ret;
 }
 
@@ -122,6 +126,10 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 	g = snapshot_find_group(snap, node->leaf);
 	if (!g) {
 		snapshot_put(snap);
+		/* Copied from another server: the image must not be made
+		 * without it (fs_write.c refuses the create). */
+		if (pending)
+			staging_pending_group_missing(fs->staging, node->image, node->leaf);
 		ph_err_set(&err, ENOENT, NULL,
 		           "no group is named '%s' (or has that id); ls shows group names, "
 		           "and PrimeHub's groups are listed in its admin UI",
@@ -143,7 +151,7 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 	if (pending)
 		ret = staging_pending_group_add(fs->staging, node->image, id, name);
 	else
-		ret = update_groups(fs, node->image, id, true, &err);
+		ret = update_groups(fs, node->image, id, name, true, &err);
 	if (ret < 0) {
 		if (!err.msg[0])
 			ph_err_set(&err, -ret, NULL, "%s", strerror(-ret));
@@ -194,7 +202,7 @@ static int group_disconnect(struct phfs *fs, const struct node *node)
 	snapshot_put(snap);
 	if (!id)
 		return -ENOMEM;
-	ret = update_groups(fs, node->image, id, false, &err);
+	ret = update_groups(fs, node->image, id, node->leaf, false, &err);
 	if (ret < 0) {
 		phfs_refuse(fs, node->image, what, &err);
 	} else {
@@ -228,6 +236,18 @@ int phfs_mkdir(const char *path, mode_t mode)
 		phfs_refuse(fs, "", path + 1, &err);
 		return -EINVAL;
 	}
+	if (n.kind == NODE_GROUPS) {
+		/* Every image directory has groups/.  A copy tool that made the
+		 * image directory makes it as if it were new (fs_copy.c). */
+		ret = phfs_snapshot(fs, &snap);
+		if (ret < 0)
+			return ret;
+		ret = phfs_image_exists(fs, snap, n.image, &(bool){false}) ? -EEXIST : -ENOENT;
+		snapshot_put(snap);
+		if (ret == -EEXIST && phfs_copies_take(fs->copies, &n, caller_pid()))
+			ret = 0;
+		return ret;
+	}
 	if (n.kind != NODE_IMAGE) {
 		ph_err_set(&err, EPERM, NULL,
 		           "directories can only be made at the top of the mount (one per image)");
@@ -253,6 +273,8 @@ int phfs_mkdir(const char *path, mode_t mode)
 		return ret;
 	}
 	if (ret == 0) {
+		if (phfs_caller_is_copier())
+			phfs_copies_made_dir(fs->copies, n.image, caller_pid());
 		phfs_succeeded(fs, "");
 		log_info("new image directory %s: it is created on PrimeHub when its spec.json "
 		         "is first saved",
@@ -320,6 +342,7 @@ int phfs_rmdir(const char *path)
 			         n.image);
 		ph_image_free(now);
 	}
+	phfs_change(fs, n.image, "deleteImage", NULL, ret == -ENOENT ? 0 : ret, &err);
 	if (ret < 0 && ret != -ENOENT) {
 		phfs_image_unlock(fs, n.image);
 		phfs_refuse(fs, "", path + 1, &err);
@@ -422,6 +445,20 @@ int phfs_rename(const char *from, const char *to, unsigned int flags)
 		if (flags & RENAME_NOREPLACE)
 			return -EEXIST;
 		return phfs_rename_onto_spec(fs, &a, &b);
+	}
+	if (b.kind == NODE_GROUP) {
+		/* rsync's temporary file moved to groups/NAME: connect NAME,
+		 * as touch does; what the file held does not matter. */
+		ret = phfs_group_connect(fs, &b);
+		if (ret == 0)
+			staging_scratch_unlink(fs->staging, a.image, a.leaf);
+		return ret;
+	}
+	if (b.kind == NODE_STATUS || b.kind == NODE_BUILD_LOG) {
+		/* A copy's status.json or build.log: PrimeHub derives them, so
+		 * the copy is taken and dropped (fs_file.c, open_sink). */
+		log_debug("%s written by a copy: taken and dropped (PrimeHub derives it)", to);
+		return staging_scratch_unlink(fs->staging, a.image, a.leaf);
 	}
 	if (b.kind != NODE_SCRATCH)
 		return -EPERM;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "primehubfs/log.h"
 #include "primehubfs/spec.h"
 
 /* Whether someone has image's spec.json open for writing: its bytes go
@@ -27,6 +28,27 @@ static bool writer_open(struct phfs *fs, const char *image)
 	return found;
 }
 
+/*
+ * status.json and build.log say what PrimeHub derived; nothing written to
+ * them can change it.  A copy tool (cp -r, rsync, tar -x, a restore from a
+ * backup) writes them along with spec.json: take the bytes and drop them,
+ * so the copy succeeds and sends nothing for them.  (Their mode stays
+ * 0444: only root, or a copy into a new directory, writes them.)
+ */
+static int open_sink(struct phfs *fs, const struct node *n, struct fuse_file_info *fi)
+{
+	struct phfs_handle *h = phfs_handle_new(fs, n);
+
+	if (!h)
+		return -ENOMEM;
+	h->sink = true;
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	log_debug("%s/%s written by a copy: taken and dropped (PrimeHub derives it)", n->image,
+	          n->kind == NODE_STATUS ? "status.json" : "build.log");
+	return 0;
+}
+
 int phfs_open(const char *path, struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
@@ -39,7 +61,7 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
-	if (n.kind == NODE_ROOT_STATUS) {
+	if (n.kind == NODE_ROOT_STATUS || n.kind == NODE_ROOT_CHANGES) {
 		ret = 0; /* always there, and opening it must not fetch */
 		st.st_mode = tree_mode(n.kind);
 	} else {
@@ -54,8 +76,10 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		return ret;
 	if (S_ISDIR(st.st_mode))
 		return -EISDIR;
+	if (acc != O_RDONLY && (n.kind == NODE_STATUS || n.kind == NODE_BUILD_LOG))
+		return open_sink(fs, &n, fi); /* a copy tool writing a derived file */
 	if (acc != O_RDONLY && !(st.st_mode & 0200))
-		return -EACCES; /* status.json, build.log, .error are read-only */
+		return -EACCES; /* .error and spec.json.rejected are read-only */
 
 	h = phfs_handle_new(fs, &n);
 	if (!h)
@@ -126,7 +150,25 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return ret;
 	switch (n.kind) {
 	case NODE_SPEC:
-		return phfs_open(path, fi); /* it always exists; O_CREAT opens it */
+		/* It always exists; the kernel creates only what it was told is
+		 * not there (a copy tool's view, fs_copy.c): a new file, so
+		 * whatever it held before is replaced. */
+		phfs_copies_take(fs->copies, &n, fuse_get_context()->pid);
+		fi->flags |= O_TRUNC;
+		return phfs_open(path, fi);
+	case NODE_STATUS:
+	case NODE_BUILD_LOG:
+		phfs_copies_take(fs->copies, &n, fuse_get_context()->pid);
+		ret = phfs_snapshot(fs, &snap);
+		if (ret < 0)
+			return ret;
+		pending = false;
+		if (!phfs_image_exists(fs, snap, n.image, &pending)) {
+			snapshot_put(snap);
+			return -ENOENT;
+		}
+		snapshot_put(snap);
+		return open_sink(fs, &n, fi);
 	case NODE_GROUP:
 		ret = phfs_group_connect(fs, &n);
 		if (ret < 0)
@@ -150,6 +192,7 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		break;
 	case NODE_ROOT_ERROR:
 	case NODE_ROOT_STATUS:
+	case NODE_ROOT_CHANGES:
 	case NODE_IMAGE:
 		ph_err_set(&err, EPERM, NULL,
 		           "only image directories live at the top; make one with mkdir NAME");
@@ -255,7 +298,7 @@ int phfs_write(const char *path, const char *buf, size_t size, off_t off, struct
 	/* groups/ entries are empty markers: what they hold is whether they
 	 * exist.  What is written to rebuild does not matter: opening it was
 	 * the gesture. */
-	if (h->node.kind == NODE_REBUILD)
+	if (h->node.kind == NODE_REBUILD || h->sink)
 		return (int)size;
 	return h->node.kind == NODE_GROUP ? -EPERM : -EBADF;
 }
@@ -270,6 +313,10 @@ int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 	if (h && h->scratch)
 		return scratch_truncate(fs->staging, h->scratch, size, NULL);
+	/* Derived files a copy writes, and groups/ markers (rsync --inplace
+	 * truncates what it then writes): nothing to keep. */
+	if (h && (h->sink || h->node.kind == NODE_GROUP))
+		return 0;
 	if (h && h->writable) {
 		if (path)
 			phfs_kcache_forget(fs->kcache, path);

@@ -31,13 +31,17 @@
 struct phfs_log_cache; /* build.log texts, fs_read.c */
 struct phfs_readers;   /* what each process read, fs_readers.c */
 struct phfs_kcache;    /* what the kernel may keep cached, fs_kcache.c */
+struct phfs_copies;    /* image directories a copy tool is filling, fs_copy.c */
+struct phfs_changes;   /* what this mount sent, /.changes, fs_changes.c */
+struct phfs_notifier;  /* the thread that tells the kernel, fs_notify.c */
 
 /* The one context of a mount (fuse_get_context()->private_data). */
 struct phfs {
 	struct ph_api *api;
 	struct store *store;
 	struct staging *staging;
-	struct fuse *fuse; /* for fuse_invalidate_path, set after fuse_new */
+	struct fuse *fuse; /* set after fuse_new, for the notifier */
+	struct phfs_notifier *notifier;
 	long ttl_ms;
 	bool stopping;              /* atomic: unmounting, abort transfers */
 	struct timespec mounted_at; /* mtime of the root before the first listing */
@@ -54,6 +58,8 @@ struct phfs {
 	struct phfs_log_cache *logs;
 	struct phfs_readers *readers;
 	struct phfs_kcache *kcache;
+	struct phfs_copies *copies;
+	struct phfs_changes *changes;
 	/* Images whose change is being sent: one change of an image at a time,
 	 * so two saves of it through this mount are ordered and the second is
 	 * compared with what the first left (phfs_image_lock). */
@@ -85,6 +91,9 @@ struct phfs_handle {
 	char *own_text;
 	/* spec.json opened for writing. */
 	bool writable;
+	/* status.json or build.log written by a copy tool: writes are taken
+	 * and dropped (derived files, never sent). */
+	bool sink;
 	bool pending; /* a pending image: the first save creates it */
 	char *base;   /* the text the writer started from */
 	size_t base_len;
@@ -117,6 +126,8 @@ static inline struct phfs_handle *phfs_fh(const struct fuse_file_info *fi)
  * 0, or -EINTR when the caller was interrupted while waiting. */
 int phfs_image_lock(struct phfs *fs, const char *image);
 void phfs_image_unlock(struct phfs *fs, const char *image);
+/* Whether the process being served is a copy tool (cp, tar, cpio, pax). */
+bool phfs_caller_is_copier(void);
 /* "PROGRAM, pid N" of the process whose request is being served. */
 void phfs_describe_caller(char *out, size_t size);
 /* The errno a program sees for an error: transport failures become EIO. */
@@ -218,6 +229,43 @@ bool phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version)
 void phfs_kcache_forget(struct phfs_kcache *k, const char *path);
 /* opendir: whether the kernel may keep the listing it cached of path. */
 bool phfs_kcache_listing(struct phfs_kcache *k, const char *path, uint64_t listing);
+
+/* fs_copy.c: cp -r, tar -x and copytree fill a directory they made as if
+ * it were empty.  For a while the process that made an image directory
+ * does not see the fixed entries it has not made itself yet. */
+struct phfs_copies *phfs_copies_new(void);
+void phfs_copies_free(struct phfs_copies *c);
+/* pid made image's directory (mkdir). */
+void phfs_copies_made_dir(struct phfs_copies *c, const char *image, pid_t pid);
+/* Whether n (spec.json, status.json, build.log, groups/) is hidden from pid. */
+bool phfs_copies_hides(struct phfs_copies *c, const struct node *n, pid_t pid);
+/* pid makes n: true when it was hidden from pid until now. */
+bool phfs_copies_take(struct phfs_copies *c, const struct node *n, pid_t pid);
+/* Whether the maker of image's directory made n (a written status.json of
+ * a pending image then stats as an empty file, so cp -a and tar can set
+ * its times). */
+bool phfs_copies_made(struct phfs_copies *c, const struct node *n);
+void phfs_copies_forget(struct phfs_copies *c, const char *image);
+
+/* fs_notify.c: kernel invalidations, made on a thread of their own. */
+struct phfs_notifier *phfs_notifier_new(void);
+void phfs_notifier_free(struct phfs_notifier *q); /* stops it first */
+/* Queue path for fuse_invalidate_path; NULL means the root. */
+void phfs_notifier_push(struct phfs_notifier *q, const char *path);
+int phfs_notifier_start(struct phfs_notifier *q, struct fuse *fuse);
+/* Stop and join (a few seconds at most): true when no call is made after
+ * it returns, false when one is still blocked in the kernel. */
+bool phfs_notifier_stop(struct phfs_notifier *q);
+
+/* fs_changes.c: /.changes, every change this mount sent. */
+struct phfs_changes *phfs_changes_new(void);
+void phfs_changes_free(struct phfs_changes *c);
+/* A change of image was sent (or, ret ECANCELED, not sent: dry run): op is
+ * the operation (updateImage ...), detail what it changes. */
+void phfs_change(struct phfs *fs, const char *image, const char *op, const char *detail, int ret,
+                 const struct ph_err *err);
+/* The lines, and the time of the newest (0 when none). */
+int phfs_changes_text(struct phfs_changes *c, char **text, size_t *len, struct timespec *last);
 
 /* fs_readers.c */
 struct phfs_readers *phfs_readers_new(void);

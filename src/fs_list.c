@@ -124,7 +124,8 @@ static int list_image(struct phfs *fs, struct phfs_dirlist *l)
 	}
 	if (staging_scratch_list(fs->staging, l->dir.image, &scratch) == 0) {
 		for (size_t i = 0; i < scratch.n; i++)
-			list_add(l, scratch.items[i], NODE_SCRATCH, false);
+			if (!strchr(scratch.items[i], '/')) /* groups/.TEMP: not here */
+				list_add(l, scratch.items[i], NODE_SCRATCH, false);
 		ph_strlist_free(&scratch);
 	}
 	return 0;

@@ -350,6 +350,12 @@ int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h)
 			ret = -ENOENT;
 		h->ro_text = h->own_text;
 		return ret;
+	case NODE_ROOT_CHANGES:
+		ret = phfs_changes_text(fs->changes, &h->own_text, &h->ro_len, &h->opened);
+		if (ret == 0 && !h->opened.tv_sec)
+			h->opened = fs->mounted_at;
+		h->ro_text = h->own_text;
+		return ret;
 	case NODE_ROOT_STATUS: {
 		struct store_status ss;
 

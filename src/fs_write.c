@@ -319,6 +319,23 @@ static int explain_taken_name(struct phfs *fs, const char *image, struct ph_err 
 	                  image, cause, image);
 }
 
+/* What a createImage sets, for /.changes: type, url and groups. */
+static void describe_create(const struct ph_image_input *in, const struct ph_strlist *names,
+                            char *out, size_t size)
+{
+	const char *url = in->image_spec ? in->image_spec->base_image : in->url;
+	size_t n;
+
+	/* Quoted plainly: phfs_change escapes the line. */
+	n = (size_t)snprintf(out, size, "type: '%.20s'; %s: '%.100s'; global: %s",
+	                     in->type ? in->type : "",
+	                     in->image_spec ? "imageSpec.baseImage" : "url", url ? url : "",
+	                     in->global ? "true" : "false");
+	for (size_t i = 0; i < names->n && n < size; i++)
+		n += (size_t)snprintf(out + n, size - n, "%s%s", i ? ", +" : "; groups: +",
+		                      names->items[i]);
+}
+
 /* createImage failed with its answer lost: never resend it (a second create
  * would fail with "already exists" forever).  Look the name up: when the
  * image is there, adopt it, so the directory's later saves are updates;
@@ -406,6 +423,19 @@ static int commit_create(struct phfs *fs, const char *image, const char *text, s
 	ctx.secrets = snapshot_secrets(snap, &ctx.nsecrets);
 	ret = spec_plan_create(text, len, &ctx, &in, err);
 	snapshot_put(snap);
+	if (ret == 0) {
+		char missing[400];
+
+		/* A copy from another server brought groups this one lacks:
+		 * make nothing rather than an image without them. */
+		if (staging_pending_missing(fs->staging, image, missing, sizeof(missing)))
+			ret =
+			    ph_err_set(err, ENOENT, NULL,
+			               "groups/ was given group(s) this server does not have: %s; "
+			               "nothing was created; make the group(s) on this server, or "
+			               "rmdir %s and copy again without them",
+			               missing, image);
+	}
 	if (ret == 0)
 		ret = staging_pending_groups(fs->staging, image, &in.connect, &names);
 	if (ret == 0)
@@ -415,6 +445,12 @@ static int commit_create(struct phfs *fs, const char *image, const char *text, s
 	if (ret < 0 && err->maybe_applied)
 		ret =
 		    settle_lost_create(fs, image, &in, &names, &created, remark, remark_size, err);
+	if (in.set) { /* planned, so sent (or, in a dry run, described) */
+		char detail[600];
+
+		describe_create(&in, &names, detail, sizeof(detail));
+		phfs_change(fs, image, "createImage", detail, ret, err);
+	}
 	ph_image_input_clear(&in);
 	ph_strlist_free(&names);
 	if (ret < 0) {
@@ -688,6 +724,7 @@ static int rebuild_locked(struct phfs *fs, const char *image, struct ph_err *err
 			}
 		}
 	}
+	phfs_change(fs, image, "rebuildImage", "(touch rebuild: the same imageSpec)", ret, err);
 	if (ret == 0) {
 		char caller[128];
 
@@ -751,6 +788,7 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 	struct ph_image *current = NULL, *result = NULL;
 	struct snapshot *snap;
 	const struct snap_image *e;
+	char ops[64] = ""; /* what was sent, for /.changes */
 	int ret;
 
 	/* First against the snapshot: bad content and unchanged content are
@@ -786,6 +824,7 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 		goto out;
 	}
 	if (plan.input.set) {
+		strcat(ops, "updateImage");
 		ret = ph_update_image(fs->api, image, &plan.input, &result, err);
 		if (ret < 0 && err->maybe_applied)
 			ret =
@@ -796,6 +835,7 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 	if (plan.rebuild) {
 		ph_image_free(result);
 		result = NULL;
+		strcat(ops, ops[0] ? "+rebuildImage" : "rebuildImage");
 		ret = send_rebuild(fs, image, plan.rebuild, current, &result, err);
 		if (ret < 0 && err->maybe_applied)
 			ret =
@@ -806,6 +846,7 @@ static int commit_update(struct phfs *fs, const char *image, const char *text, s
 	if (plan.cancel_build) {
 		ph_image_free(result);
 		result = NULL;
+		strcat(ops, ops[0] ? "+cancelImageBuild" : "cancelImageBuild");
 		ret = ph_cancel_image_build(fs->api, image, &result, err);
 		if (ret < 0 && err->maybe_applied)
 			ret =
@@ -828,6 +869,12 @@ partial:
 	 * failing group step): the next look fetches the truth. */
 	store_invalidate(fs->store);
 out:
+	if (ops[0]) {
+		char detail[700];
+
+		spec_describe_update(current, &plan, detail, sizeof(detail));
+		phfs_change(fs, image, ops, detail, ret, err);
+	}
 	ph_image_free(current);
 	ph_image_free(result);
 	spec_update_clear(&plan);

@@ -39,6 +39,7 @@ struct options {
 	int show_version;
 	int allow_other; /* seen (and passed on to libfuse) */
 	int nonempty;    /* consent to hide a non-empty mount point */
+	int dry_run;     /* validate and plan every change, send none */
 	char *log;       /* stderr, syslog or a file */
 	char *log_level; /* error, warn, info, debug */
 	char *nonopt[2]; /* ENDPOINT and MOUNTPOINT as given */
@@ -61,6 +62,7 @@ static const struct fuse_opt option_spec[] = {
     OPTION("max_tree_mb=%d", max_tree_mb),
     /* libfuse 3 dropped nonempty (and mounts over anything); ours, consumed. */
     OPTION("nonempty", nonempty),
+    OPTION("dry_run", dry_run),
     OPTION("log=%s", log),
     OPTION("log_level=%s", log_level),
     OPTION("-h", show_help),
@@ -94,6 +96,7 @@ static void usage(const char *prog)
 	       "    -o cafile=PATH         also trust these CA certificates for https\n"
 	       "                           (TLS verification is always on)\n"
 	       "    -o nonempty            mount over a non-empty directory, hiding its files\n"
+	       "    -o dry_run             check and plan every change, send none (says what)\n"
 	       "                           (refused without it)\n"
 	       "    -o log=WHERE           stderr, syslog or FILE (default syslog; -f: stderr)\n"
 	       "                           a FILE is appended to and reopened on SIGHUP\n"
@@ -448,6 +451,7 @@ static int run(struct fuse_args *args, struct options *o)
 	}
 	if (cfg.token_path)
 		gql_client_set_token_source(gql, token_reload_cb, &reload);
+	ph_api_set_dry_run(api, o->dry_run != 0);
 	{
 		size_t max_tree;
 
@@ -547,8 +551,10 @@ out_signals:
 out_unmount:
 	fuse_unmount(fuse);
 out_fuse:
-	/* Handles are gone once unmounted; the refresher stops in phfs_free. */
-	fuse_destroy(fuse);
+	/* Handles are gone once unmounted; the notifier stops here (nothing
+	 * may reach a destroyed struct fuse), the refresher in phfs_free. */
+	if (phfs_quiesce(fs))
+		fuse_destroy(fuse);
 	fuse = NULL;
 out:
 	phfs_free(fs);

@@ -15,6 +15,7 @@
  */
 #include "primehubfs/primehub.h"
 #include "net_private.h"
+#include "primehubfs/log.h"
 
 #include <curl/curl.h>
 
@@ -98,7 +99,13 @@ static const char DOC_CANCEL[] =
 
 struct ph_api {
 	struct gql_client *gql; /* borrowed */
+	bool dry_run;           /* -o dry_run: mutations are described, not sent */
 };
+
+void ph_api_set_dry_run(struct ph_api *api, bool on)
+{
+	api->dry_run = on;
+}
 
 const char *ph_api_endpoint(const struct ph_api *api)
 {
@@ -164,11 +171,25 @@ static int run_image_op(struct ph_api *api, const char *what, const char *id, co
 	bool mutation = strcmp(field, "image") != 0;
 	const cJSON *node;
 	cJSON *data = NULL;
-	bool maybe_applied;
+	bool maybe_applied = false;
 	int ret;
 
 	if (out)
 		*out = NULL;
+	if (mutation && api->dry_run) {
+		/* Everything up to here (validation, planning, the fresh read
+		 * a save compares with) ran as usual: say what would go. */
+		char *json = cJSON_PrintUnformatted(vars);
+
+		log_info("dry run: would send %s with %s", field, json ? json : "(out of memory)");
+		ret = ph_err_set(
+		    err, ECANCELED, NULL,
+		    "dry run (-o dry_run): nothing was sent; it would send %s with %.300s", field,
+		    json ? json : "(out of memory)");
+		free(json);
+		cJSON_Delete(vars);
+		goto out;
+	}
 	ret = mutation ? gql_execute_mutation(api->gql, doc, vars, &data, err)
 	               : gql_execute(api->gql, doc, vars, &data, err);
 	maybe_applied = ret < 0 && err && err->maybe_applied;

@@ -55,6 +55,11 @@ static char **input_str(struct ph_image_input *in, const struct str_field *f)
 	return (char **)(void *)((char *)in + f->in_off);
 }
 
+static const char *input_cstr(const struct ph_image_input *in, const struct str_field *f)
+{
+	return *(const char *const *)(const void *)((const char *)in + f->in_off);
+}
+
 static bool empty(const char *s)
 {
 	return !s || !*s;
@@ -93,15 +98,14 @@ static int check_name(const char *name, const char *dir, bool create, struct ph_
 
 	if (!name || (dir && strcmp(name, dir) == 0))
 		return 0;
-	if (create && spec_check_image_name(name, err))
-		return -EINVAL;
+	/* A new image's name is its directory's: a spec.json copied in from
+	 * another image (cp -r A B, promotion to another server, a restore)
+	 * creates the image the directory names.  A name no image could have
+	 * is still refused. */
+	if (create)
+		return spec_check_image_name(name, err) ? -EINVAL : 0;
 	jt_quote(q1, sizeof(q1), name, 60);
 	jt_quote(q2, sizeof(q2), dir, 60);
-	if (create)
-		return ph_err_set(err, EINVAL, "name",
-		                  "name %s must be the directory's name %s (or be left out); to "
-		                  "create %s, mkdir it",
-		                  q1, q2, q1);
 	return ph_err_set(err, EINVAL, "name",
 	                  "name %s differs from this image's name %s; names cannot change (mkdir a "
 	                  "new image instead)",
@@ -513,4 +517,60 @@ done:
 		ph_image_input_clear(out);
 	spec_doc_free(&t);
 	return r;
+}
+
+/* The value of one of the string fields in an image, for a description. */
+static const char *image_str(const struct ph_image *img, unsigned bit)
+{
+	switch (bit) {
+	case PH_IN_DISPLAY_NAME:
+		return img->display_name;
+	case PH_IN_DESCRIPTION:
+		return img->description;
+	case PH_IN_TYPE:
+		return img->type;
+	case PH_IN_URL:
+		return img->url;
+	case PH_IN_URL_FOR_GPU:
+		return img->url_for_gpu;
+	case PH_IN_USE_IMAGE_PULL_SECRET:
+		return img->use_image_pull_secret;
+	default:
+		return NULL;
+	}
+}
+
+size_t spec_describe_update(const struct ph_image *cur, const struct spec_update *u, char *out,
+                            size_t size)
+{
+	size_t n = 0;
+
+#define PUT(...)                                                                                   \
+	do {                                                                                       \
+		int w_ = snprintf(out + n, n < size ? size - n : 0, __VA_ARGS__);                  \
+		if (w_ > 0)                                                                        \
+			n += (size_t)w_;                                                           \
+	} while (0)
+	if (size)
+		out[0] = '\0';
+	for (size_t i = 0; i < NSTR_FIELDS; i++) {
+		const struct str_field *f = &str_fields[i];
+		char was[96], now[96];
+
+		if (!(u->changed & f->bit))
+			continue;
+		jt_quote(was, sizeof(was), cur ? image_str(cur, f->bit) : NULL, 40);
+		jt_quote(now, sizeof(now),
+		         (u->input.set & f->bit) ? input_cstr(&u->input, f) : NULL, 40);
+		PUT("%s%s: %s -> %s", n ? "; " : "", f->key, was, now);
+	}
+	if (u->changed & PH_IN_GLOBAL)
+		PUT("%sglobal: %s -> %s", n ? "; " : "", u->input.global ? "false" : "true",
+		    u->input.global ? "true" : "false");
+	if (u->rebuild)
+		PUT("%simageSpec changed: rebuild", n ? "; " : "");
+	if (u->cancel_build)
+		PUT("%simageSpec.cancel: false -> true", n ? "; " : "");
+#undef PUT
+	return n < size ? n : (size ? size - 1 : 0);
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,9 @@ struct stage_dir {
 	char *image;
 	bool pending;
 	struct ph_strlist group_ids, group_names;
+	/* Group names touched here that the server does not have (a copy
+	 * from another server): the image is not created while any is. */
+	struct ph_strlist missing_groups;
 	struct scratch_entry *files;
 	size_t nfiles;
 	struct note notes[NOTE_KINDS];
@@ -262,6 +266,7 @@ static void free_dir(struct staging *st, struct stage_dir *d)
 	free(d->files);
 	ph_strlist_free(&d->group_ids);
 	ph_strlist_free(&d->group_names);
+	ph_strlist_free(&d->missing_groups);
 	for (int k = 0; k < NOTE_KINDS; k++)
 		free(d->notes[k].text);
 	free(d->image);
@@ -389,6 +394,7 @@ int staging_pending_remove(struct staging *st, const char *name)
 		d->pending = false;
 		ph_strlist_free(&d->group_ids);
 		ph_strlist_free(&d->group_names);
+		ph_strlist_free(&d->missing_groups);
 		maybe_drop_dir(st, d);
 	}
 	pthread_mutex_unlock(&st->lock);
@@ -468,6 +474,36 @@ int staging_pending_group_remove(struct staging *st, const char *image, const ch
 	}
 	pthread_mutex_unlock(&st->lock);
 	return ret;
+}
+
+void staging_pending_group_missing(struct staging *st, const char *image, const char *name)
+{
+	struct stage_dir *d;
+
+	pthread_mutex_lock(&st->lock);
+	d = find_dir(st, image);
+	if (d && d->pending && !strlist_has(&d->missing_groups, name, NULL))
+		(void)ph_strlist_append(&d->missing_groups, name); /* ENOMEM: not kept */
+	pthread_mutex_unlock(&st->lock);
+}
+
+size_t staging_pending_missing(struct staging *st, const char *image, char *buf, size_t size)
+{
+	struct stage_dir *d;
+	size_t n = 0, used = 0;
+
+	if (size)
+		buf[0] = '\0';
+	pthread_mutex_lock(&st->lock);
+	d = find_dir(st, image);
+	if (d && d->pending) {
+		n = d->missing_groups.n;
+		for (size_t i = 0; i < n && used + 1 < size; i++)
+			used += (size_t)snprintf(buf + used, size - used, "%s'%s'", i ? ", " : "",
+			                         d->missing_groups.items[i]);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return n;
 }
 
 bool staging_pending_has_group(struct staging *st, const char *image, const char *name_or_id)

@@ -2,6 +2,7 @@
 #include "primehubfs/tree.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -36,6 +37,7 @@ mode_t tree_mode(enum node_kind kind)
 		return S_IFREG | 0200;
 	case NODE_ROOT_ERROR:
 	case NODE_ROOT_STATUS:
+	case NODE_ROOT_CHANGES:
 	case NODE_STATUS:
 	case NODE_BUILD_LOG:
 	case NODE_IMAGE_ERROR:
@@ -109,6 +111,10 @@ int tree_parse(const char *path, struct node *out)
 		out->kind = NODE_ROOT_STATUS;
 		return 0;
 	}
+	if (n == 1 && strcmp(comp[0], TREE_ROOT_CHANGES_NAME) == 0) {
+		out->kind = NODE_ROOT_CHANGES;
+		return 0;
+	}
 	memcpy(out->image, comp[0], sizeof(out->image));
 	if (n == 1) {
 		out->kind = NODE_IMAGE;
@@ -132,6 +138,16 @@ int tree_parse(const char *path, struct node *out)
 	/* n == 3 */
 	if (strcmp(comp[1], "groups") != 0)
 		return -ENOENT;
+	/* No group name starts with a dot (they are refused): such names are
+	 * a copy tool's temporary files (rsync's .NAME.XXXXXX), kept locally
+	 * as scratch files of the image under "groups/NAME". */
+	if (comp[2][0] == '.') {
+		if (strlen(TREE_GROUPS_SCRATCH) + strlen(comp[2]) > TREE_NAME_MAX)
+			return -ENAMETOOLONG;
+		out->kind = NODE_SCRATCH;
+		snprintf(out->leaf, sizeof(out->leaf), "%s%s", TREE_GROUPS_SCRATCH, comp[2]);
+		return 0;
+	}
 	out->kind = NODE_GROUP;
 	memcpy(out->leaf, comp[2], sizeof(out->leaf));
 	return 0;

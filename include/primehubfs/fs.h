@@ -22,6 +22,10 @@ void phfs_free(struct phfs *fs);
 int phfs_set_user(struct phfs *fs, const char *user);
 /* After fuse_new: lets the refresher tell the kernel what changed. */
 void phfs_set_fuse(struct phfs *fs, struct fuse *fuse);
+/* The loop has ended and the mount is gone (call after fuse_unmount, which
+ * ends any notification blocked in the kernel, and before fuse_destroy):
+ * no kernel notification from now on; the refresher runs until phfs_free. */
+bool phfs_quiesce(struct phfs *fs); /* false: do not fuse_destroy, just exit */
 /* Whether the FUSE request being served was interrupted (used to abort
  * waits and transfers). */
 int phfs_request_interrupted(void *arg);

@@ -20,6 +20,9 @@
 struct ph_api;
 
 int ph_api_new(struct gql_client *gql, struct ph_api **out);
+/* -o dry_run: every mutation fails with ECANCELED and a message (also
+ * logged) naming the operation and its variables; nothing is sent. */
+void ph_api_set_dry_run(struct ph_api *api, bool on);
 void ph_api_free(struct ph_api *api);
 /* The endpoint (borrowed, lives as long as api) and the traffic so far. */
 const char *ph_api_endpoint(const struct ph_api *api);

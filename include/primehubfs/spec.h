@@ -70,6 +70,12 @@ void spec_update_clear(struct spec_update *u);
  * updateTime.  NULL on ENOMEM; free with ph_build_spec_free. */
 struct ph_build_spec *spec_build_input(const struct ph_build_spec *bs);
 
+/* One line for a person: what u changes of cur, `field: "old" -> "new"`
+ * joined by "; " (values cut at 40 characters, escaped), then rebuild or
+ * cancel.  Returns the length written (cut to fit size). */
+size_t spec_describe_update(const struct ph_image *cur, const struct spec_update *u, char *out,
+                            size_t size);
+
 /*
  * Plan the save of an existing image.
  *   base:    the spec.json text the writer opened (what they edited from)

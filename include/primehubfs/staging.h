@@ -51,6 +51,11 @@ int staging_pending_group_add(struct staging *st, const char *image, const char 
                               const char *name);
 int staging_pending_group_remove(struct staging *st, const char *image, const char *name_or_id);
 bool staging_pending_has_group(struct staging *st, const char *image, const char *name_or_id);
+/* A group name touched in a pending image that the server does not have
+ * (kept until the directory goes): the image is not created while any is.  staging_pending_missing
+ * lists them, quoted, into buf and returns how many there are. */
+void staging_pending_group_missing(struct staging *st, const char *image, const char *name);
+size_t staging_pending_missing(struct staging *st, const char *image, char *buf, size_t size);
 int staging_pending_groups(struct staging *st, const char *image, struct ph_strlist *ids,
                            struct ph_strlist *names);
 

@@ -5,6 +5,7 @@
  *   /                      NODE_ROOT
  *   /.error                NODE_ROOT_ERROR
  *   /.status               NODE_ROOT_STATUS    (the mount's health, always there)
+ *   /.changes              NODE_ROOT_CHANGES   (what this mount sent; not listed)
  *   /IMAGE                 NODE_IMAGE
  *   /IMAGE/spec.json       NODE_SPEC
  *   /IMAGE/status.json     NODE_STATUS
@@ -13,6 +14,8 @@
  *   /IMAGE/spec.json.rejected NODE_REJECTED    (while a refused save is kept)
  *   /IMAGE/groups          NODE_GROUPS
  *   /IMAGE/groups/G        NODE_GROUP
+ *   /IMAGE/groups/.TEMP    NODE_SCRATCH        (leaf "groups/.TEMP": a copy tool's
+ *                                              temporary file, local only)
  *   /IMAGE/rebuild         NODE_REBUILD        (custom builds; not listed: touch it
  *                                              to build the same imageSpec again)
  *   /IMAGE/OTHER           NODE_SCRATCH        (editor scratch files, local only)
@@ -32,6 +35,7 @@ enum node_kind {
 	NODE_ROOT,
 	NODE_ROOT_ERROR,
 	NODE_ROOT_STATUS,
+	NODE_ROOT_CHANGES,
 	NODE_IMAGE,
 	NODE_SPEC,
 	NODE_STATUS,
@@ -61,10 +65,14 @@ struct tree_entry {
 extern const struct tree_entry tree_image_entries[];
 extern const unsigned tree_image_entry_count;
 
-#define TREE_ROOT_ERROR_NAME  ".error"
-#define TREE_ROOT_STATUS_NAME ".status"
-#define TREE_REJECTED_SUFFIX  ".rejected"
-#define TREE_REBUILD_NAME     "rebuild"
+#define TREE_ROOT_ERROR_NAME   ".error"
+#define TREE_ROOT_STATUS_NAME  ".status"
+#define TREE_ROOT_CHANGES_NAME ".changes"
+#define TREE_REJECTED_SUFFIX   ".rejected"
+#define TREE_REBUILD_NAME      "rebuild"
+/* Scratch files in groups/ (dot names) are the image's scratch files with
+ * this prefix; a real scratch name never holds a '/'. */
+#define TREE_GROUPS_SCRATCH "groups/"
 
 /* Parse an absolute path.  -ENOENT for paths that can never exist (too deep,
  * empty components), -ENAMETOOLONG for a component over TREE_NAME_MAX. */

@@ -145,3 +145,24 @@ def test_sigkill_mid_save(when):
             except OSError:
                 pass
         emu.stop()
+
+
+def test_unmount_during_a_refresh_that_changed_everything():
+    """The refresher outlives the FUSE loop: a refresh that finds every
+    image changed must not tell the kernel anything once the mount is going
+    (no write to a closed /dev/fuse, no use of a destroyed session)."""
+    emu = Emulator("--images", "4000", "--cost-model", "off")
+    try:
+        for attempt in range(3):
+            m = Mount(emu, ttl=1)
+            names = [n for n in os.listdir(m.path) if n.startswith("synthetic-")]
+            for n in names[:2000]:
+                os.stat(m.p(n, "spec.json"))        # entries the kernel holds
+            emu.control("touch-all", {"suffix": f" (round {attempt})"})
+            time.sleep(1.05 + 0.3 * attempt)          # the refresh is under way
+            os.stat(m.path)
+            problems, log = m.unmount()
+            assert not problems, (problems, log[-3000:])
+            assert "Bad file descriptor" not in log, log[-3000:]
+    finally:
+        emu.stop()

@@ -2,6 +2,7 @@
 
 Two emulators stand for two PrimeHub servers (say staging and production);
 each has its own mount."""
+import errno
 import json
 import os
 import subprocess
@@ -91,3 +92,209 @@ def test_tail_f_follows_a_build_log(emulator, make_mount):
         tail.kill()
         tail.wait(timeout=10)
     assert b"truncated" not in tail.stderr.read()
+
+
+SETTINGS = ("displayName", "description", "type", "url", "urlForGpu", "global")
+
+
+def settings(emu, name):
+    held = emu.state()["images"][name]
+    spec = held["spec"]
+    return ({k: spec.get(k) for k in ("displayName", "description", "type", "url",
+                                      "urlForGpu")},
+            held["global"], sorted(held["groups"]))
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_cp_r_copies_an_image_within_a_server(emulator, mnt):
+    out = run(["cp", "-r", mnt.p("base-notebook"), mnt.p("bn-copy")])
+    assert out.returncode == 0, out.stderr
+    assert settings(emulator, "bn-copy") == settings(emulator, "base-notebook")
+    assert settings(emulator, "bn-copy")[2], "the groups came along"
+    assert read_json(mnt.p("bn-copy", "spec.json"))["name"] == "bn-copy"
+    # Nothing of the copy's derived files reached the server or stayed here.
+    assert sorted(os.listdir(mnt.p("bn-copy"))) == ["groups", "spec.json", "status.json"]
+    # cp -a (times, modes) too, and Python's copytree.
+    out = run(["cp", "-a", mnt.p("tf-1"), mnt.p("tf-1-a")])
+    assert out.returncode == 0, out.stderr
+    assert settings(emulator, "tf-1-a") == settings(emulator, "tf-1")
+    out = run(["/usr/bin/python3", "-c",
+               "import shutil, sys; shutil.copytree(*sys.argv[1:], dirs_exist_ok=True)",
+               mnt.p("base-notebook"), mnt.p("bn-tree")])
+    assert out.returncode == 0, out.stderr
+    assert settings(emulator, "bn-tree") == settings(emulator, "base-notebook")
+
+
+def test_promote_an_image_to_another_server(emulator, make_mount):
+    prod = Emulator()
+    try:
+        a = make_mount(emulator)
+        b = make_mount(prod)
+        os.mkdir(a.p("promoted"))
+        spec = {"name": "promoted", "displayName": "to promote", "description": "staging ok",
+                "type": "both", "url": "registry.staging.example/team/img:1",
+                "urlForGpu": "registry.staging.example/team/img:1-gpu", "global": False,
+                "useImagePullSecret": None}
+        assert save(a.p("promoted", "spec.json"), json.dumps(spec, indent=2)) == 0
+        open(a.p("promoted", "groups", "example-group-1"), "a").close()
+        # cp -r, rewriting the registry on the way (the README's recipe).
+        out = run(["sh", "-c", 'set -e; tmp=$(mktemp -d); cp -r "$1" "$tmp/"; '
+                   'sed -i "s#registry.staging.example#registry.prod.example#g" '
+                   '"$tmp/promoted/spec.json"; cp -r "$tmp/promoted" "$2/"; rm -rf "$tmp"',
+                   "sh", a.p("promoted"), b.path])
+        assert out.returncode == 0, out.stderr
+        held, is_global, groups = settings(prod, "promoted")
+        assert held["url"] == "registry.prod.example/team/img:1"
+        assert held["urlForGpu"] == "registry.prod.example/team/img:1-gpu"
+        assert held["description"] == "staging ok" and groups == settings(emulator, "promoted")[2]
+        # rsync -a, and rsync --inplace, to a third name each.
+        for opts, name in ((["-a"], "promoted-rsync"), (["-a", "--inplace"], "promoted-inplace")):
+            out = run(["rsync", *opts, a.p("promoted") + "/", b.p(name)])
+            assert out.returncode == 0, (opts, out.stderr)
+            assert settings(prod, name)[2] == groups, opts
+            assert settings(prod, name)[0]["url"] == "registry.staging.example/team/img:1"
+    finally:
+        prod.stop()
+
+
+def test_a_group_missing_on_the_target_fails_the_copy_loudly(make_mount):
+    staging = Emulator("--groups", "1")       # has synthetic-group-001; prod does not
+    prod = Emulator()
+    try:
+        a = make_mount(staging)
+        b = make_mount(prod)
+        open(a.p("tf-1", "groups", "synthetic-group-001"), "a").close()
+        prod.reset_stats()
+        out = run(["cp", "-r", a.p("tf-1"), b.p("tf-1-staged")])
+        assert out.returncode != 0
+        assert "synthetic-group-001" in out.stderr, out.stderr
+        # Whatever order cp copies in, nothing is made half-way: no image
+        # without the group, and the reason names it.
+        assert "tf-1-staged" not in prod.state()["images"]
+        assert [k for k in prod.stats()["operations"] if k.endswith("Image")] == []
+        reason = open(b.p("tf-1-staged", ".error")).read()
+        assert "'synthetic-group-001'" in reason and "nothing was created" in reason, reason
+        # The directory stays pending; removing it leaves nothing behind.
+        os.rmdir(b.p("tf-1-staged"))
+        assert not os.path.exists(b.p("tf-1-staged"))
+        # When cp happens to copy spec.json first (it copies in the order
+        # of inode numbers, here the order things were first looked up),
+        # the image is made, then the group fails: cp fails naming it, and
+        # .error says so.
+        a2 = make_mount(staging)
+        os.stat(a2.p("tf-1", "spec.json"))
+        os.stat(a2.p("tf-1", "status.json"))
+        os.stat(a2.p("tf-1", "groups"))
+        out = run(["cp", "-r", a2.p("tf-1"), b.p("tf-1-later")])
+        assert out.returncode != 0 and "synthetic-group-001" in out.stderr, out.stderr
+        held = prod.state()["images"]["tf-1-later"]
+        assert held["groups"] == []
+        assert "no group is named 'synthetic-group-001'" in \
+            open(b.p("tf-1-later", ".error")).read()
+    finally:
+        staging.stop()
+        prod.stop()
+
+
+def test_tar_restores_a_deleted_image(emulator, mnt, tmp_path):
+    before = settings(emulator, "base-notebook")
+    tarball = tmp_path / "bn.tar"
+    assert run(["tar", "-cf", str(tarball), "-C", mnt.path, "base-notebook"]).returncode == 0
+    os.rmdir(mnt.p("base-notebook"))
+    assert "base-notebook" not in emulator.state()["images"]
+    out = run(["tar", "-xf", str(tarball), "-C", mnt.path])
+    assert out.returncode == 0, out.stderr
+    assert settings(emulator, "base-notebook") == before
+
+
+def test_backup_with_git_and_restore_with_rsync(emulator, make_mount, tmp_path):
+    m = make_mount(emulator, ttl=1)
+    backup = tmp_path / "images-backup"
+    git = ["git", "-c", "user.name=admin", "-c", "user.email=admin@example.com"]
+    assert run(["cp", "-r", m.path, str(backup)]).returncode == 0
+    assert run([*git, "-C", str(backup), "init", "-q"]).returncode == 0
+    assert run([*git, "-C", str(backup), "add", "-A"]).returncode == 0
+    assert run([*git, "-C", str(backup), "commit", "-qm", "images"]).returncode == 0
+    saved = {n: settings(emulator, n) for n in ("tf-1", "base-notebook", "pytorch-1")}
+    # Later: edits, a group disconnected, an image deleted.
+    server_update(emulator, "tf-1", {"description": "broken by a later change"})
+    os.unlink(m.p("base-notebook", "groups", "example-group-1"))
+    os.rmdir(m.p("pytorch-1"))
+    assert settings(emulator, "base-notebook") != saved["base-notebook"]
+    time.sleep(1.2)                         # past ttl: the mount shows the changes
+    out = run(["rsync", "-a", "--exclude", ".git", "--exclude", ".status",
+               str(backup) + "/", m.path + "/"])
+    assert out.returncode == 0, out.stderr
+    for name, want in saved.items():
+        assert settings(emulator, name) == want, name
+
+
+def test_dry_run_checks_and_plans_everything_and_sends_nothing(emulator, make_mount):
+    m = make_mount(emulator, "dry_run")
+    before = emulator.state()["images"]
+    emulator.reset_stats()
+    # A save: planned (the fresh read a save compares with happens), not sent.
+    spec = read_json(m.p("tf-1", "spec.json"))
+    spec["description"] = "what if"
+    assert save(m.p("tf-1", "spec.json"), json.dumps(spec, indent=2)) == errno.ECANCELED
+    line = open(m.p("tf-1", ".error")).read()
+    assert "dry run (-o dry_run): nothing was sent; it would send updateImage" in line, line
+    assert '"description":"what if"' in line
+    # Bad content is refused as usual, before any plan.
+    spec["type"] = "tpu"
+    assert save(m.p("tf-1", "spec.json"), json.dumps(spec, indent=2)) == errno.EINVAL
+    # A create, a group connect, a delete: each described, none sent.
+    os.mkdir(m.p("would-be"))
+    new = {"name": "would-be", "type": "cpu", "url": "example/w:1", "urlForGpu": "example/w:1"}
+    assert save(m.p("would-be", "spec.json"), json.dumps(new)) == errno.ECANCELED
+    assert "would send createImage" in open(m.p("would-be", ".error")).read()
+    out = run(["touch", m.p("tf-2", "groups", "example-group-1")])
+    assert out.returncode != 0
+    assert "would send updateImage" in open(m.p("tf-2", ".error")).read()
+    assert errno_of(lambda: os.rmdir(m.p("tf-2"))) == errno.ECANCELED
+    # Nothing changed on the server; the log says what would have gone.
+    assert [k for k in emulator.stats()["operations"] if k[0].islower() and
+            k.endswith("Image") and k != "image"] == []
+    assert emulator.state()["images"] == before
+    assert "dry run: would send deleteImage" in m.log()
+
+
+def errno_of(fn):
+    try:
+        fn()
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def test_changes_lists_what_this_mount_sent(emulator, mnt):
+    assert open(mnt.p(".changes")).read() == ""
+    assert ".changes" not in os.listdir(mnt.path)
+    out = run(["sed", "-i", "s/TensorFlow 1.15.4 (Python 3.7)\",$/renamed by sed\",/",
+               mnt.p("tf-1", "spec.json")])
+    assert out.returncode == 0, out.stderr
+    assert run(["touch", mnt.p("tf-2", "groups", "example-group-1")]).returncode == 0
+    assert run(["rm", mnt.p("base-notebook", "groups", "example-group-2")]).returncode == 0
+    os.mkdir(mnt.p("fresh"))
+    assert save(mnt.p("fresh", "spec.json"),
+                json.dumps({"type": "cpu", "url": "example/fresh:1"})) == 0
+    os.rmdir(mnt.p("pytorch-1"))
+    spec = read_json(mnt.p("tf-2", "spec.json"))
+    spec["type"] = "tpu"                      # refused before sending: not a change
+    assert save(mnt.p("tf-2", "spec.json"), json.dumps(spec)) == errno.EINVAL
+    lines = open(mnt.p(".changes")).read().splitlines()
+    assert len(lines) == 5, lines
+    assert 'tf-1 updateImage displayName: "TensorFlow 1.15.4 (Python 3.7)" -> ' \
+           '"renamed by sed"' in lines[0] or "description" in lines[0], lines[0]
+    assert "(by sed, pid " in lines[0] and lines[0].endswith(": ok")
+    assert "tf-2 updateImage groups: +example-group-1 (by touch" in lines[1]
+    assert "base-notebook updateImage groups: -example-group-2 (by rm" in lines[2]
+    assert "fresh createImage type: 'cpu'; url: 'example/fresh:1'" in lines[3]
+    assert "pytorch-1 deleteImage (by " in lines[4] and lines[4].endswith(": ok")
+    # What the server did matches each line.
+    state = emulator.state()["images"]
+    assert "pytorch-1" not in state and "fresh" in state
+    assert os.stat(mnt.p(".changes")).st_size == len(open(mnt.p(".changes"), "rb").read())
