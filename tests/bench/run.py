@@ -543,7 +543,10 @@ class Bench:
         self.walk_requests[n] = worst["total"]
         self.row("1. cold walk: fresh mount, ls -lR, cat all spec/status (%d runs)" % runs,
                  n, fmt_ops(worst) + " incl. mount", "%s (median)" % fmt_s(median(cold_t)),
-                 target="requests <= 3", met=yes(worst["total"] <= 3), count_target=True)
+                 # me, the tree, then groups on demand: one image read and
+                 # one membership query for all (PrimeHub pays for groups
+                 # per image x group, so the tree leaves them out)
+                 target="requests <= 4", met=yes(worst["total"] <= 4), count_target=True)
         wworst = max(warm_d, key=lambda d: d["total"])
         self.row("2. warm walk: the same again within ttl (%d runs)" % runs, n,
                  fmt_ops(wworst), "%s (median)" % fmt_s(median(warm_t)),
