@@ -86,11 +86,13 @@ void phfs_describe_caller(char *out, size_t size)
 	snprintf(out, size, "%s, pid %d", comm, (int)fc->pid);
 }
 
-bool phfs_caller_is_copier(void)
+bool phfs_caller_is_copier(bool or_rsync)
 {
 	/* The programs that fill a directory they made as if it were empty
-	 * (O_EXCL creates, bare mkdir): see fs_copy.c. */
-	static const char *const copiers[] = {"cp", "tar", "bsdtar", "cpio", "pax"};
+	 * (O_EXCL creates, bare mkdir): see fs_copy.c.  rsync checks first,
+	 * but it too writes derived files in place (--inplace). */
+	static const char *const copiers[] = {"cp", "tar", "bsdtar", "cpio", "pax", "rsync"};
+	size_t count = sizeof(copiers) / sizeof(copiers[0]) - (or_rsync ? 0 : 1);
 	struct fuse_context *fc = fuse_get_context();
 	char path[64], comm[64] = "";
 	FILE *f;
@@ -104,7 +106,7 @@ bool phfs_caller_is_copier(void)
 	if (fgets(comm, sizeof(comm), f))
 		comm[strcspn(comm, "\n")] = '\0';
 	fclose(f);
-	for (size_t i = 0; i < sizeof(copiers) / sizeof(copiers[0]); i++)
+	for (size_t i = 0; i < count; i++)
 		if (strcmp(comm, copiers[i]) == 0)
 			return true;
 	return false;

@@ -33,6 +33,7 @@ enum { MADE_SPEC = 1, MADE_STATUS = 2, MADE_BUILD_LOG = 4, MADE_GROUPS = 8 };
 struct copy_record {
 	char image[TREE_NAME_MAX + 1]; /* "" = free */
 	pid_t pid;
+	bool hide;          /* a copy tool: hide what it has not made */
 	long long since_ms; /* CLOCK_MONOTONIC */
 	unsigned made;      /* MADE_* the creator has made itself */
 };
@@ -83,7 +84,7 @@ void phfs_copies_free(struct phfs_copies *c)
 	free(c);
 }
 
-void phfs_copies_made_dir(struct phfs_copies *c, const char *image, pid_t pid)
+void phfs_copies_made_dir(struct phfs_copies *c, const char *image, pid_t pid, bool hide)
 {
 	struct copy_record *r;
 
@@ -101,6 +102,7 @@ void phfs_copies_made_dir(struct phfs_copies *c, const char *image, pid_t pid)
 	}
 	strcpy(r->image, image);
 	r->pid = pid;
+	r->hide = hide;
 	r->since_ms = mono_ms();
 	r->made = 0;
 	pthread_mutex_unlock(&c->lock);
@@ -130,7 +132,7 @@ bool phfs_copies_hides(struct phfs_copies *c, const struct node *n, pid_t pid)
 		return false;
 	pthread_mutex_lock(&c->lock);
 	r = find(c, n->image, pid);
-	hides = r && !(r->made & bit);
+	hides = r && r->hide && !(r->made & bit);
 	pthread_mutex_unlock(&c->lock);
 	return hides;
 }
@@ -146,7 +148,7 @@ bool phfs_copies_take(struct phfs_copies *c, const struct node *n, pid_t pid)
 	pthread_mutex_lock(&c->lock);
 	r = find(c, n->image, pid);
 	if (r) {
-		hidden = !(r->made & bit);
+		hidden = r->hide && !(r->made & bit);
 		r->made |= bit;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -172,13 +174,14 @@ bool phfs_copies_made(struct phfs_copies *c, const struct node *n)
 	return made;
 }
 
-void phfs_copies_forget(struct phfs_copies *c, const char *image)
+bool phfs_copies_is_maker(struct phfs_copies *c, const char *image, pid_t pid)
 {
+	bool yes;
+
 	if (!c)
-		return;
+		return false;
 	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; i < COPIES_MAX; i++)
-		if (strcmp(c->rec[i].image, image) == 0)
-			c->rec[i].image[0] = '\0';
+	yes = find(c, image, pid) != NULL;
 	pthread_mutex_unlock(&c->lock);
+	return yes;
 }

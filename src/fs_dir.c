@@ -273,8 +273,8 @@ int phfs_mkdir(const char *path, mode_t mode)
 		return ret;
 	}
 	if (ret == 0) {
-		if (phfs_caller_is_copier())
-			phfs_copies_made_dir(fs->copies, n.image, caller_pid());
+		phfs_copies_made_dir(fs->copies, n.image, caller_pid(),
+		                     phfs_caller_is_copier(false));
 		phfs_succeeded(fs, "");
 		log_info("new image directory %s: it is created on PrimeHub when its spec.json "
 		         "is first saved",

@@ -32,8 +32,9 @@ static bool writer_open(struct phfs *fs, const char *image)
  * status.json and build.log say what PrimeHub derived; nothing written to
  * them can change it.  A copy tool (cp -r, rsync, tar -x, a restore from a
  * backup) writes them along with spec.json: take the bytes and drop them,
- * so the copy succeeds and sends nothing for them.  (Their mode stays
- * 0444: only root, or a copy into a new directory, writes them.)
+ * so the copy succeeds and sends nothing for them.  Their mode stays 0444
+ * and other programs get EACCES; a copy into a new directory creates them
+ * (rsync renames its temporary file over them: fs_dir.c).
  */
 static int open_sink(struct phfs *fs, const struct node *n, struct fuse_file_info *fi)
 {
@@ -76,8 +77,13 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		return ret;
 	if (S_ISDIR(st.st_mode))
 		return -EISDIR;
-	if (acc != O_RDONLY && (n.kind == NODE_STATUS || n.kind == NODE_BUILD_LOG))
-		return open_sink(fs, &n, fi); /* a copy tool writing a derived file */
+	/* A copy tool (cp, tar, rsync) restoring over an image, or the process
+	 * that made the directory and is filling it (copytree), writes its
+	 * derived files too; any other program is told they are read-only. */
+	if (acc != O_RDONLY && (n.kind == NODE_STATUS || n.kind == NODE_BUILD_LOG) &&
+	    (phfs_caller_is_copier(true) ||
+	     phfs_copies_is_maker(fs->copies, n.image, fuse_get_context()->pid)))
+		return open_sink(fs, &n, fi);
 	if (acc != O_RDONLY && !(st.st_mode & 0200))
 		return -EACCES; /* .error and spec.json.rejected are read-only */
 

@@ -126,8 +126,9 @@ static inline struct phfs_handle *phfs_fh(const struct fuse_file_info *fi)
  * 0, or -EINTR when the caller was interrupted while waiting. */
 int phfs_image_lock(struct phfs *fs, const char *image);
 void phfs_image_unlock(struct phfs *fs, const char *image);
-/* Whether the process being served is a copy tool (cp, tar, cpio, pax). */
-bool phfs_caller_is_copier(void);
+/* Whether the process being served is a copy tool (cp, tar, cpio, pax; or
+ * rsync too, when or_rsync). */
+bool phfs_caller_is_copier(bool or_rsync);
 /* "PROGRAM, pid N" of the process whose request is being served. */
 void phfs_describe_caller(char *out, size_t size);
 /* The errno a program sees for an error: transport failures become EIO. */
@@ -235,8 +236,10 @@ bool phfs_kcache_listing(struct phfs_kcache *k, const char *path, uint64_t listi
  * does not see the fixed entries it has not made itself yet. */
 struct phfs_copies *phfs_copies_new(void);
 void phfs_copies_free(struct phfs_copies *c);
-/* pid made image's directory (mkdir). */
-void phfs_copies_made_dir(struct phfs_copies *c, const char *image, pid_t pid);
+/* pid made image's directory (mkdir); hide: it is a copy tool. */
+void phfs_copies_made_dir(struct phfs_copies *c, const char *image, pid_t pid, bool hide);
+/* Whether pid made image's directory a short while ago (it may fill it). */
+bool phfs_copies_is_maker(struct phfs_copies *c, const char *image, pid_t pid);
 /* Whether n (spec.json, status.json, build.log, groups/) is hidden from pid. */
 bool phfs_copies_hides(struct phfs_copies *c, const struct node *n, pid_t pid);
 /* pid makes n: true when it was hidden from pid until now. */
@@ -245,7 +248,6 @@ bool phfs_copies_take(struct phfs_copies *c, const struct node *n, pid_t pid);
  * a pending image then stats as an empty file, so cp -a and tar can set
  * its times). */
 bool phfs_copies_made(struct phfs_copies *c, const struct node *n);
-void phfs_copies_forget(struct phfs_copies *c, const char *image);
 
 /* fs_notify.c: kernel invalidations, made on a thread of their own. */
 struct phfs_notifier *phfs_notifier_new(void);

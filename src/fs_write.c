@@ -306,9 +306,10 @@ static int explain_taken_name(struct phfs *fs, const char *image, struct ph_err 
 		store_invalidate(fs->store);
 		return ph_err_set(
 		    err, EEXIST, NULL,
-		    "an image named %s was made on PrimeHub after this directory was "
-		    "(by someone else); your text is kept in spec.json.rejected: rmdir "
-		    "this directory to see that image, or mkdir another name",
+		    "an image named %s already exists on PrimeHub (made after this "
+		    "directory was, by someone else); your text is kept in "
+		    "spec.json.rejected: rmdir this directory to see that image, or mkdir "
+		    "another name",
 		    image);
 	}
 	return ph_err_set(err, EEXIST, NULL,

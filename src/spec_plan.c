@@ -193,6 +193,13 @@ static int check_update(const struct spec_doc *b, const struct spec_doc *t,
 		                  "same save",
 		                  qt, qu);
 	}
+	/* Already what the server holds (the builder set it after the writer's
+	 * base was read, and the writer kept what it saw): nothing to check or
+	 * send; the update re-sends it anyway. */
+	if ((*changed & PH_IN_USE_IMAGE_PULL_SECRET) &&
+	    ((empty(t->pull_secret) && empty(cur->use_image_pull_secret)) ||
+	     spec_streq(t->pull_secret, cur->use_image_pull_secret)))
+		*changed &= ~(unsigned)PH_IN_USE_IMAGE_PULL_SECRET;
 	if (*changed & PH_IN_USE_IMAGE_PULL_SECRET)
 		return spec_check_pull_secret("useImagePullSecret", t->pull_secret, ctx, err);
 	return 0;
