@@ -922,6 +922,7 @@ void phfs_free(struct phfs *fs)
 	__atomic_store_n(&fs->stopping, true, __ATOMIC_RELAXED);
 	while (fs->handles)
 		phfs_handle_free(fs, fs->handles);
+	phfs_dirlists_free(fs);
 	pthread_mutex_destroy(&fs->handles_lock);
 	ph_strlist_free(&fs->busy);
 	pthread_cond_destroy(&fs->busy_cond);

@@ -73,6 +73,7 @@ struct phfs {
 	 * drop queued releases at unmount) are still freed. */
 	pthread_mutex_t handles_lock;
 	struct phfs_handle *handles;
+	struct phfs_dirlist *dirlists; /* open listings, also under handles_lock */
 };
 
 /* An open file. */
@@ -230,6 +231,9 @@ bool phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version)
 void phfs_kcache_forget(struct phfs_kcache *k, const char *path);
 /* opendir: whether the kernel may keep the listing it cached of path. */
 bool phfs_kcache_listing(struct phfs_kcache *k, const char *path, uint64_t listing);
+
+/* fs_list.c: free the listings whose RELEASEDIR never came (at exit). */
+void phfs_dirlists_free(struct phfs *fs);
 
 /* fs_copy.c: cp -r, tar -x and copytree fill a directory they made as if
  * it were empty.  For a while the process that made an image directory

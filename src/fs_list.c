@@ -24,7 +24,8 @@ struct list_ent {
 };
 
 struct phfs_dirlist {
-	struct snapshot *snap; /* the snapshot the listing was taken from */
+	struct phfs_dirlist *prev, *next; /* in phfs.dirlists */
+	struct snapshot *snap;            /* the snapshot the listing was taken from */
 	struct node dir;
 	struct list_ent *ents;
 	size_t n, cap;
@@ -246,6 +247,14 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 		return ret;
 	}
 	fi->fh = (uintptr_t)l;
+	/* Kept in a list, so that listings whose RELEASEDIR never came (the
+	 * loop ended first: SIGTERM right after ls) are still freed. */
+	pthread_mutex_lock(&fs->handles_lock);
+	l->next = fs->dirlists;
+	if (l->next)
+		l->next->prev = l;
+	fs->dirlists = l;
+	pthread_mutex_unlock(&fs->handles_lock);
 	/* The kernel may cache the listing (readdir from its page cache) and
 	 * keep it across opens while it is what this opendir listed: an
 	 * unchanged directory is then listed without a READDIR. */
@@ -300,9 +309,36 @@ int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offs
 	return 0;
 }
 
+static void list_unlink(struct phfs *fs, struct phfs_dirlist *l)
+{
+	pthread_mutex_lock(&fs->handles_lock);
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		fs->dirlists = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
 int phfs_releasedir(const char *path, struct fuse_file_info *fi)
 {
+	struct phfs_dirlist *l = (struct phfs_dirlist *)(uintptr_t)fi->fh;
+
 	(void)path;
-	list_free((struct phfs_dirlist *)(uintptr_t)fi->fh);
+	if (l) {
+		list_unlink(phfs_ctx(), l);
+		list_free(l);
+	}
 	return 0;
+}
+
+void phfs_dirlists_free(struct phfs *fs)
+{
+	while (fs->dirlists) {
+		struct phfs_dirlist *l = fs->dirlists;
+
+		list_unlink(fs, l);
+		list_free(l);
+	}
 }

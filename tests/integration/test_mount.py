@@ -133,12 +133,33 @@ def test_sigterm_unmounts_cleanly(emulator, make_mount):
     import time
     m = make_mount(emulator)
     assert "tf-2" in os.listdir(m.path)
+    # The kernel sends RELEASEDIR after close() returns; let it arrive, or
+    # libfuse (not primehubfs) leaks its handle of the listing at exit and
+    # the sanitizer run reports it.
+    time.sleep(0.3)
     m.proc.send_signal(signal.SIGTERM)
     assert m.proc.wait(timeout=10) == 0
     deadline = time.monotonic() + 5
     while os.path.ismount(m.path) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.ismount(m.path)
+
+
+def test_sigterm_with_a_file_open(emulator, make_mount):
+    """Files whose release never comes (the loop ends first) are still
+    freed: under the sanitizers a leak fails the unmount check.  (Open
+    directories are freed the same way, but libfuse leaks its own handle of
+    one, so no test holds a directory open across the end.)"""
+    import signal
+    m = make_mount(emulator)
+    f = open(m.p("tf-1", "spec.json"), "rb")
+    assert f.read(1) == b"{"
+    m.proc.send_signal(signal.SIGTERM)
+    assert m.proc.wait(timeout=10) == 0
+    try:
+        f.close()
+    except OSError:
+        pass      # the mount is gone: ENOTCONN
 
 
 def test_a_healthy_mount_logs_no_warning(emulator, make_mount):
