@@ -41,6 +41,9 @@ struct copy_record {
 struct phfs_copies {
 	pthread_mutex_t lock;
 	struct copy_record rec[COPIES_MAX];
+	/* atomic: since_ms of the newest record, so that the common case (no
+	 * directory made lately) costs getattr no lock at all */
+	long long newest_ms;
 };
 
 static long long mono_ms(void)
@@ -49,6 +52,14 @@ static long long mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Whether some record may still be live (no lock). */
+static bool any_live(struct phfs_copies *c)
+{
+	long long newest = __atomic_load_n(&c->newest_ms, __ATOMIC_RELAXED);
+
+	return newest && mono_ms() - newest <= COPY_WINDOW_MS;
 }
 
 static unsigned made_bit(enum node_kind kind)
@@ -104,6 +115,7 @@ void phfs_copies_made_dir(struct phfs_copies *c, const char *image, pid_t pid, b
 	r->pid = pid;
 	r->hide = hide;
 	r->since_ms = mono_ms();
+	__atomic_store_n(&c->newest_ms, r->since_ms, __ATOMIC_RELAXED);
 	r->made = 0;
 	pthread_mutex_unlock(&c->lock);
 }
@@ -128,7 +140,7 @@ bool phfs_copies_hides(struct phfs_copies *c, const struct node *n, pid_t pid)
 	struct copy_record *r;
 	bool hides;
 
-	if (!c || !bit)
+	if (!c || !bit || !any_live(c))
 		return false;
 	pthread_mutex_lock(&c->lock);
 	r = find(c, n->image, pid);
@@ -143,7 +155,7 @@ bool phfs_copies_take(struct phfs_copies *c, const struct node *n, pid_t pid)
 	struct copy_record *r;
 	bool hidden = false;
 
-	if (!c || !bit)
+	if (!c || !bit || !any_live(c))
 		return false;
 	pthread_mutex_lock(&c->lock);
 	r = find(c, n->image, pid);
@@ -161,7 +173,7 @@ bool phfs_copies_made(struct phfs_copies *c, const struct node *n)
 	long long now = mono_ms();
 	bool made = false;
 
-	if (!c || !bit)
+	if (!c || !bit || !any_live(c))
 		return false;
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < COPIES_MAX && !made; i++) {
@@ -178,7 +190,7 @@ bool phfs_copies_is_maker(struct phfs_copies *c, const char *image, pid_t pid)
 {
 	bool yes;
 
-	if (!c)
+	if (!c || !any_live(c))
 		return false;
 	pthread_mutex_lock(&c->lock);
 	yes = find(c, image, pid) != NULL;

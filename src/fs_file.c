@@ -176,17 +176,10 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		snapshot_put(snap);
 		return open_sink(fs, &n, fi);
 	case NODE_GROUP:
-		ret = phfs_group_connect(fs, &n);
-		if (ret < 0)
-			return ret;
-		h = phfs_handle_new(fs, &n);
-		if (!h)
-			return -ENOMEM;
-		fi->fh = (uintptr_t)h;
-		return 0;
 	case NODE_REBUILD:
-		/* touch on a name the kernel did not know yet. */
-		ret = phfs_rebuild(fs, &n);
+		/* touch on a name the kernel did not know yet: the gesture is
+		 * the create; the handle is an empty marker. */
+		ret = n.kind == NODE_GROUP ? phfs_group_connect(fs, &n) : phfs_rebuild(fs, &n);
 		if (ret < 0)
 			return ret;
 		h = phfs_handle_new(fs, &n);

@@ -65,13 +65,7 @@ static long long age_ms(struct timespec t)
  * most a second, so that `tail -f build.log` follows it. */
 static bool build_may_grow(const struct snap_image *e)
 {
-	static const char *const growing[] = {"Pending", "Preparing", "Running", "Unknown"};
-	const char *phase = e->img->has_job_status ? e->img->job_phase : NULL;
-
-	for (size_t i = 0; phase && i < sizeof(growing) / sizeof(growing[0]); i++)
-		if (strcmp(phase, growing[i]) == 0)
-			return true;
-	return false;
+	return ph_image_building(e->img, true);
 }
 
 #define BUILD_LOG_FOLLOW_MS 1000

@@ -660,18 +660,6 @@ static int send_rebuild(struct phfs *fs, const char *image, const struct ph_buil
 	return ret;
 }
 
-static bool build_running(const struct ph_image *img)
-{
-	static const char *const running[] = {"Pending", "Preparing", "Running"};
-
-	if (!img->has_job_status || !img->job_phase)
-		return false;
-	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++)
-		if (strcmp(img->job_phase, running[i]) == 0)
-			return true;
-	return false;
-}
-
 /* touch IMAGE/rebuild, under the image's lock. */
 static int rebuild_locked(struct phfs *fs, const char *image, struct ph_err *err)
 {
@@ -693,7 +681,7 @@ static int rebuild_locked(struct phfs *fs, const char *image, struct ph_err *err
 		                 image);
 		goto out;
 	}
-	if (build_running(current)) {
+	if (ph_image_building(current, false)) {
 		ret =
 		    ph_err_set(err, EBUSY, NULL,
 		               "a build of %s is under way (%s); wait for it to end, or cancel it "

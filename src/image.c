@@ -254,3 +254,16 @@ bool ph_image_has_group(const struct ph_image *img, const char *group_id)
 			return true;
 	return false;
 }
+
+bool ph_image_building(const struct ph_image *img, bool or_unknown)
+{
+	static const char *const running[] = {"Pending", "Preparing", "Running"};
+	const char *phase = img->has_job_status ? img->job_phase : NULL;
+
+	if (!phase)
+		return false;
+	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++)
+		if (strcmp(phase, running[i]) == 0)
+			return true;
+	return or_unknown && strcmp(phase, "Unknown") == 0;
+}

@@ -123,6 +123,10 @@ void ph_image_input_clear(struct ph_image_input *in); /* frees members, zeroes i
  * -ENOMEM (img unchanged then). */
 int ph_image_set_groups(struct ph_image *img, const struct ph_group *g, size_t n);
 
+/* Whether img's build is under way (Pending, Preparing, Running), or, with
+ * or_unknown, may still be (the pod's phase Unknown too). */
+bool ph_image_building(const struct ph_image *img, bool or_unknown);
+
 /* Whether group id is among img's connected groups. */
 bool ph_image_has_group(const struct ph_image *img, const char *group_id);
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from phfs_harness import Emulator, Mount, read, read_json
-from util import lean_env, mutations, vm_rss_kib
+from util import errno_of, lean_env, mutations, vm_rss_kib
 
 IMAGES = {"base-notebook", "pytorch-1", "tf-1", "tf-2"}
 G1 = "71ac1e32-65fa-4e8e-a735-ba282e3149b1"   # example-group-1
@@ -61,14 +61,6 @@ def error_line(m, d=""):
     assert text.endswith("\n") and text.count("\n") == 1, text
     assert not CONTROL_RE.search(text[:-1]), repr(text)
     return text
-
-
-def errno_of(fn):
-    try:
-        fn()
-    except OSError as e:
-        return e.errno
-    return 0
 
 
 class Unchanged:

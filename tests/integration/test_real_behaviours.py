@@ -186,17 +186,22 @@ def wait_phase(m, name, want, timeout=8):
     raise AssertionError(f"{name}: phase {seen!r}, not {want!r}")
 
 
+def create_custom(m, name, base):
+    """mkdir NAME and save a custom build of base through the mount."""
+    os.mkdir(m.p(name))
+    spec = json.loads(json.dumps(CUSTOM))
+    spec["name"] = name
+    spec["imageSpec"]["baseImage"] = base
+    assert save(m.p(name, "spec.json"), json.dumps(spec, indent=2)) == 0
+
+
 def touch(path):
     return subprocess.run(["touch", path], capture_output=True, text=True, timeout=30)
 
 
 def test_touch_rebuild_retries_a_failed_build(emulator, make_mount):
     m = make_mount(emulator, ttl=1)
-    os.mkdir(m.p("flaky"))
-    spec = json.loads(json.dumps(CUSTOM))
-    spec["name"] = "flaky"
-    spec["imageSpec"]["baseImage"] = "example/fail-base"
-    assert save(m.p("flaky", "spec.json"), json.dumps(spec, indent=2)) == 0
+    create_custom(m, "flaky", "example/fail-base")
     # While it builds: refused, nothing sent, the reason given.
     emulator.advance(6)
     wait_phase(m, "flaky", "Running")
@@ -250,11 +255,7 @@ def test_build_log_after_a_cancel_says_so(emulator, make_mount):
 
 def test_unknown_build_phase_is_shown(emulator, make_mount):
     m = make_mount(emulator, ttl=1)
-    os.mkdir(m.p("lost-pod"))
-    spec = json.loads(json.dumps(CUSTOM))
-    spec["name"] = "lost-pod"
-    spec["imageSpec"]["baseImage"] = "example/unknown-node"
-    assert save(m.p("lost-pod", "spec.json"), json.dumps(spec, indent=2)) == 0
+    create_custom(m, "lost-pod", "example/unknown-node")
     emulator.advance(6)
     wait_phase(m, "lost-pod", "Unknown")
     assert emulator.gql('query { image(where: {id: "lost-pod"}) { jobStatus { phase } } }')[

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from phfs_harness import Emulator, read_json
-from util import save, server_update
+from util import errno_of, save, server_update
 
 CREATE = """mutation($data: ImageCreateInput!) { createImage(data: $data) { id } }"""
 
@@ -262,13 +262,6 @@ def test_dry_run_checks_and_plans_everything_and_sends_nothing(emulator, make_mo
     assert "dry run: would send deleteImage" in m.log()
 
 
-def errno_of(fn):
-    try:
-        fn()
-    except OSError as e:
-        return e.errno
-    return 0
-
 
 def test_changes_lists_what_this_mount_sent(emulator, mnt):
     assert open(mnt.p(".changes")).read() == ""
@@ -287,9 +280,11 @@ def test_changes_lists_what_this_mount_sent(emulator, mnt):
     assert save(mnt.p("tf-2", "spec.json"), json.dumps(spec)) == errno.EINVAL
     lines = open(mnt.p(".changes")).read().splitlines()
     assert len(lines) == 5, lines
+    # sed's pattern matches both lines that end in that text.
     assert 'tf-1 updateImage displayName: "TensorFlow 1.15.4 (Python 3.7)" -> ' \
-           '"renamed by sed"' in lines[0] or "description" in lines[0], lines[0]
-    assert "(by sed, pid " in lines[0] and lines[0].endswith(": ok")
+           '"renamed by sed"; description: "TensorFlow 1.15.4 (Python 3.7)" -> ' \
+           '"renamed by sed" (by sed, pid ' in lines[0], lines[0]
+    assert lines[0].endswith(": ok")
     assert "tf-2 updateImage groups: +example-group-1 (by touch" in lines[1]
     assert "base-notebook updateImage groups: -example-group-2 (by rm" in lines[2]
     assert "fresh createImage type: 'cpu'; url: 'example/fresh:1'" in lines[3]

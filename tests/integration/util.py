@@ -34,6 +34,15 @@ def save(path, data, flags=os.O_WRONLY | os.O_TRUNC):
     return 0
 
 
+def errno_of(fn):
+    """The errno fn() raised, 0 when it raised nothing."""
+    try:
+        fn()
+    except OSError as e:
+        return e.errno
+    return 0
+
+
 def server_update(emu, image_id, data):
     """Another client changing an image (as the web UI or the CLI would)."""
     out = emu.gql(UPDATE, {"where": {"id": image_id}, "data": data})
