@@ -11,21 +11,70 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "primehubfs/log.h"
 #include "primehubfs/spec.h"
 
 /* Whether someone has image's spec.json open for writing: its bytes go
  * through the page cache, which a reader must then not keep. */
-static bool writer_open(struct phfs *fs, const char *image)
+/*
+ * A read-only spec.json handle may read through the kernel's page cache
+ * (keep_cache), but the kernel keeps one size and one page cache per file:
+ * a writer's O_TRUNC or ftruncate empties both, and its writes land in
+ * them.  So a reader only claims the cache while no writer has the image's
+ * spec.json open, and a writer waits, briefly, for readers that claimed it
+ * before it came.  Both decide under handles_lock, so one sees the other.
+ */
+#define CACHED_READERS_WAIT_MS                                                                     \
+	2000 /* a cat or grep takes microseconds;                                                  \
+	      * a reader still open after this has                                                 \
+	      * long read its few KiB */
+
+static bool claim_cached_read(struct phfs *fs, struct phfs_handle *h)
+{
+	bool writer = false;
+
+	pthread_mutex_lock(&fs->handles_lock);
+	if (h->node.kind == NODE_SPEC)
+		for (struct phfs_handle *o = fs->handles; o && !writer; o = o->next)
+			writer = o->writable && strcmp(o->node.image, h->node.image) == 0;
+	h->cached = !writer;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return !writer;
+}
+
+static void unclaim_cached_read(struct phfs *fs, struct phfs_handle *h)
+{
+	pthread_mutex_lock(&fs->handles_lock);
+	h->cached = false;
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
+/* Another process reading w's spec.json through the page cache (its own
+ * reads race with its own writes, as on any disk). */
+static bool cached_reader_of(struct phfs *fs, const struct phfs_handle *w)
 {
 	bool found = false;
 
 	pthread_mutex_lock(&fs->handles_lock);
-	for (struct phfs_handle *h = fs->handles; h && !found; h = h->next)
-		found = h->writable && strcmp(h->node.image, image) == 0;
+	for (struct phfs_handle *o = fs->handles; o && !found; o = o->next)
+		found = o->cached && o->node.kind == NODE_SPEC && o->pid != w->pid &&
+		        strcmp(o->node.image, w->node.image) == 0;
 	pthread_mutex_unlock(&fs->handles_lock);
 	return found;
+}
+
+static void wait_cached_readers(struct phfs *fs, const struct phfs_handle *w)
+{
+	for (int waited = 0; cached_reader_of(fs, w); waited += 5) {
+		if (waited >= CACHED_READERS_WAIT_MS) {
+			log_debug("%s/spec.json: a reader still has it open; the save goes on",
+			          w->node.image);
+			return;
+		}
+		nanosleep(&(struct timespec){.tv_nsec = 5 * 1000000}, NULL);
+	}
 }
 
 /*
@@ -114,18 +163,23 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		return ret;
 	}
 	fi->fh = (uintptr_t)h;
-	if (acc != O_RDONLY && n.kind == NODE_SPEC)
+	if (acc != O_RDONLY && n.kind == NODE_SPEC) {
 		phfs_kcache_forget(fs->kcache, path);
+		wait_cached_readers(fs, h); /* before the kernel truncates */
+	}
 	/* An unchanged spec.json or status.json keeps the kernel's page cache
 	 * from the last open (a warm cat of every spec.json, or grep -r, never
 	 * reaches the daemon for data); anything else drops it, so what a fresh
 	 * open reads is this handle's bytes, never another version's. */
 	if (acc == O_RDONLY && (n.kind == NODE_SPEC || n.kind == NODE_STATUS) && h->entry &&
-	    h->ro_text && !(n.kind == NODE_SPEC && writer_open(fs, n.image)) &&
-	    phfs_kcache_open(fs->kcache, path, phfs_kcache_hash(h->ro_text, h->ro_len, 0))) {
-		fi->keep_cache = 1;
-		fi->direct_io = 0;
-		return 0;
+	    h->ro_text && claim_cached_read(fs, h)) {
+		if (phfs_kcache_open(fs->kcache, path,
+		                     phfs_kcache_hash(h->ro_text, h->ro_len, 0))) {
+			fi->keep_cache = 1;
+			fi->direct_io = 0;
+			return 0;
+		}
+		unclaim_cached_read(fs, h);
 	}
 	fi->keep_cache = 0;
 	/* Every handle holds its own version of a file, but the kernel keeps

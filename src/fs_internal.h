@@ -96,7 +96,11 @@ struct phfs_handle {
 	 * and dropped (derived files, never sent). */
 	bool sink;
 	bool pending; /* a pending image: the first save creates it */
-	char *base;   /* the text the writer started from */
+	/* Read-only, reading through the kernel's page cache (keep_cache):
+	 * a writer of the same spec.json waits for it (fs_file.c).  Under
+	 * phfs.handles_lock. */
+	bool cached;
+	char *base; /* the text the writer started from */
 	size_t base_len;
 	/* What this process read before, when older than base: the base once
 	 * the handle is emptied before its first write (vim opens without

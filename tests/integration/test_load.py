@@ -402,6 +402,55 @@ def test_readers_are_not_blocked_by_a_long_save(emulator, make_mount):
     assert emulator.image_state("tf-2")["spec"]["description"] == "saved slowly"
 
 
+# --------------------------------------- cached readers and a truncating save
+
+def _open_wait_read(path, opened, go, queue):
+    """A reader that opens, says so, waits for the word, then reads."""
+    with open(path, "rb") as f:
+        opened.set()
+        go.wait(5)
+        time.sleep(0.3)
+        queue.put(f.read())
+
+
+@pytest.mark.timeout(60)
+def test_cached_reader_open_across_a_truncating_save(emulator, make_mount):
+    """A warm, unchanged spec.json is read through the kernel's page cache
+    (keep_cache), and the kernel keeps one size and one page cache per
+    file: a writer's ftruncate(0) empties both, and its writes land in
+    them.  A reader that opened before the writer and reads while the
+    writer saves must still get the whole spec.json it opened, never an
+    empty file or the writer's unsaved text."""
+    m = make_mount(emulator)
+    path = m.p("tf-2", "spec.json")
+    before = read(path)
+    os.stat(path)
+    assert read(path) == before             # now cached by the kernel
+    ctx = multiprocessing.get_context("fork")
+    opened, go, queue = ctx.Event(), ctx.Event(), ctx.Queue()
+    reader = ctx.Process(target=_open_wait_read, args=(path, opened, go, queue))
+    reader.start()
+    try:
+        assert opened.wait(10)
+        go.set()
+        fd = os.open(path, os.O_RDWR)
+        try:
+            spec = json.loads(os.pread(fd, 1 << 20, 0))
+            spec["description"] = "saved while a reader had it open"
+            os.ftruncate(fd, 0)
+            time.sleep(0.5)                   # the reader reads in here
+            os.pwrite(fd, json.dumps(spec, indent=2).encode(), 0)
+            time.sleep(0.3)
+        finally:
+            os.close(fd)
+        got = queue.get(timeout=10)
+    finally:
+        reader.join(10)
+    assert got == before
+    assert (emulator.image_state("tf-2")["spec"]["description"] ==
+            "saved while a reader had it open")
+
+
 # ------------------------------------------------------------ leak check
 
 @pytest.mark.timeout(180)
