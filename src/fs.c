@@ -86,6 +86,25 @@ void phfs_describe_caller(char *out, size_t size)
 	snprintf(out, size, "%s, pid %d", comm, (int)fc->pid);
 }
 
+/* The calling program's name ("" when unknown). */
+static void caller_comm(char *comm, size_t size)
+{
+	struct fuse_context *fc = fuse_get_context();
+	char path[64];
+	FILE *f;
+
+	comm[0] = '\0';
+	if (!fc || fc->pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fc->pid);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	if (fgets(comm, (int)size, f))
+		comm[strcspn(comm, "\n")] = '\0';
+	fclose(f);
+}
+
 bool phfs_caller_is_copier(bool or_rsync)
 {
 	/* The programs that fill a directory they made as if it were empty
@@ -93,23 +112,21 @@ bool phfs_caller_is_copier(bool or_rsync)
 	 * but it too writes derived files in place (--inplace). */
 	static const char *const copiers[] = {"cp", "tar", "bsdtar", "cpio", "pax", "rsync"};
 	size_t count = sizeof(copiers) / sizeof(copiers[0]) - (or_rsync ? 0 : 1);
-	struct fuse_context *fc = fuse_get_context();
-	char path[64], comm[64] = "";
-	FILE *f;
+	char comm[64];
 
-	if (!fc || fc->pid <= 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fc->pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	if (fgets(comm, sizeof(comm), f))
-		comm[strcspn(comm, "\n")] = '\0';
-	fclose(f);
+	caller_comm(comm, sizeof(comm));
 	for (size_t i = 0; i < count; i++)
 		if (strcmp(comm, copiers[i]) == 0)
 			return true;
 	return false;
+}
+
+bool phfs_caller_is_rsync(void)
+{
+	char comm[64];
+
+	caller_comm(comm, sizeof(comm));
+	return strcmp(comm, "rsync") == 0;
 }
 
 /* A note's line: "STAMP WHAT: TEXT (by CALLER)"; returns where the part
@@ -315,8 +332,8 @@ bool phfs_quiesce(struct phfs *fs)
 
 /* ---- attributes ---- */
 
-static void fill_stat(const struct phfs *fs, struct stat *st, mode_t mode, size_t size,
-                      struct timespec mtime)
+void phfs_fill_stat(const struct phfs *fs, struct stat *st, mode_t mode, size_t size,
+                    struct timespec mtime)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_mode = mode;
@@ -350,7 +367,8 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		if (ret < 0)
 			return ret;
 		free(text);
-		fill_stat(fs, st, tree_mode(n->kind), size, last.tv_sec ? last : fs->mounted_at);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), size,
+		               last.tv_sec ? last : fs->mounted_at);
 		return 0;
 	}
 	if (n->kind == NODE_ROOT_STATUS) {
@@ -365,8 +383,8 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		/* The time of the data it describes, not of the rendering: a
 		 * reader (tar) must not see it "change" while it reads. */
 		store_get_status(fs->store, &ss);
-		fill_stat(fs, st, tree_mode(n->kind), size,
-		          ss.last_ok.tv_sec ? ss.last_ok : fs->mounted_at);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), size,
+		               ss.last_ok.tv_sec ? ss.last_ok : fs->mounted_at);
 		return 0;
 	}
 	t = snap->ctime;
@@ -384,7 +402,7 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	case NODE_ROOT:
 	case NODE_IMAGE:
 	case NODE_GROUPS:
-		fill_stat(fs, st, tree_mode(n->kind), 0, t);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), 0, t);
 		return 0;
 	case NODE_ROOT_STATUS:
 	case NODE_ROOT_CHANGES:
@@ -395,7 +413,7 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		if (!(n->kind == NODE_REJECTED ? staging_has_rejected(fs->staging, n->image, &size)
 		                               : staging_has_error(fs->staging, n->image, &size)))
 			return -ENOENT;
-		fill_stat(fs, st, tree_mode(n->kind), size, t);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), size, t);
 		return 0;
 	case NODE_SPEC:
 		if (e) {
@@ -411,11 +429,11 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 				return -ENOMEM;
 			free(tmpl);
 		}
-		fill_stat(fs, st, tree_mode(n->kind), size, t);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), size, t);
 		return 0;
 	case NODE_STATUS:
 		if (!e && phfs_copies_made(fs->copies, n)) {
-			fill_stat(fs, st, tree_mode(n->kind), 0, t); /* copied in, dropped */
+			phfs_fill_stat(fs, st, tree_mode(n->kind), 0, t); /* copied in, dropped */
 			return 0;
 		}
 		if (!e)
@@ -424,16 +442,16 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 			return -EAGAIN; /* callers fetch the groups first */
 		if (!snap_image_texts(e))
 			return -ENOMEM;
-		fill_stat(fs, st, tree_mode(n->kind), snap_image_texts(e)->status_len, t);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), snap_image_texts(e)->status_len, t);
 		return 0;
 	case NODE_REBUILD:
 		if (!e || !e->img->image_spec)
 			return -ENOENT;
-		fill_stat(fs, st, tree_mode(n->kind), 0, t);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), 0, t);
 		return 0;
 	case NODE_BUILD_LOG:
 		if (!e && phfs_copies_made(fs->copies, n)) {
-			fill_stat(fs, st, tree_mode(n->kind), 0, t); /* copied in, dropped */
+			phfs_fill_stat(fs, st, tree_mode(n->kind), 0, t); /* copied in, dropped */
 			return 0;
 		}
 		if (!e || !e->img->image_spec)
@@ -441,7 +459,7 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		ret = phfs_build_log_size(fs, e, &size);
 		if (ret < 0)
 			return ret;
-		fill_stat(fs, st, tree_mode(n->kind), size, t);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), size, t);
 		return 0;
 	case NODE_GROUP:
 		if (e) {
@@ -454,7 +472,7 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		} else if (!staging_pending_has_group(fs->staging, n->image, n->leaf)) {
 			return -ENOENT;
 		}
-		fill_stat(fs, st, tree_mode(n->kind), 0, t);
+		phfs_fill_stat(fs, st, tree_mode(n->kind), 0, t);
 		return 0;
 	case NODE_SCRATCH: {
 		struct scratch *s;
@@ -465,7 +483,7 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 			return ret;
 		scratch_stat(s, &ss);
 		scratch_put(s);
-		fill_stat(fs, st, S_IFREG | ss.mode, ss.size, ss.mtime);
+		phfs_fill_stat(fs, st, S_IFREG | ss.mode, ss.size, ss.mtime);
 		return 0;
 	}
 	}
@@ -513,7 +531,7 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		struct scratch_stat ss;
 
 		scratch_stat(h->scratch, &ss);
-		fill_stat(fs, st, S_IFREG | ss.mode, ss.size, ss.mtime);
+		phfs_fill_stat(fs, st, S_IFREG | ss.mode, ss.size, ss.mtime);
 		return 0;
 	}
 	if (h && h->writable) {
@@ -521,7 +539,7 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 
 		clock_gettime(CLOCK_REALTIME, &now);
 		pthread_mutex_lock(&h->lock);
-		fill_stat(fs, st, tree_mode(NODE_SPEC), h->buf_len, now);
+		phfs_fill_stat(fs, st, tree_mode(NODE_SPEC), h->buf_len, now);
 		pthread_mutex_unlock(&h->lock);
 		return 0;
 	}
@@ -529,18 +547,20 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		struct timespec now;
 
 		clock_gettime(CLOCK_REALTIME, &now);
-		fill_stat(fs, st, tree_mode(h->node.kind), 0, now);
+		phfs_fill_stat(fs, st, tree_mode(h->node.kind), 0, now);
 		return 0;
 	}
 	if (h) {
 		/* Any other open file: what the handle holds, never the
 		 * network (fstat, and the kernel's GETATTR before a read, must
 		 * not wait on a hung server). */
-		fill_stat(fs, st, tree_mode(h->node.kind), h->ro_len,
-		          h->entry ? h->entry->mtime : h->opened);
+		phfs_fill_stat(fs, st, tree_mode(h->node.kind), h->ro_len,
+		               h->entry ? h->entry->mtime : h->opened);
 		report_version(fs, path, h->node.kind, h->ro_text, h->ro_len);
 		return 0;
 	}
+	if (phfs_sink_path(path))
+		return phfs_sink_getattr_op(fs, path, st);
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
@@ -559,8 +579,8 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 			if (h->pid != pid || h->writable || h->scratch || h->node.kind != n.kind ||
 			    strcmp(h->node.image, n.image) != 0)
 				continue;
-			fill_stat(fs, st, tree_mode(n.kind), h->ro_len,
-			          h->entry ? h->entry->mtime : h->opened);
+			phfs_fill_stat(fs, st, tree_mode(n.kind), h->ro_len,
+			               h->entry ? h->entry->mtime : h->opened);
 			report_version(fs, path, n.kind, h->ro_text, h->ro_len);
 			found = true;
 		}
@@ -576,7 +596,8 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 		/* stat of the mount point (mount(8), ismount, shells' prompts)
 		 * must not cost a request. */
 		snap = store_peek(fs->store);
-		fill_stat(fs, st, tree_mode(NODE_ROOT), 0, snap ? snap->ctime : fs->mounted_at);
+		phfs_fill_stat(fs, st, tree_mode(NODE_ROOT), 0,
+		               snap ? snap->ctime : fs->mounted_at);
 		snapshot_put(snap);
 		return 0;
 	}
@@ -606,6 +627,8 @@ static struct scratch *scratch_at(struct phfs *fs, const char *path, struct fuse
 
 	if (h)
 		return h->scratch ? scratch_get(h->scratch) : NULL;
+	if (phfs_sink_path(path))
+		return NULL;
 	if (tree_parse(path, &n) == 0 && n.kind == NODE_SCRATCH)
 		staging_scratch_open(fs->staging, n.image, n.leaf, &s);
 	return s;
@@ -664,6 +687,12 @@ static int phfs_utimens(const char *path, const struct timespec tv[2], struct fu
 		return caller_has_open(phfs_ctx(), &n) ? 0 : -EPERM;
 	if (mt && mt->tv_nsec == UTIME_OMIT)
 		return exists(path, fi);
+	if (!fi && phfs_sink_path(path)) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		return phfs_sink_set_mtime(phfs_ctx()->sink, path, mt ? mt : &now);
+	}
 	s = scratch_at(phfs_ctx(), path, fi);
 	if (!s)
 		return exists(path, fi);
@@ -871,8 +900,10 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->kcache = phfs_kcache_new(ttl_ms);
 	fs->copies = phfs_copies_new();
 	fs->changes = phfs_changes_new();
+	fs->sink = phfs_sink_new();
 	fs->notifier = phfs_notifier_new();
-	ret = fs->logs && fs->readers && fs->kcache && fs->copies && fs->changes && fs->notifier
+	ret = fs->logs && fs->readers && fs->kcache && fs->copies && fs->changes && fs->sink &&
+	              fs->notifier
 	          ? store_new(ttl_ms, fetch_tree, api, tree_changed, fs, &fs->store)
 	          : -ENOMEM;
 	if (ret == 0) {
@@ -935,6 +966,7 @@ void phfs_free(struct phfs *fs)
 	phfs_kcache_free(fs->kcache);
 	phfs_copies_free(fs->copies);
 	phfs_changes_free(fs->changes);
+	phfs_sink_free(fs->sink);
 	free(fs->user);
 	free(fs->status_text);
 	pthread_mutex_destroy(&fs->status_lock);

@@ -226,6 +226,8 @@ int phfs_mkdir(const char *path, mode_t mode)
 	int ret;
 
 	(void)mode;
+	if (phfs_sink_path(path))
+		return phfs_sink_mkdir_op(fs, path);
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
@@ -292,9 +294,16 @@ int phfs_rmdir(const char *path)
 	struct node n;
 	int ret;
 
+	if (phfs_sink_path(path))
+		return phfs_sink_remove_op(fs, path, true);
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
+	if (n.kind == NODE_GROUPS && phfs_caller_is_rsync()) {
+		log_debug("%s: rsync --delete removing an image; rmdir %s deletes it", path + 1,
+		          n.image);
+		return 0; /* see phfs_unlink */
+	}
 	if (n.kind == NODE_GROUPS) {
 		ph_err_set(&err, EPERM, NULL, "groups/ is part of every image; " RM_R_ADVICE);
 		phfs_refuse(fs, n.image, path + 1, &err);
@@ -370,9 +379,21 @@ int phfs_unlink(const char *path)
 	struct node n;
 	int ret;
 
+	if (phfs_sink_path(path))
+		return phfs_sink_remove_op(fs, path, false);
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
+	/* rsync --delete removes an image that is not in its source as it
+	 * removes any directory: its files, then the directory.  The files are
+	 * the image's and go with it at the rmdir; removing them alone changes
+	 * nothing (a group's file is a connection, and goes at once). */
+	if ((n.kind == NODE_SPEC || n.kind == NODE_STATUS || n.kind == NODE_BUILD_LOG) &&
+	    phfs_caller_is_rsync()) {
+		log_debug("%s: rsync --delete removing an image; rmdir %s deletes it", path + 1,
+		          n.image);
+		return 0;
+	}
 	switch (n.kind) {
 	case NODE_SCRATCH:
 		return staging_scratch_unlink(fs->staging, n.image, n.leaf);
@@ -415,6 +436,10 @@ int phfs_rename(const char *from, const char *to, unsigned int flags)
 	struct node a, b;
 	int ret;
 
+	if (phfs_sink_path(from))
+		return phfs_sink_rename_op(fs, from, to);
+	if (phfs_sink_path(to))
+		return -EXDEV; /* nothing moves from the images to beside them */
 	ret = tree_parse(from, &a);
 	if (ret == 0)
 		ret = tree_parse(to, &b);

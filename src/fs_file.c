@@ -85,7 +85,8 @@ static void wait_cached_readers(struct phfs *fs, const struct phfs_handle *w)
  * and other programs get EACCES; a copy into a new directory creates them
  * (rsync renames its temporary file over them: fs_dir.c).
  */
-static int open_sink(struct phfs *fs, const struct node *n, struct fuse_file_info *fi)
+static int open_sink(struct phfs *fs, const struct node *n, const char *path,
+                     struct fuse_file_info *fi)
 {
 	struct phfs_handle *h = phfs_handle_new(fs, n);
 
@@ -94,9 +95,16 @@ static int open_sink(struct phfs *fs, const struct node *n, struct fuse_file_inf
 	h->sink = true;
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
-	log_debug("%s/%s written by a copy: taken and dropped (PrimeHub derives it)", n->image,
-	          n->kind == NODE_STATUS ? "status.json" : "build.log");
+	log_debug("%s written by a copy: taken and dropped (PrimeHub derives it)", path + 1);
 	return 0;
+}
+
+/* Files a backup holds that no copy can change: the mount's own and the
+ * notes it keeps (.error, spec.json.rejected). */
+static bool kept_by_copies(enum node_kind kind)
+{
+	return kind == NODE_ROOT_STATUS || kind == NODE_ROOT_ERROR || kind == NODE_ROOT_CHANGES ||
+	       kind == NODE_IMAGE_ERROR || kind == NODE_REJECTED;
 }
 
 int phfs_open(const char *path, struct fuse_file_info *fi)
@@ -108,6 +116,8 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	struct node n;
 	int ret, acc = fi->flags & O_ACCMODE;
 
+	if (phfs_sink_path(path))
+		return phfs_sink_open_op(fs, path, fi, false);
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
@@ -132,7 +142,10 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	if (acc != O_RDONLY && (n.kind == NODE_STATUS || n.kind == NODE_BUILD_LOG) &&
 	    (phfs_caller_is_copier(true) ||
 	     phfs_copies_is_maker(fs->copies, n.image, fuse_get_context()->pid)))
-		return open_sink(fs, &n, fi);
+		return open_sink(fs, &n, path, fi);
+	/* The notes and the mount's own files, restored from a backup. */
+	if (acc != O_RDONLY && kept_by_copies(n.kind) && phfs_caller_is_copier(true))
+		return open_sink(fs, &n, path, fi);
 	if (acc != O_RDONLY && !(st.st_mode & 0200))
 		return -EACCES; /* .error and spec.json.rejected are read-only */
 
@@ -205,9 +218,13 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	bool pending;
 	int ret;
 
+	if (phfs_sink_path(path))
+		return phfs_sink_open_op(fs, path, fi, true);
 	ret = tree_parse(path, &n);
 	if (ret < 0)
 		return ret;
+	if (kept_by_copies(n.kind) && phfs_caller_is_copier(true))
+		return open_sink(fs, &n, path, fi);
 	switch (n.kind) {
 	case NODE_SPEC:
 		/* It always exists; the kernel creates only what it was told is
@@ -228,7 +245,7 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 			return -ENOENT;
 		}
 		snapshot_put(snap);
-		return open_sink(fs, &n, fi);
+		return open_sink(fs, &n, path, fi);
 	case NODE_GROUP:
 	case NODE_REBUILD:
 		/* touch on a name the kernel did not know yet: the gesture is
@@ -374,6 +391,13 @@ int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		if (path)
 			phfs_kcache_forget(fs->kcache, path);
 		return phfs_spec_truncate(h, size);
+	}
+	if (phfs_sink_path(path)) {
+		struct timespec mtime;
+		bool dir;
+
+		ret = phfs_sink_stat(fs->sink, path, &dir, &mtime);
+		return ret < 0 ? ret : dir ? -EISDIR : 0;
 	}
 	ret = tree_parse(path, &n);
 	if (ret < 0)

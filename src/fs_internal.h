@@ -34,6 +34,7 @@ struct phfs_kcache;    /* what the kernel may keep cached, fs_kcache.c */
 struct phfs_copies;    /* image directories a copy tool is filling, fs_copy.c */
 struct phfs_changes;   /* what this mount sent, /.changes, fs_changes.c */
 struct phfs_notifier;  /* the thread that tells the kernel, fs_notify.c */
+struct phfs_sink;      /* what copy tools write beside the images, fs_sink.c */
 
 /* The one context of a mount (fuse_get_context()->private_data). */
 struct phfs {
@@ -60,6 +61,7 @@ struct phfs {
 	struct phfs_kcache *kcache;
 	struct phfs_copies *copies;
 	struct phfs_changes *changes;
+	struct phfs_sink *sink;
 	/* Images whose change is being sent: one change of an image at a time,
 	 * so two saves of it through this mount are ordered and the second is
 	 * compared with what the first left (phfs_image_lock). */
@@ -152,6 +154,9 @@ void phfs_succeeded(struct phfs *fs, const char *dir);
 bool phfs_image_exists(struct phfs *fs, const struct snapshot *snap, const char *image,
                        bool *pending);
 struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node);
+/* Attributes as every file here has them: owner, links, blocks. */
+void phfs_fill_stat(const struct phfs *fs, struct stat *st, mode_t mode, size_t size,
+                    struct timespec mtime);
 void phfs_handle_free(struct phfs *fs, struct phfs_handle *h);
 void phfs_invalidate(struct phfs *fs, const char *image_id); /* store_changed_fn */
 
@@ -256,6 +261,29 @@ bool phfs_copies_take(struct phfs_copies *c, const struct node *n, pid_t pid);
  * a pending image then stats as an empty file, so cp -a and tar can set
  * its times). */
 bool phfs_copies_made(struct phfs_copies *c, const struct node *n);
+
+/* fs_sink.c: names at the top that begin with a dot (.git, .gitignore, a
+ * copy tool's temporary files), other than the mount's own, made by copy
+ * tools: remembered, never sent, contents dropped. */
+bool phfs_sink_path(const char *path);
+struct phfs_sink *phfs_sink_new(void);
+void phfs_sink_free(struct phfs_sink *s);
+int phfs_sink_stat(struct phfs_sink *s, const char *path, bool *dir, struct timespec *mtime);
+/* 0, or -EEXIST (excl, or a directory), -ENOENT (no parent), -ENOSPC. */
+int phfs_sink_make(struct phfs_sink *s, const char *path, bool dir, bool excl);
+int phfs_sink_set_mtime(struct phfs_sink *s, const char *path, const struct timespec *mtime);
+int phfs_sink_remove(struct phfs_sink *s, const char *path, bool dir);
+void phfs_sink_drop(struct phfs_sink *s, const char *path); /* and all under it */
+int phfs_sink_rename(struct phfs_sink *s, const char *from, const char *to);
+int phfs_sink_list(struct phfs_sink *s, const char *dir,
+                   void (*add)(void *arg, const char *name, bool is_dir), void *arg);
+/* fs_sink_ops.c: the FUSE operations on such paths. */
+int phfs_sink_getattr_op(struct phfs *fs, const char *path, struct stat *st);
+int phfs_sink_mkdir_op(struct phfs *fs, const char *path);
+int phfs_sink_open_op(struct phfs *fs, const char *path, struct fuse_file_info *fi, bool create);
+int phfs_sink_remove_op(struct phfs *fs, const char *path, bool dir);
+int phfs_sink_rename_op(struct phfs *fs, const char *from, const char *to);
+bool phfs_caller_is_rsync(void);
 
 /* fs_notify.c: kernel invalidations, made on a thread of their own. */
 struct phfs_notifier *phfs_notifier_new(void);

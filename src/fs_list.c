@@ -208,6 +208,34 @@ static uint64_t listing_hash(const struct phfs_dirlist *l)
 	return h;
 }
 
+static void add_sink_entry(void *arg, const char *name, bool is_dir)
+{
+	(void)is_dir;
+	list_add(arg, name, NODE_SCRATCH, true); /* the kernel looks them up */
+}
+
+static void list_register(struct phfs *fs, struct phfs_dirlist *l);
+
+/* A directory a copy tool made beside the images (fs_sink.c). */
+static int open_sink_listing(struct phfs *fs, struct phfs_dirlist *l, const char *path,
+                             struct fuse_file_info *fi)
+{
+	int ret;
+
+	list_add(l, ".", NODE_ROOT, true);
+	list_add(l, "..", NODE_ROOT, true);
+	ret = phfs_sink_list(fs->sink, path, add_sink_entry, l);
+	if (ret == 0)
+		ret = l->error;
+	if (ret < 0) {
+		list_free(l);
+		return ret;
+	}
+	fi->fh = (uintptr_t)l;
+	list_register(fs, l);
+	return 0;
+}
+
 int phfs_opendir(const char *path, struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
@@ -217,6 +245,8 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	if (phfs_sink_path(path))
+		return open_sink_listing(fs, l, path, fi);
 	ret = tree_parse(path, &l->dir);
 	if (ret == 0)
 		ret = l->dir.kind == NODE_GROUPS ? phfs_snapshot_groups(fs, l->dir.image, &l->snap)
@@ -247,14 +277,7 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 		return ret;
 	}
 	fi->fh = (uintptr_t)l;
-	/* Kept in a list, so that listings whose RELEASEDIR never came (the
-	 * loop ended first: SIGTERM right after ls) are still freed. */
-	pthread_mutex_lock(&fs->handles_lock);
-	l->next = fs->dirlists;
-	if (l->next)
-		l->next->prev = l;
-	fs->dirlists = l;
-	pthread_mutex_unlock(&fs->handles_lock);
+	list_register(fs, l);
 	/* The kernel may cache the listing (readdir from its page cache) and
 	 * keep it across opens while it is what this opendir listed: an
 	 * unchanged directory is then listed without a READDIR. */
@@ -307,6 +330,18 @@ int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offs
 			break;
 	}
 	return 0;
+}
+
+/* Kept in a list, so that listings whose RELEASEDIR never came (the loop
+ * ended first: SIGTERM right after ls) are still freed. */
+static void list_register(struct phfs *fs, struct phfs_dirlist *l)
+{
+	pthread_mutex_lock(&fs->handles_lock);
+	l->next = fs->dirlists;
+	if (l->next)
+		l->next->prev = l;
+	fs->dirlists = l;
+	pthread_mutex_unlock(&fs->handles_lock);
 }
 
 static void list_unlink(struct phfs *fs, struct phfs_dirlist *l)

@@ -8,8 +8,8 @@ import os
 import subprocess
 import time
 
-from phfs_harness import Emulator, read_json
-from util import errno_of, save, server_update
+from phfs_harness import Emulator, read, read_json
+from util import errno_of, mutations, ops, save, server_update
 
 CREATE = """mutation($data: ImageCreateInput!) { createImage(data: $data) { id } }"""
 
@@ -210,26 +210,89 @@ def test_tar_restores_a_deleted_image(emulator, mnt, tmp_path):
     assert settings(emulator, "base-notebook") == before
 
 
-def test_backup_with_git_and_restore_with_rsync(emulator, make_mount, tmp_path):
+GIT = ["git", "-c", "user.name=admin", "-c", "user.email=admin@example.com"]
+
+
+def backup_with_git(m, backup):
+    """cp -r MNT ~/images-backup && git commit: the backup the README shows."""
+    out = run(["cp", "-r", m.path, str(backup)])
+    assert out.returncode == 0, out.stderr
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "images"]):
+        out = run([*GIT, "-C", str(backup), *args])
+        assert out.returncode == 0, out.stderr
+
+
+def change_everything(emulator, m):
+    """What happens after a backup: an edit on the server, a group
+    connected and one disconnected, an image deleted, an image created."""
+    server_update(emulator, "tf-1", {"description": "broken by a later change"})
+    os.unlink(m.p("base-notebook", "groups", "example-group-1"))
+    open(m.p("tf-2", "groups", "example-group-3"), "w").close()
+    os.rmdir(m.p("pytorch-1"))
+    os.mkdir(m.p("made-later"))
+    spec = read_json(m.p("made-later", "spec.json"))
+    spec["url"] = "docker.io/example/made-later:1"
+    assert save(m.p("made-later", "spec.json"), json.dumps(spec)) == 0
+
+
+def test_backup_with_git_and_restore_with_rsync_delete(emulator, make_mount, tmp_path):
     m = make_mount(emulator, ttl=1)
     backup = tmp_path / "images-backup"
-    git = ["git", "-c", "user.name=admin", "-c", "user.email=admin@example.com"]
-    assert run(["cp", "-r", m.path, str(backup)]).returncode == 0
-    assert run([*git, "-C", str(backup), "init", "-q"]).returncode == 0
-    assert run([*git, "-C", str(backup), "add", "-A"]).returncode == 0
-    assert run([*git, "-C", str(backup), "commit", "-qm", "images"]).returncode == 0
+    backup_with_git(m, backup)
+    saved = {n: settings(emulator, n) for n in emulator.state()["images"]}
+    change_everything(emulator, m)
+    assert {n: settings(emulator, n) for n in emulator.state()["images"]} != saved
+    time.sleep(1.2)                         # past ttl: the mount shows the changes
+    out = run(["rsync", "-a", "--delete", "--exclude", ".git",
+               str(backup) + "/", m.path + "/"])
+    assert out.returncode == 0, out.stderr
+    # The server is back at the backup: edits undone, the deleted image
+    # back, the new one deleted, group links as they were.
+    assert {n: settings(emulator, n) for n in emulator.state()["images"]} == saved
+    assert not os.path.exists(m.p("made-later"))
+    # Run again: nothing to do, nothing sent.
+    emulator.reset_stats()
+    time.sleep(1.2)
+    out = run(["rsync", "-a", "--delete", "--exclude", ".git",
+               str(backup) + "/", m.path + "/"])
+    assert out.returncode == 0, out.stderr
+    assert mutations(emulator) == {}, ops(emulator)
+
+
+def test_restore_with_cp_r_over_the_mount_keeps_git_local(emulator, make_mount, tmp_path):
+    """cp -r backup/. MNT/ copies .git and .status too: the copy succeeds,
+    .git stays on this machine (never an image), .status is unchanged."""
+    m = make_mount(emulator, ttl=1)
+    backup = tmp_path / "images-backup"
+    backup_with_git(m, backup)
     saved = {n: settings(emulator, n) for n in ("tf-1", "base-notebook", "pytorch-1")}
-    # Later: edits, a group disconnected, an image deleted.
     server_update(emulator, "tf-1", {"description": "broken by a later change"})
     os.unlink(m.p("base-notebook", "groups", "example-group-1"))
     os.rmdir(m.p("pytorch-1"))
-    assert settings(emulator, "base-notebook") != saved["base-notebook"]
-    time.sleep(1.2)                         # past ttl: the mount shows the changes
-    out = run(["rsync", "-a", "--exclude", ".git", "--exclude", ".status",
-               str(backup) + "/", m.path + "/"])
+    time.sleep(1.2)
+    out = run(["cp", "-r", str(backup) + "/.", m.path + "/"])
     assert out.returncode == 0, out.stderr
     for name, want in saved.items():
         assert settings(emulator, name) == want, name
+    assert not [n for n in emulator.state()["images"] if n.startswith(".")]
+    assert ".git" not in os.listdir(m.path)          # not an image
+    assert os.path.isdir(m.p(".git", "objects"))     # but the copy's own view holds
+    assert os.path.getsize(m.p(".git", "HEAD")) == 0  # and nothing of it is kept
+    assert b"state: ok" in read(m.p(".status"))        # the mount's own, untouched
+    # rsync without --exclude: its temporary files and renames, the same.
+    out = run(["rsync", "-a", str(backup) + "/", m.path + "/"])
+    assert out.returncode == 0, out.stderr
+    for name, want in saved.items():
+        assert settings(emulator, name) == want, name
+
+
+def test_only_copy_tools_write_beside_the_images(emulator, mnt):
+    """A name at the top that begins with a dot is never an image: a person
+    or a script that makes one is refused and told why (it would not last)."""
+    assert errno_of(lambda: os.mkdir(mnt.p(".notes"))) == errno.EPERM
+    assert errno_of(lambda: open(mnt.p(".notes.txt"), "w").close()) == errno.EPERM
+    assert "copy tool" in read(mnt.p(".error")).decode()
+    assert not [n for n in emulator.state()["images"] if n.startswith(".")]
 
 
 def test_dry_run_checks_and_plans_everything_and_sends_nothing(emulator, make_mount):
