@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "primehubfs/fs.h"
+#include "primehubfs/history.h"
 #include "primehubfs/log.h"
 #include "primehubfs/spec.h"
 
@@ -407,6 +408,9 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 	case NODE_ROOT_STATUS:
 	case NODE_ROOT_CHANGES:
 		return -ENOENT; /* answered above */
+	case NODE_HISTORY:
+	case NODE_HISTORY_FILE:
+		return e ? phfs_history_stat(fs, n, t, st) : -ENOENT;
 	case NODE_ROOT_ERROR:
 	case NODE_IMAGE_ERROR:
 	case NODE_REJECTED:
@@ -883,6 +887,7 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->ttl_ms = ttl_ms;
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	pthread_mutex_init(&fs->busy_lock, NULL);
+	pthread_mutex_init(&fs->poll_lock, NULL);
 	pthread_mutex_init(&fs->status_lock, NULL);
 	{
 		pthread_condattr_t ca;
@@ -958,6 +963,7 @@ void phfs_free(struct phfs *fs)
 	ph_strlist_free(&fs->busy);
 	pthread_cond_destroy(&fs->busy_cond);
 	pthread_mutex_destroy(&fs->busy_lock);
+	pthread_mutex_destroy(&fs->poll_lock);
 	store_free(fs->store); /* the refresher, which queues notifications, ends */
 	phfs_notifier_free(fs->notifier);
 	staging_free(fs->staging);
@@ -967,6 +973,7 @@ void phfs_free(struct phfs *fs)
 	phfs_copies_free(fs->copies);
 	phfs_changes_free(fs->changes);
 	phfs_sink_free(fs->sink);
+	history_close(fs->history);
 	free(fs->user);
 	free(fs->status_text);
 	pthread_mutex_destroy(&fs->status_lock);

@@ -125,6 +125,9 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		ret = 0; /* always there, and opening it must not fetch */
 		st.st_mode = tree_mode(n.kind);
 	} else {
+		if ((n.kind == NODE_STATUS || n.kind == NODE_BUILD_LOG) &&
+		    (fi->flags & O_ACCMODE) == O_RDONLY)
+			phfs_poll_building(fs, n.image);
 		ret = n.kind == NODE_STATUS ? phfs_snapshot_groups(fs, n.image, &snap)
 		                            : phfs_snapshot(fs, &snap);
 		if (ret < 0)

@@ -62,6 +62,17 @@ struct phfs {
 	struct phfs_copies *copies;
 	struct phfs_changes *changes;
 	struct phfs_sink *sink;
+	struct history *history; /* NULL: no history kept (-o history_keep=0) */
+	/* Images read again while they build (phfs_poll_building), at most
+	 * one read at a time: when each was last read. */
+	pthread_mutex_t poll_lock;
+	bool polling;
+	struct {
+		char image[TREE_NAME_MAX + 1];
+		long long at_ms;        /* CLOCK_MONOTONIC */
+		long long expect_until; /* a build may start before this */
+	} polled[16];
+	bool history_warned; /* atomic: a failure to keep was logged */
 	/* Images whose change is being sent: one change of an image at a time,
 	 * so two saves of it through this mount are ordered and the second is
 	 * compared with what the first left (phfs_image_lock). */
@@ -284,6 +295,23 @@ int phfs_sink_open_op(struct phfs *fs, const char *path, struct fuse_file_info *
 int phfs_sink_remove_op(struct phfs *fs, const char *path, bool dir);
 int phfs_sink_rename_op(struct phfs *fs, const char *from, const char *to);
 bool phfs_caller_is_rsync(void);
+
+/* While image builds, read it again (at most once a second) so status.json
+ * shows the phase as it changes; never waits for another such read. */
+void phfs_poll_building(struct phfs *fs, const char *image);
+/* This mount just saved image: if it is a custom image whose build has no
+ * phase yet, PrimeHub's builder starts one within moments; poll it too. */
+void phfs_expect_build(struct phfs *fs, const char *image);
+
+/* fs_history.c: IMAGE/.history/.  always: keep text even for an image with
+ * no versions yet (a writer's base, a save); else only for one with some. */
+void phfs_history_keep(struct phfs *fs, const char *image, const char *text, size_t len,
+                       bool always);
+int phfs_history_stat(struct phfs *fs, const struct node *n, struct timespec dir_time,
+                      struct stat *st);
+int phfs_history_list(struct phfs *fs, const char *image, void (*add)(void *arg, const char *name),
+                      void *arg);
+int phfs_history_open(struct phfs *fs, struct phfs_handle *h);
 
 /* fs_notify.c: kernel invalidations, made on a thread of their own. */
 struct phfs_notifier *phfs_notifier_new(void);

@@ -208,6 +208,11 @@ static uint64_t listing_hash(const struct phfs_dirlist *l)
 	return h;
 }
 
+static void add_history_entry(void *arg, const char *name)
+{
+	list_add(arg, name, NODE_HISTORY_FILE, false);
+}
+
 static void add_sink_entry(void *arg, const char *name, bool is_dir)
 {
 	(void)is_dir;
@@ -266,6 +271,11 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 		break;
 	case NODE_GROUPS:
 		ret = list_groups(fs, l);
+		break;
+	case NODE_HISTORY:
+		ret = snapshot_find(l->snap, l->dir.image)
+		          ? phfs_history_list(fs, l->dir.image, add_history_entry, l)
+		          : -ENOENT;
 		break;
 	default:
 		ret = -ENOTDIR;

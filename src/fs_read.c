@@ -194,6 +194,117 @@ void phfs_build_log_follow(struct phfs *fs, struct phfs_handle *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
+/*
+ * While a custom image builds, its phase moves every few seconds
+ * (Pending, Building, Succeeded or Failed).  A reader of its status.json or
+ * build.log gets the image read again (one `image` query), at most once a
+ * second per image, instead of waiting for the next read of the whole list
+ * (ttl).  One such read at a time; while another runs, or while the server
+ * is failing, the snapshot is shown as it is: nobody waits on a poll.
+ */
+#define BUILD_POLL_MS 1000
+
+static long long mono_now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+#define BUILD_START_MS 60000 /* PrimeHub's builder makes the job within seconds */
+
+/* poll_lock held: image's slot (the least recently used when it has none,
+ * taken over when take). */
+static int poll_slot(struct phfs *fs, const char *image, bool take)
+{
+	int oldest = 0, n = (int)(sizeof(fs->polled) / sizeof(fs->polled[0]));
+
+	for (int i = 0; i < n; i++) {
+		if (strcmp(fs->polled[i].image, image) == 0)
+			return i;
+		if (fs->polled[i].at_ms < fs->polled[oldest].at_ms)
+			oldest = i;
+	}
+	if (!take)
+		return -1;
+	snprintf(fs->polled[oldest].image, sizeof(fs->polled[oldest].image), "%s", image);
+	fs->polled[oldest].at_ms = 0;
+	fs->polled[oldest].expect_until = 0;
+	return oldest;
+}
+
+void phfs_expect_build(struct phfs *fs, const char *image)
+{
+	int i;
+
+	pthread_mutex_lock(&fs->poll_lock);
+	i = poll_slot(fs, image, true);
+	fs->polled[i].expect_until = mono_now_ms() + BUILD_START_MS;
+	pthread_mutex_unlock(&fs->poll_lock);
+}
+
+/* A build under way, or one about to start (a custom image this mount
+ * just saved, whose phase is not there yet). */
+static bool build_due(struct phfs *fs, const struct ph_image *img, const char *image, long long now)
+{
+	int i;
+	bool expected;
+
+	if (ph_image_building(img, false))
+		return true;
+	if (!img->image_spec || (img->has_job_status && img->job_phase))
+		return false;
+	pthread_mutex_lock(&fs->poll_lock);
+	i = poll_slot(fs, image, false);
+	expected = i >= 0 && fs->polled[i].expect_until > now;
+	pthread_mutex_unlock(&fs->poll_lock);
+	return expected;
+}
+
+void phfs_poll_building(struct phfs *fs, const char *image)
+{
+	struct snapshot *snap = store_peek(fs->store);
+	const struct snap_image *e = snap ? snapshot_find(snap, image) : NULL;
+	long long now = mono_now_ms();
+	int at;
+	struct store_status ss;
+	struct ph_image *img = NULL;
+	struct ph_err err = {0};
+	bool due;
+
+	due = e && build_due(fs, e->img, image, now);
+	snapshot_put(snap);
+	if (!due)
+		return;
+	store_get_status(fs->store, &ss);
+	if (ss.failures)
+		return;
+	pthread_mutex_lock(&fs->poll_lock);
+	at = poll_slot(fs, image, false);
+	due = !fs->polling && (at < 0 || now - fs->polled[at].at_ms >= BUILD_POLL_MS);
+	if (due) {
+		fs->polling = true;
+		fs->polled[poll_slot(fs, image, true)].at_ms = now;
+	}
+	pthread_mutex_unlock(&fs->poll_lock);
+	if (!due)
+		return;
+	/* Under the image's lock: a save of it publishes after, not before. */
+	if (phfs_image_lock(fs, image) == 0) {
+		if (ph_get_image(fs->api, image, &img, &err) == 0 && img) {
+			log_debug("%s is building: read again for its phase", image);
+			store_put_image(fs->store, img);
+		} else if (err.msg[0]) {
+			log_debug("%s is building: reading it again failed: %s", image, err.msg);
+		}
+		phfs_image_unlock(fs, image);
+	}
+	pthread_mutex_lock(&fs->poll_lock);
+	fs->polling = false;
+	pthread_mutex_unlock(&fs->poll_lock);
+}
+
 int phfs_build_log_size(struct phfs *fs, const struct snap_image *e, size_t *size)
 {
 	char *text;
@@ -360,6 +471,10 @@ int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h)
 		h->opened = ss.last_ok.tv_sec ? ss.last_ok : fs->mounted_at;
 		return ret;
 	}
+	case NODE_HISTORY_FILE:
+		ret = phfs_history_open(fs, h);
+		h->ro_text = h->own_text;
+		return ret;
 	case NODE_REJECTED:
 		ret = staging_get_rejected(fs->staging, n->image, &h->own_text, &h->ro_len);
 		if (ret == 0 && !h->own_text)

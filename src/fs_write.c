@@ -120,6 +120,9 @@ int phfs_open_spec(struct phfs *fs, struct phfs_handle *h, int flags)
 	/* What this process has seen of the image, for its later saves. */
 	if (h->entry && !(flags & O_TRUNC))
 		phfs_reader_note(fs, h->node.image, h->entry, false);
+	/* A writer is about to change this version: keep it (undo). */
+	if (h->entry)
+		phfs_history_keep(fs, h->node.image, text, len, (flags & O_ACCMODE) != O_RDONLY);
 
 	if ((flags & O_ACCMODE) == O_RDONLY) {
 		if (tmpl) {
@@ -765,6 +768,7 @@ int phfs_rebuild(struct phfs *fs, const struct node *node)
 		phfs_refuse(fs, node->image, what, &err);
 	} else {
 		phfs_succeeded(fs, node->image);
+		phfs_expect_build(fs, node->image);
 	}
 	return phfs_user_error(ret);
 }
@@ -901,6 +905,16 @@ int phfs_commit_text(struct phfs *fs, const char *image, const char *text, size_
 	/* Right after publishing, before anyone else's change of it. */
 	phfs_reader_saved(fs, image);
 	saved(fs, image);
+	phfs_expect_build(fs, image); /* a custom image's create or rebuild */
+	{
+		char *now;
+		size_t now_len;
+
+		if (shown_spec_copy(fs, image, &now, &now_len) == 0 && now) {
+			phfs_history_keep(fs, image, now, now_len, true);
+			free(now);
+		}
+	}
 	if (remark[0]) {
 		char what[TREE_NAME_MAX + 16];
 

@@ -23,6 +23,7 @@
 #include "primehubfs/fs.h"
 #include <fuse_lowlevel.h>
 #include "primehubfs/graphql.h"
+#include "primehubfs/history.h"
 #include "primehubfs/http.h"
 #include "primehubfs/log.h"
 #include "primehubfs/primehub.h"
@@ -37,12 +38,14 @@ struct options {
 	int max_tree_mb;     /* the largest tree answer, MiB (0: default) */
 	int show_help;
 	int show_version;
-	int allow_other; /* seen (and passed on to libfuse) */
-	int nonempty;    /* consent to hide a non-empty mount point */
-	int dry_run;     /* validate and plan every change, send none */
-	char *log;       /* stderr, syslog or a file */
-	char *log_level; /* error, warn, info, debug */
-	char *nonopt[2]; /* ENDPOINT and MOUNTPOINT as given */
+	int allow_other;   /* seen (and passed on to libfuse) */
+	int nonempty;      /* consent to hide a non-empty mount point */
+	int dry_run;       /* validate and plan every change, send none */
+	char *history_dir; /* where versions of spec.json are kept */
+	int history_keep;  /* versions per image; 0: none kept; -1: default */
+	char *log;         /* stderr, syslog or a file */
+	char *log_level;   /* error, warn, info, debug */
+	char *nonopt[2];   /* ENDPOINT and MOUNTPOINT as given */
 	int nnonopt;
 };
 
@@ -63,6 +66,8 @@ static const struct fuse_opt option_spec[] = {
     /* libfuse 3 dropped nonempty (and mounts over anything); ours, consumed. */
     OPTION("nonempty", nonempty),
     OPTION("dry_run", dry_run),
+    OPTION("history_dir=%s", history_dir),
+    OPTION("history_keep=%d", history_keep),
     OPTION("log=%s", log),
     OPTION("log_level=%s", log_level),
     OPTION("-h", show_help),
@@ -98,6 +103,9 @@ static void usage(const char *prog)
 	       "    -o nonempty            mount over a non-empty directory, hiding its files\n"
 	       "    -o dry_run             check and plan every change, send none (says what)\n"
 	       "                           (refused without it)\n"
+	       "    -o history_dir=DIR     keep versions of spec.json here, one directory per\n"
+	       "                           server (default ~/.cache/primehubfs/history)\n"
+	       "    -o history_keep=N      versions kept per image (default 100; 0: none)\n"
 	       "    -o log=WHERE           stderr, syslog or FILE (default syslog; -f: stderr)\n"
 	       "                           a FILE is appended to and reopened on SIGHUP\n"
 	       "    -o log_level=LEVEL     error, warn, info or debug (default info)\n"
@@ -161,6 +169,77 @@ static void mount_warning(const char *text, bool foreground)
 	fprintf(stderr, "primehubfs: warning: %s\n", safe);
 	if (!foreground)
 		log_warn("%s", safe);
+}
+
+/*
+ * IMAGE/.history: versions of spec.json kept under the user's cache
+ * directory (XDG), one directory per server.  A default that cannot be
+ * made only costs the history (said once); a directory asked for with -o
+ * history_dir that cannot be made refuses the mount.  Never inside the
+ * mount point: the daemon must not touch its own mount.
+ */
+static int open_history(const struct options *o, const char *endpoint, const char *mountpoint,
+                        struct phfs *fs, bool foreground)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	char *base = NULL, *dir = NULL, *mnt = NULL, text[1024];
+	struct history *h = NULL;
+	struct ph_err err = {0};
+	size_t mlen;
+	int ret = 0;
+
+	if (o->history_keep == 0)
+		return 0;
+	if (o->history_keep < -1 || o->history_keep > 100000) {
+		fprintf(stderr, "primehubfs: -o history_keep=%d: use 0 (none) to 100000\n",
+		        o->history_keep);
+		return -1;
+	}
+	if (o->history_dir)
+		base = strdup(o->history_dir);
+	else if (xdg && xdg[0] == '/')
+		ret = asprintf(&base, "%s/primehubfs/history", xdg);
+	else if (home && home[0] == '/')
+		ret = asprintf(&base, "%s/.cache/primehubfs/history", home);
+	if (ret < 0 || !base) {
+		if (o->history_dir)
+			fprintf(stderr, "primehubfs: out of memory\n");
+		else
+			mount_warning("no HOME or XDG_CACHE_HOME: no history of spec.json is kept "
+			              "(-o history_dir=DIR)",
+			              foreground);
+		free(base);
+		return o->history_dir ? -1 : 0;
+	}
+	mnt = realpath(mountpoint, NULL);
+	mlen = mnt ? strlen(mnt) : 0;
+	if (mnt && strncmp(base, mnt, mlen) == 0 && (base[mlen] == '/' || base[mlen] == '\0')) {
+		ph_err_set(&err, EINVAL, NULL, "the history directory %s is inside the mount point",
+		           base);
+		ret = -1;
+	} else if (base[0] != '/') {
+		ph_err_set(&err, EINVAL, NULL, "-o history_dir=%s: use an absolute path", base);
+		ret = -1;
+	} else if (history_server_dir(base, endpoint, &dir) < 0 ||
+	           history_open(dir, o->history_keep > 0 ? (unsigned)o->history_keep : 0, &h,
+	                        &err) < 0) {
+		if (!err.msg[0])
+			ph_err_set(&err, ENOMEM, NULL, "out of memory");
+		ret = -1;
+	}
+	if (ret < 0 && o->history_dir) {
+		fprintf(stderr, "primehubfs: %s\n", err.msg);
+	} else if (ret < 0) {
+		snprintf(text, sizeof(text), "%s: no history of spec.json is kept", err.msg);
+		mount_warning(text, foreground);
+		ret = 0;
+	} else {
+		phfs_set_history(fs, h);
+	}
+	free(base);
+	free(dir);
+	free(mnt);
+	return ret;
 }
 
 /*
@@ -495,6 +574,8 @@ static int run(struct fuse_args *args, struct options *o)
 		fprintf(stderr, "primehubfs: out of memory\n");
 		goto out;
 	}
+	if (open_history(o, cfg.endpoint, cl.mountpoint, fs, cl.foreground) < 0)
+		goto out;
 	fuse = fuse_new(args, phfs_operations(), sizeof(struct fuse_operations), fs);
 	if (!fuse)
 		goto out;
@@ -570,7 +651,7 @@ out:
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = {.ttl = -1};
+	struct options o = {.ttl = -1, .history_keep = -1};
 	int ret;
 
 	/* First of all, before the token is read: a core of this process would
@@ -625,6 +706,7 @@ out:
 	free(o.config);
 	free(o.token_file);
 	free(o.cafile);
+	free(o.history_dir);
 	free(o.log);
 	free(o.log_level);
 	free(o.nonopt[0]);

@@ -26,6 +26,10 @@ mode_t tree_mode(enum node_kind kind)
 	case NODE_IMAGE:
 	case NODE_GROUPS:
 		return S_IFDIR | 0755;
+	case NODE_HISTORY:
+		return S_IFDIR | 0555; /* kept by the mount, read by anyone */
+	case NODE_HISTORY_FILE:
+		return S_IFREG | 0444;
 	case NODE_SPEC:
 	case NODE_SCRATCH:
 		return S_IFREG | 0644;
@@ -52,7 +56,7 @@ bool tree_is_reserved(const char *leaf)
 	for (unsigned i = 0; i < tree_image_entry_count; i++)
 		if (strcmp(leaf, tree_image_entries[i].name) == 0)
 			return true;
-	return strcmp(leaf, TREE_REBUILD_NAME) == 0;
+	return strcmp(leaf, TREE_REBUILD_NAME) == 0 || strcmp(leaf, TREE_HISTORY_NAME) == 0;
 }
 
 /* Copy the next path component into buf; returns its length, or -errno. */
@@ -131,11 +135,20 @@ int tree_parse(const char *path, struct node *out)
 			out->kind = NODE_REBUILD;
 			return 0;
 		}
+		if (strcmp(comp[1], TREE_HISTORY_NAME) == 0) {
+			out->kind = NODE_HISTORY;
+			return 0;
+		}
 		out->kind = NODE_SCRATCH;
 		memcpy(out->leaf, comp[1], sizeof(out->leaf));
 		return 0;
 	}
 	/* n == 3 */
+	if (strcmp(comp[1], TREE_HISTORY_NAME) == 0) {
+		out->kind = NODE_HISTORY_FILE;
+		memcpy(out->leaf, comp[2], sizeof(out->leaf));
+		return 0;
+	}
 	if (strcmp(comp[1], "groups") != 0)
 		return -ENOENT;
 	/* No group name starts with a dot (they are refused): such names are

@@ -20,6 +20,9 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out);
 void phfs_free(struct phfs *fs);
 /* The PrimeHub user the token belongs to, shown in /.status (copied). */
 int phfs_set_user(struct phfs *fs, const char *user);
+/* Versions of spec.json kept on disk (IMAGE/.history/); fs owns h. */
+struct history;
+void phfs_set_history(struct phfs *fs, struct history *h);
 /* After fuse_new: lets the refresher tell the kernel what changed. */
 void phfs_set_fuse(struct phfs *fs, struct fuse *fuse);
 /* The loop has ended and the mount is gone (call after fuse_unmount, which

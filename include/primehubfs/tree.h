@@ -18,6 +18,9 @@
  *                                              temporary file, local only)
  *   /IMAGE/rebuild         NODE_REBUILD        (custom builds; not listed: touch it
  *                                              to build the same imageSpec again)
+ *   /IMAGE/.history        NODE_HISTORY        (versions of spec.json kept on this
+ *                                              machine; not listed)
+ *   /IMAGE/.history/T.json NODE_HISTORY_FILE   (leaf "T.json": one version)
  *   /IMAGE/OTHER           NODE_SCRATCH        (editor scratch files, local only)
  *
  * Whether a node exists is decided by the caller against the snapshot and
@@ -46,6 +49,8 @@ enum node_kind {
 	NODE_GROUP,
 	NODE_REBUILD,
 	NODE_SCRATCH,
+	NODE_HISTORY,
+	NODE_HISTORY_FILE,
 };
 
 struct node {
@@ -70,6 +75,7 @@ extern const unsigned tree_image_entry_count;
 #define TREE_ROOT_CHANGES_NAME ".changes"
 #define TREE_REJECTED_SUFFIX   ".rejected"
 #define TREE_REBUILD_NAME      "rebuild"
+#define TREE_HISTORY_NAME      ".history"
 /* Scratch files in groups/ (dot names) are the image's scratch files with
  * this prefix; a real scratch name never holds a '/'. */
 #define TREE_GROUPS_SCRATCH "groups/"

@@ -77,6 +77,10 @@ class Mount:
         full_env.pop("PRIMEHUB_API_ENDPOINT", None)
         full_env["PRIMEHUB_API_TOKEN"] = emulator.token if emulator else TOKEN
         full_env["HOME"] = full_env.get("PHFS_TEST_HOME", tempfile.gettempdir())
+        # Versions of spec.json (IMAGE/.history) go to a cache of this
+        # mount's own, removed at unmount: tests never share one by chance.
+        self.cache = tempfile.mkdtemp(prefix="phfs-cache-")
+        full_env["XDG_CACHE_HOME"] = self.cache
         if env is not None:
             full_env.update(env)
             for k, v in env.items():
@@ -108,7 +112,10 @@ class Mount:
         return os.path.join(self.dir, *parts)
 
     def unmount(self):
-        """Unmount and check that the daemon ended cleanly."""
+        """Unmount and check that the daemon ended cleanly (once: a test
+        that unmounts early gets the same answer again at teardown)."""
+        if getattr(self, "_unmounted", None) is not None:
+            return self._unmounted
         problems = []
         if os.path.ismount(self.dir):
             r = subprocess.run(["fusermount3", "-u", self.dir], capture_output=True, text=True)
@@ -136,6 +143,8 @@ class Mount:
             pass
         self.logfile.close()
         os.unlink(self.logfile.name)
+        shutil.rmtree(self.cache, ignore_errors=True)
+        self._unmounted = (problems, log)
         return problems, log
 
 

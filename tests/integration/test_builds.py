@@ -125,3 +125,35 @@ def test_custom_image_rules(emulator, mnt):
     assert "packages" in read(mnt.p("bad-custom", ".error")).decode()
     assert emulator.state() == before
     assert "bad-custom" in os.listdir(mnt.path)   # still pending, nothing lost
+
+
+def test_status_shows_the_phase_as_it_changes_without_a_refresh(emulator, make_mount):
+    """While an image builds, its status.json follows the phase within about
+    a second, although the list is fresh for a minute (ttl=60): the image
+    alone is read again, at most once a second, only while it builds."""
+    m = make_mount(emulator, ttl=60)
+    create_custom(emulator, m)
+    assert phase(m) == "Pending"
+    emulator.reset_stats()
+    emulator.advance(10)
+    t = time.monotonic()
+    wait_for(lambda: phase(m) == "Running", timeout=5)
+    assert time.monotonic() - t < 2.5
+    emulator.advance(30)
+    wait_for(lambda: phase(m) == "Succeeded", timeout=5)
+    ops = emulator.stats()["operations"]
+    assert "images" not in ops, ops                    # no read of the whole list
+    polls = ops.get("image", 0)
+    assert 1 <= polls <= 8, ops                        # ~1 a second, not 1 per read
+    # Done: reading it now costs nothing.
+    emulator.reset_stats()
+    for _ in range(20):
+        assert phase(m) == "Succeeded"
+    assert emulator.stats()["operations"] == {}
+    # Nor does a plain image, once its groups are known (one read).
+    read(m.p("tf-1", "status.json"))
+    emulator.reset_stats()
+    for _ in range(5):
+        read(m.p("tf-1", "status.json"))
+        time.sleep(0.3)
+    assert "image" not in emulator.stats()["operations"]

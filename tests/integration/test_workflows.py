@@ -356,3 +356,82 @@ def test_changes_lists_what_this_mount_sent(emulator, mnt):
     state = emulator.state()["images"]
     assert "pytorch-1" not in state and "fresh" in state
     assert os.stat(mnt.p(".changes")).st_size == len(open(mnt.p(".changes"), "rb").read())
+
+
+# ------------------------------------------------------------ history, undo
+
+def versions(m, image):
+    return sorted(os.listdir(m.p(image, ".history")))
+
+
+def test_history_keeps_what_was_changed_and_cp_undoes_it(emulator, make_mount, tmp_path):
+    m = make_mount(emulator, f"history_dir={tmp_path}", ttl=1)
+    spec_path = m.p("tf-1", "spec.json")
+    original = read(spec_path)
+    assert versions(m, "tf-1") == []                 # nothing changed here yet
+    # A save keeps the version it changes and the version it made.
+    spec = json.loads(original)
+    spec["description"] = "one"
+    assert save(spec_path, json.dumps(spec)) == 0
+    assert len(versions(m, "tf-1")) == 2
+    # Another admin's change is kept when this mount next shows it ...
+    server_update(emulator, "tf-1", {"description": "two"})
+    time.sleep(1.2)
+    # ... and sed -i builds on it.
+    out = run(["sed", "-i", 's/"displayName": "[^"]*"/"displayName": "sed was here"/', spec_path])
+    assert out.returncode == 0, out.stderr
+    names = versions(m, "tf-1")
+    assert len(names) == 4, names
+    texts = [read(m.p("tf-1", ".history", n)) for n in names]
+    assert texts[0] == original
+    assert [json.loads(t)["description"] for t in texts] == [
+        json.loads(original)["description"], "one", "two", "two"]
+    assert json.loads(texts[3])["displayName"] == "sed was here"
+    # Names are times (UTC, ms), in order; files are read-only.
+    assert all(n.endswith("Z.json") and n[4] == "-" and n[10] == "T" for n in names)
+    assert errno_of(lambda: open(m.p("tf-1", ".history", names[0]), "w").close()) == errno.EACCES
+    # Not part of the image directory: copies, backups and diffs skip it.
+    assert ".history" not in os.listdir(m.p("tf-1"))
+    # Undo: copy the first version back.
+    out = run(["cp", m.p("tf-1", ".history", names[0]), spec_path])
+    assert out.returncode == 0, out.stderr
+    held = emulator.state()["images"]["tf-1"]["spec"]
+    assert held["description"] == json.loads(original)["description"]
+    assert held["displayName"] == json.loads(original)["displayName"]
+    # On disk, per server, and still there for the next mount.
+    server_dirs = os.listdir(tmp_path)
+    assert len(server_dirs) == 1 and "api_graphql" in server_dirs[0]
+    on_disk = sorted(os.listdir(tmp_path / server_dirs[0] / "tf-1"))
+    assert on_disk == versions(m, "tf-1") and len(on_disk) == 5
+    problems, log = m.unmount()
+    assert not problems, log
+    m2 = make_mount(emulator, f"history_dir={tmp_path}")
+    assert versions(m2, "tf-1") == on_disk
+
+
+def test_reading_alone_keeps_no_history(emulator, make_mount, tmp_path):
+    """Reading every spec.json of a server writes nothing to disk; the
+    history is bounded by -o history_keep."""
+    m = make_mount(emulator, f"history_dir={tmp_path}", "history_keep=3")
+    for name in os.listdir(m.path):
+        if not name.startswith("."):
+            json.loads(read(m.p(name, "spec.json")))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    spec_path = m.p("tf-2", "spec.json")
+    for i in range(5):
+        spec = read_json(spec_path)
+        spec["description"] = f"edit {i}"
+        assert save(spec_path, json.dumps(spec)) == 0
+    names = versions(m, "tf-2")
+    assert len(names) == 3
+    assert [json.loads(read(m.p("tf-2", ".history", n)))["description"] for n in names] == [
+        "edit 2", "edit 3", "edit 4"]
+
+
+def test_no_history_when_asked(emulator, make_mount, tmp_path):
+    m = make_mount(emulator, f"history_dir={tmp_path}", "history_keep=0")
+    spec = read_json(m.p("tf-2", "spec.json"))
+    spec["description"] = "not kept"
+    assert save(m.p("tf-2", "spec.json"), json.dumps(spec)) == 0
+    assert not os.path.exists(m.p("tf-2", ".history"))
+    assert list(tmp_path.iterdir()) == []

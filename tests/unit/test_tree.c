@@ -32,6 +32,12 @@ int main(void)
 	CHECK_INT(kind_of("/tf-2/spec.json.rejected"), NODE_REJECTED);
 	CHECK_INT(kind_of("/tf-2/groups"), NODE_GROUPS);
 	CHECK_INT(kind_of("/tf-2/groups/example-group-1"), NODE_GROUP);
+	CHECK_INT(kind_of("/tf-2/.history"), NODE_HISTORY);
+	CHECK_INT(tree_parse("/tf-2/.history/2026-12-01T10:02:11.250Z.json", &n), 0);
+	CHECK_INT(n.kind, NODE_HISTORY_FILE);
+	CHECK_STR(n.leaf, "2026-12-01T10:02:11.250Z.json");
+	CHECK(tree_is_reserved(".history"));
+	CHECK_INT(tree_mode(NODE_HISTORY_FILE), S_IFREG | 0444);
 
 	CHECK_INT(tree_parse("/tf-2/.spec.json.swp", &n), 0);
 	CHECK_INT(n.kind, NODE_SCRATCH);
