@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "primehubfs/log.h"
+#include "primehubfs/spec.h"
 
 static const char *const SINK_REASON =
     "names at the top that begin with a dot are never images; only a copy tool (cp, tar, "
@@ -57,9 +58,18 @@ static int made(struct phfs *fs, const char *path, int ret)
 
 int phfs_sink_mkdir_op(struct phfs *fs, const char *path)
 {
-	int ret = refuse_unless_copier(fs, path);
+	struct ph_err err = {0};
 
-	return ret < 0 ? ret : made(fs, path, phfs_sink_make(fs->sink, path, true, true));
+	/* Anyone else making a directory at the top means an image: the
+	 * name rule says why this one cannot be. */
+	if (!phfs_caller_is_copier(true) && !strchr(path + 1, '/')) {
+		spec_check_image_name(path + 1, &err);
+		phfs_refuse(fs, "", path + 1, &err);
+		return -EINVAL;
+	}
+	if (!phfs_caller_is_copier(true))
+		return refuse_unless_copier(fs, path);
+	return made(fs, path, phfs_sink_make(fs->sink, path, true, true));
 }
 
 int phfs_sink_open_op(struct phfs *fs, const char *path, struct fuse_file_info *fi, bool create)

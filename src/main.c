@@ -105,7 +105,7 @@ static void usage(const char *prog)
 	       "                           (refused without it)\n"
 	       "    -o history_dir=DIR     keep versions of spec.json here, one directory per\n"
 	       "                           server (default ~/.cache/primehubfs/history)\n"
-	       "    -o history_keep=N      versions kept per image (default 100; 0: none)\n"
+	       "    -o history_keep=N      versions kept per image, 0 for none (default 100)\n"
 	       "    -o log=WHERE           stderr, syslog or FILE (default syslog; -f: stderr)\n"
 	       "                           a FILE is appended to and reopened on SIGHUP\n"
 	       "    -o log_level=LEVEL     error, warn, info or debug (default info)\n"
