@@ -616,6 +616,17 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	if (ret == 0)
 		phfs_report_node(fs, snap, &n, path);
 	snapshot_put(snap);
+	/* A note a copy tool just wrote (and we dropped): cp -a and rsync
+	 * set its times and mode next, and must find it. */
+	if (ret == -ENOENT &&
+	    (n.kind == NODE_IMAGE_ERROR || n.kind == NODE_REJECTED || n.kind == NODE_ROOT_ERROR) &&
+	    phfs_sink_noted(fs->sink, path)) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		phfs_fill_stat(fs, st, tree_mode(n.kind), 0, now);
+		ret = 0;
+	}
 	return ret;
 }
 

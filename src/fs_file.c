@@ -95,6 +95,8 @@ static int open_sink(struct phfs *fs, const struct node *n, const char *path,
 	h->sink = true;
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
+	if (n->kind == NODE_IMAGE_ERROR || n->kind == NODE_REJECTED || n->kind == NODE_ROOT_ERROR)
+		phfs_sink_note(fs->sink, path); /* may not exist: its times come next */
 	log_debug("%s written by a copy: taken and dropped (PrimeHub derives it)", path + 1);
 	return 0;
 }

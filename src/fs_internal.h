@@ -286,6 +286,10 @@ int phfs_sink_set_mtime(struct phfs_sink *s, const char *path, const struct time
 int phfs_sink_remove(struct phfs_sink *s, const char *path, bool dir);
 void phfs_sink_drop(struct phfs_sink *s, const char *path); /* and all under it */
 int phfs_sink_rename(struct phfs_sink *s, const char *from, const char *to);
+/* A note (.error, spec.json.rejected) a copy tool wrote and we dropped:
+ * for a minute it stats as an empty file, so the copy can set its times. */
+void phfs_sink_note(struct phfs_sink *s, const char *path);
+bool phfs_sink_noted(struct phfs_sink *s, const char *path);
 int phfs_sink_list(struct phfs_sink *s, const char *dir,
                    void (*add)(void *arg, const char *name, bool is_dir), void *arg);
 /* fs_sink_ops.c: the FUSE operations on such paths. */

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -163,10 +164,39 @@ int phfs_sink_stat(struct phfs_sink *s, const char *path, bool *dir, struct time
 	return ret;
 }
 
+/* Lock held: a new entry (its parent checked by the caller). */
+static int add_locked(struct phfs_sink *s, const char *path, bool dir)
+{
+	struct sink_entry *e;
+
+	if (s->n == SINK_MAX)
+		forget_stale(s);
+	if (s->n == SINK_MAX)
+		return -ENOSPC;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct sink_entry *ents = realloc(s->ents, cap * sizeof(*ents));
+
+		if (!ents)
+			return -ENOMEM;
+		s->ents = ents;
+		s->cap = cap;
+	}
+	e = &s->ents[s->n];
+	e->path = strdup(path);
+	if (!e->path)
+		return -ENOMEM;
+	e->dir = dir;
+	clock_gettime(CLOCK_REALTIME, &e->mtime);
+	e->touched_ms = now_ms();
+	s->n++;
+	return 0;
+}
+
 int phfs_sink_make(struct phfs_sink *s, const char *path, bool dir, bool excl)
 {
 	struct sink_entry *e;
-	int ret = 0;
+	int ret;
 
 	pthread_mutex_lock(&s->lock);
 	e = find(s, path);
@@ -174,42 +204,45 @@ int phfs_sink_make(struct phfs_sink *s, const char *path, bool dir, bool excl)
 		ret = excl || e->dir || dir ? -EEXIST : 0;
 		if (ret == 0)
 			e->touched_ms = now_ms();
-		goto out;
+	} else {
+		ret = parent_exists(s, path) ? add_locked(s, path, dir) : -ENOENT;
 	}
-	if (!parent_exists(s, path)) {
-		ret = -ENOENT;
-		goto out;
-	}
-	if (s->n == SINK_MAX)
-		forget_stale(s);
-	if (s->n == SINK_MAX) {
-		ret = -ENOSPC;
-		goto out;
-	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct sink_entry *ents = realloc(s->ents, cap * sizeof(*ents));
-
-		if (!ents) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		s->ents = ents;
-		s->cap = cap;
-	}
-	e = &s->ents[s->n];
-	e->path = strdup(path);
-	if (!e->path) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	e->dir = dir;
-	clock_gettime(CLOCK_REALTIME, &e->mtime);
-	e->touched_ms = now_ms();
-	s->n++;
-out:
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+/* Notes live in the same table under keys no path has (paths begin with
+ * '/'), so they are never listed nor found as a sink path. */
+#define NOTE_PREFIX "N"
+#define NOTE_TTL_MS 60000
+
+void phfs_sink_note(struct phfs_sink *s, const char *path)
+{
+	char key[2 * TREE_NAME_MAX + 8];
+	struct sink_entry *e;
+
+	snprintf(key, sizeof(key), NOTE_PREFIX "%s", path);
+	pthread_mutex_lock(&s->lock);
+	e = find(s, key);
+	if (e)
+		e->touched_ms = now_ms();
+	else
+		add_locked(s, key, false); /* at worst the copy's utimens fails */
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool phfs_sink_noted(struct phfs_sink *s, const char *path)
+{
+	char key[2 * TREE_NAME_MAX + 8];
+	struct sink_entry *e;
+	bool noted;
+
+	snprintf(key, sizeof(key), NOTE_PREFIX "%s", path);
+	pthread_mutex_lock(&s->lock);
+	e = find(s, key);
+	noted = e && now_ms() - e->touched_ms < NOTE_TTL_MS;
+	pthread_mutex_unlock(&s->lock);
+	return noted;
 }
 
 int phfs_sink_set_mtime(struct phfs_sink *s, const char *path, const struct timespec *mtime)

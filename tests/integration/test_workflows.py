@@ -160,6 +160,30 @@ def test_promote_an_image_to_another_server(emulator, make_mount):
         prod.stop()
 
 
+def test_notes_of_a_refused_save_travel_harmlessly(emulator, make_mount):
+    """An image directory holding .error and spec.json.rejected (a refused
+    save) copies to another server with cp -r, cp -a and rsync -a: the notes
+    are taken and dropped, the settings arrive."""
+    prod = Emulator()
+    try:
+        a = make_mount(emulator)
+        b = make_mount(prod)
+        spec = read_json(a.p("tf-2", "spec.json"))
+        assert save(a.p("tf-2", "spec.json"), json.dumps(dict(spec, colour="blue"))) == \
+            errno.EINVAL
+        assert {".error", "spec.json.rejected"} <= set(os.listdir(a.p("tf-2")))
+        want = settings(emulator, "tf-2")[0]
+        for cmd, name in ((["cp", "-r"], "copied-r"), (["cp", "-a"], "copied-a"),
+                          (["rsync", "-a"], "copied-rsync")):
+            src = a.p("tf-2") + ("/" if cmd[0] == "rsync" else "")
+            out = run([*cmd, src, b.p(name)])
+            assert out.returncode == 0, (cmd, out.stderr)
+            assert settings(prod, name)[0] == want, cmd
+            assert ".error" not in os.listdir(b.p(name)), cmd
+    finally:
+        prod.stop()
+
+
 def test_a_group_missing_on_the_target_fails_the_copy_loudly(make_mount):
     staging = Emulator("--groups", "1")       # has synthetic-group-001; prod does not
     prod = Emulator()
