@@ -221,39 +221,38 @@ static void add_sink_entry(void *arg, const char *name, bool is_dir)
 
 static void list_register(struct phfs *fs, struct phfs_dirlist *l);
 
-/* A directory a copy tool made beside the images (fs_sink.c). */
-static int open_sink_listing(struct phfs *fs, struct phfs_dirlist *l, const char *path,
-                             struct fuse_file_info *fi)
+/* The entries of l->dir, from l->snap. */
+static int list_dir(struct phfs *fs, struct phfs_dirlist *l)
 {
-	int ret;
-
-	list_add(l, ".", NODE_ROOT, true);
-	list_add(l, "..", NODE_ROOT, true);
-	ret = phfs_sink_list(fs->sink, path, add_sink_entry, l);
-	if (ret == 0)
-		ret = l->error;
-	if (ret < 0) {
-		list_free(l);
-		return ret;
+	switch (l->dir.kind) {
+	case NODE_ROOT:
+		list_root(fs, l);
+		return 0;
+	case NODE_IMAGE:
+		return list_image(fs, l);
+	case NODE_GROUPS:
+		return list_groups(fs, l);
+	case NODE_HISTORY:
+		return snapshot_find(l->snap, l->dir.image)
+		           ? phfs_history_list(fs, l->dir.image, add_history_entry, l)
+		           : -ENOENT;
+	default:
+		return -ENOTDIR;
 	}
-	fi->fh = (uintptr_t)l;
-	list_register(fs, l);
-	return 0;
 }
 
 int phfs_opendir(const char *path, struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
 	struct phfs_dirlist *l;
+	bool sink = phfs_sink_path(path); /* a directory a copy tool made beside the images */
 	int ret;
 
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	if (phfs_sink_path(path))
-		return open_sink_listing(fs, l, path, fi);
-	ret = tree_parse(path, &l->dir);
-	if (ret == 0)
+	ret = sink ? 0 : tree_parse(path, &l->dir);
+	if (ret == 0 && !sink)
 		ret = l->dir.kind == NODE_GROUPS ? phfs_snapshot_groups(fs, l->dir.image, &l->snap)
 		                                 : phfs_snapshot(fs, &l->snap);
 	if (ret < 0) {
@@ -262,24 +261,7 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 	}
 	list_add(l, ".", NODE_ROOT, true);
 	list_add(l, "..", NODE_ROOT, true);
-	switch (l->dir.kind) {
-	case NODE_ROOT:
-		list_root(fs, l);
-		break;
-	case NODE_IMAGE:
-		ret = list_image(fs, l);
-		break;
-	case NODE_GROUPS:
-		ret = list_groups(fs, l);
-		break;
-	case NODE_HISTORY:
-		ret = snapshot_find(l->snap, l->dir.image)
-		          ? phfs_history_list(fs, l->dir.image, add_history_entry, l)
-		          : -ENOENT;
-		break;
-	default:
-		ret = -ENOTDIR;
-	}
+	ret = sink ? phfs_sink_list(fs->sink, path, add_sink_entry, l) : list_dir(fs, l);
 	if (ret == 0)
 		ret = l->error;
 	if (ret < 0) {
@@ -288,6 +270,8 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 	}
 	fi->fh = (uintptr_t)l;
 	list_register(fs, l);
+	if (sink)
+		return 0; /* changes as the copy goes: never cached */
 	/* The kernel may cache the listing (readdir from its page cache) and
 	 * keep it across opens while it is what this opendir listed: an
 	 * unchanged directory is then listed without a READDIR. */

@@ -303,11 +303,14 @@ def test_restore_with_cp_r_over_the_mount_keeps_git_local(emulator, make_mount, 
     assert os.path.isdir(m.p(".git", "objects"))     # but the copy's own view holds
     assert os.path.getsize(m.p(".git", "HEAD")) == 0  # and nothing of it is kept
     assert b"state: ok" in read(m.p(".status"))        # the mount's own, untouched
-    # rsync without --exclude: its temporary files and renames, the same.
-    out = run(["rsync", "-a", str(backup) + "/", m.path + "/"])
-    assert out.returncode == 0, out.stderr
-    for name, want in saved.items():
-        assert settings(emulator, name) == want, name
+    # rsync without --exclude: its temporary files and renames, the same;
+    # with --delete it also lists what it made under .git and keeps it.
+    for opts in (["-a"], ["-a", "--delete"]):
+        out = run(["rsync", *opts, str(backup) + "/", m.path + "/"])
+        assert out.returncode == 0, (opts, out.stderr)
+        for name, want in saved.items():
+            assert settings(emulator, name) == want, (opts, name)
+    assert sorted(os.listdir(m.p(".git"))) == sorted(os.listdir(backup / ".git"))
 
 
 def test_only_copy_tools_write_beside_the_images(emulator, mnt):
