@@ -421,11 +421,11 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		return 0;
 	case NODE_SPEC:
 		if (e) {
-			const struct snap_texts *tx = snap_image_texts(e);
+			struct snap_sizes sz;
 
-			if (!tx)
+			if (!snap_image_sizes(e, &sz))
 				return -ENOMEM;
-			size = tx->spec_len;
+			size = sz.spec_len;
 		} else {
 			char *tmpl = spec_render_template(n->image, &size);
 
@@ -444,9 +444,13 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 			return -ENOENT; /* a pending image has no server state yet */
 		if (!e->img->groups_known)
 			return -EAGAIN; /* callers fetch the groups first */
-		if (!snap_image_texts(e))
-			return -ENOMEM;
-		phfs_fill_stat(fs, st, tree_mode(n->kind), snap_image_texts(e)->status_len, t);
+		{
+			struct snap_sizes sz;
+
+			if (!snap_image_sizes(e, &sz))
+				return -ENOMEM;
+			phfs_fill_stat(fs, st, tree_mode(n->kind), sz.status_len, t);
+		}
 		return 0;
 	case NODE_REBUILD:
 		if (!e || !e->img->image_spec)
@@ -506,20 +510,18 @@ void phfs_report_node(struct phfs *fs, const struct snapshot *snap, const struct
                       const char *path)
 {
 	const struct snap_image *e;
-	const struct snap_texts *tx;
+	struct snap_sizes sz;
 
 	if (n->kind != NODE_SPEC && n->kind != NODE_STATUS)
 		return;
 	e = snapshot_find(snap, n->image);
-	tx = e ? snap_image_texts(e) : NULL;
-	if (!tx) {
+	if (!e || !snap_image_sizes(e, &sz)) {
 		phfs_kcache_forget(fs->kcache, path); /* a pending image's template */
 		return;
 	}
-	if (n->kind == NODE_SPEC)
-		report_version(fs, path, n->kind, tx->spec, tx->spec_len);
-	else
-		report_version(fs, path, n->kind, tx->status, tx->status_len);
+	if (path)
+		phfs_kcache_reported(fs->kcache, path,
+		                     n->kind == NODE_SPEC ? sz.spec_hash : sz.status_hash);
 }
 
 static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)

@@ -41,17 +41,9 @@ struct phfs_kcache {
 	struct kcache_slot slots[KCACHE_SLOTS];
 };
 
-/* FNV-1a, 64 bits; never 0 (0 means "none"). */
 uint64_t phfs_kcache_hash(const void *data, size_t len, uint64_t seed)
 {
-	const unsigned char *p = data;
-	uint64_t h = seed ? seed : 1469598103934665603ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 1099511628211ULL;
-	}
-	return h ? h : 1;
+	return ph_hash_bytes(data, len, seed); /* the versions snapshots give too */
 }
 
 static long long now_ms(void)

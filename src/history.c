@@ -2,6 +2,7 @@
  * history.c - versions of spec.json kept on disk (see history.h).
  */
 #include "primehubfs/history.h"
+#include "primehubfs/image.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,18 +32,6 @@ struct history {
 	 * only costs a read of the newest file. */
 	struct newest newest[NEWEST_SLOTS];
 };
-
-static uint64_t fnv(const void *data, size_t len)
-{
-	const unsigned char *p = data;
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 1099511628211ULL;
-	}
-	return h ? h : 1;
-}
 
 /* mkdir -p, mode 0700 for what it makes. */
 static int make_dirs(const char *path)
@@ -266,7 +255,7 @@ static int read_file(const char *path, char **text, size_t *len)
 static bool is_newest(struct history *h, const char *image, char **names, size_t n,
                       uint64_t text_hash, struct newest *slot)
 {
-	uint64_t image_hash = fnv(image, strlen(image));
+	uint64_t image_hash = ph_hash_bytes(image, strlen(image), 0);
 	bool same = false;
 	char *path, *old;
 	size_t old_len;
@@ -278,7 +267,7 @@ static bool is_newest(struct history *h, const char *image, char **names, size_t
 	if (asprintf(&path, "%s/%s/%s", h->dir, image, names[n - 1]) < 0)
 		return false;
 	if (read_file(path, &old, &old_len) == 0) {
-		same = fnv(old, old_len) == text_hash;
+		same = ph_hash_bytes(old, old_len, 0) == text_hash;
 		free(old);
 	}
 	free(path);
@@ -327,7 +316,7 @@ static int write_all(int fd, const char *text, size_t len)
 
 int history_keep(struct history *h, const char *image, const char *text, size_t len)
 {
-	uint64_t text_hash = fnv(text, len);
+	uint64_t text_hash = ph_hash_bytes(text, len, 0);
 	char name[64], *dir = NULL, *tmp = NULL, *path = NULL, **names = NULL;
 	struct newest *slot;
 	size_t n = 0;
@@ -336,8 +325,8 @@ int history_keep(struct history *h, const char *image, const char *text, size_t 
 	if (!safe_name(image) || len > HISTORY_MAX_TEXT)
 		return -EINVAL;
 	pthread_mutex_lock(&h->lock);
-	slot = &h->newest[fnv(image, strlen(image)) % NEWEST_SLOTS];
-	if (slot->image == fnv(image, strlen(image)) && slot->text == text_hash) {
+	slot = &h->newest[ph_hash_bytes(image, strlen(image), 0) % NEWEST_SLOTS];
+	if (slot->image == ph_hash_bytes(image, strlen(image), 0) && slot->text == text_hash) {
 		pthread_mutex_unlock(&h->lock);
 		return 0; /* the usual case: read again, unchanged */
 	}
@@ -370,7 +359,7 @@ int history_keep(struct history *h, const char *image, const char *text, size_t 
 		unlink(tmp);
 		goto out;
 	}
-	*slot = (struct newest){fnv(image, strlen(image)), text_hash};
+	*slot = (struct newest){ph_hash_bytes(image, strlen(image), 0), text_hash};
 	/* Bounded: the oldest go (n versions were there before this one). */
 	for (size_t i = 0; n + 1 > h->keep && i < n + 1 - h->keep; i++) {
 		char *old;
@@ -391,7 +380,7 @@ out:
 
 int history_keep_if_tracked(struct history *h, const char *image, const char *text, size_t len)
 {
-	uint64_t image_hash = fnv(image, strlen(image));
+	uint64_t image_hash = ph_hash_bytes(image, strlen(image), 0);
 	struct newest *slot;
 	struct stat st;
 	char *dir;
@@ -402,7 +391,7 @@ int history_keep_if_tracked(struct history *h, const char *image, const char *te
 	pthread_mutex_lock(&h->lock);
 	slot = &h->newest[image_hash % NEWEST_SLOTS];
 	tracked = slot->image == image_hash;
-	if (tracked && slot->text == fnv(text, len)) {
+	if (tracked && slot->text == ph_hash_bytes(text, len, 0)) {
 		pthread_mutex_unlock(&h->lock);
 		return 0;
 	}

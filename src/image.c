@@ -267,3 +267,15 @@ bool ph_image_building(const struct ph_image *img, bool or_unknown)
 			return true;
 	return or_unknown && strcmp(phase, "Unknown") == 0;
 }
+
+uint64_t ph_hash_bytes(const void *data, size_t len, uint64_t seed)
+{
+	const unsigned char *p = data;
+	uint64_t h = seed ? seed : 1469598103934665603ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 1099511628211ULL;
+	}
+	return h ? h : 1;
+}

@@ -217,6 +217,50 @@ const struct snap_texts *snap_image_texts(const struct snap_image *e)
 	return t;
 }
 
+static void sizes_of(const struct snap_texts *t, struct snap_sizes *out)
+{
+	out->spec_len = t->spec_len;
+	out->status_len = t->status_len;
+	out->spec_hash = ph_hash_bytes(t->spec, t->spec_len, 0);
+	out->status_hash = ph_hash_bytes(t->status, t->status_len, 0);
+}
+
+bool snap_image_sizes(const struct snap_image *e, struct snap_sizes *out)
+{
+	struct snap_image *m = (struct snap_image *)e;
+	const struct snap_texts *t = __atomic_load_n(&m->texts, __ATOMIC_ACQUIRE);
+	struct snap_texts fresh = {0};
+
+	int unset = 0;
+
+	if (__atomic_load_n(&m->sized, __ATOMIC_ACQUIRE) == 1) {
+		*out = m->sizes;
+		return true;
+	}
+	if (!t) {
+		/* Render, measure, drop: the texts come back when opened. */
+		fresh.spec = spec_render(e->img, &fresh.spec_len);
+		fresh.status = spec_render_status(e->img, &fresh.status_len);
+		if (!fresh.spec || !fresh.status) {
+			free(fresh.spec);
+			free(fresh.status);
+			return false;
+		}
+		t = &fresh;
+	}
+	sizes_of(t, out);
+	free(fresh.spec);
+	free(fresh.status);
+	/* 0: unknown, 2: being written (by the one thread that claimed it;
+	 * others measure for themselves meanwhile), 1: known. */
+	if (__atomic_compare_exchange_n(&m->sized, &unset, 2, false, __ATOMIC_ACQ_REL,
+	                                __ATOMIC_ACQUIRE)) {
+		m->sizes = *out;
+		__atomic_store_n(&m->sized, 1, __ATOMIC_RELEASE);
+	}
+	return true;
+}
+
 /* ---- snapshots ---- */
 
 static void snap_dir_put(struct snap_dir *d)

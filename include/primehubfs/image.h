@@ -12,6 +12,7 @@
 #define PRIMEHUBFS_IMAGE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 struct ph_strlist {
@@ -126,6 +127,10 @@ int ph_image_set_groups(struct ph_image *img, const struct ph_group *g, size_t n
 /* Whether img's build is under way (Pending, Preparing, Running), or, with
  * or_unknown, may still be (the pod's phase Unknown too). */
 bool ph_image_building(const struct ph_image *img, bool or_unknown);
+
+/* FNV-1a, 64 bits, never 0 (0 means "none"); seed 0 starts afresh, else
+ * continues from an earlier value.  Names a version of a text. */
+uint64_t ph_hash_bytes(const void *data, size_t len, uint64_t seed);
 
 /* Whether group id is among img's connected groups. */
 bool ph_image_has_group(const struct ph_image *img, const char *group_id);
