@@ -1246,12 +1246,24 @@ static int members_publish(struct store *st, const struct members_item *items, s
 }
 
 /* Every image's groups in one request, names from the snapshot's groups. */
+static int cmp_group_by_id(const void *a, const void *b)
+{
+	return strcmp((*(const struct ph_group *const *)a)->id,
+	              (*(const struct ph_group *const *)b)->id);
+}
+
+static int cmp_id_to_group(const void *key, const void *elem)
+{
+	return strcmp(key, (*(const struct ph_group *const *)elem)->id);
+}
+
 static int members_fetch_full(struct store *st, struct ph_err *err)
 {
 	struct ph_membership m = {0};
 	struct members_item *items = NULL;
+	const struct ph_group **by_id = NULL; /* the snapshot's groups, sorted by id */
 	struct snapshot *snap = NULL;
-	size_t nitems = 0;
+	size_t nitems = 0, ngroups = 0;
 	int ret;
 
 	ret = st->members_all(st->members_arg, &m, err);
@@ -1259,7 +1271,15 @@ static int members_fetch_full(struct store *st, struct ph_err *err)
 		return ret;
 	snap = store_peek(st);
 	items = calloc(m.n ? m.n : 1, sizeof(*items));
-	if (!items || !snap) {
+	if (snap) {
+		ngroups = snap->dir->ngroups;
+		by_id = malloc((ngroups ? ngroups : 1) * sizeof(*by_id));
+		for (size_t x = 0; by_id && x < ngroups; x++)
+			by_id[x] = &snap->dir->groups[x];
+		if (by_id)
+			qsort(by_id, ngroups, sizeof(*by_id), cmp_group_by_id);
+	}
+	if (!items || !snap || !by_id) {
 		ret = snap ? ph_err_set(err, ENOMEM, NULL, "out of memory") : 0;
 		goto out;
 	}
@@ -1276,11 +1296,10 @@ static int members_fetch_full(struct store *st, struct ph_err *err)
 		nitems++;
 		for (size_t k = 0; k < m.items[i].group_ids.n; k++) {
 			const char *gid = m.items[i].group_ids.items[k];
-			const struct ph_group *g = NULL;
+			const struct ph_group *const *hit =
+			    bsearch(gid, by_id, ngroups, sizeof(*by_id), cmp_id_to_group);
+			const struct ph_group *g = hit ? *hit : NULL;
 
-			for (size_t x = 0; x < snap->dir->ngroups && !g; x++)
-				if (strcmp(snap->dir->groups[x].id, gid) == 0)
-					g = &snap->dir->groups[x];
 			/* Borrowed pointers: members_apply copies them. */
 			it->groups[it->ngroups].id = (char *)gid;
 			it->groups[it->ngroups].name = g ? g->name : (char *)gid;
@@ -1294,6 +1313,7 @@ out:
 	for (size_t i = 0; i < nitems; i++)
 		free(items[i].groups);
 	free(items);
+	free(by_id);
 	snapshot_put(snap);
 	ph_membership_free(&m);
 	return ret;
