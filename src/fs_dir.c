@@ -309,6 +309,13 @@ int phfs_rmdir(const char *path)
 		phfs_refuse(fs, n.image, path + 1, &err);
 		return -EPERM;
 	}
+	if (n.kind == NODE_HISTORY) {
+		ph_err_set(&err, EPERM, NULL,
+		           ".history is kept by primehubfs on this machine (-o history_keep bounds "
+		           "it; -o history_keep=0 keeps none)");
+		phfs_refuse(fs, n.image, path + 1, &err);
+		return -EPERM;
+	}
 	if (n.kind != NODE_IMAGE)
 		return n.kind == NODE_ROOT ? -EBUSY : -ENOTDIR;
 	if (staging_pending_exists(fs->staging, n.image)) {

@@ -418,6 +418,8 @@ def test_history_keeps_what_was_changed_and_cp_undoes_it(emulator, make_mount, t
     # Names are times (UTC, ms), in order; files are read-only.
     assert all(n.endswith("Z.json") and n[4] == "-" and n[10] == "T" for n in names)
     assert errno_of(lambda: open(m.p("tf-1", ".history", names[0]), "w").close()) == errno.EACCES
+    assert errno_of(lambda: os.unlink(m.p("tf-1", ".history", names[0]))) == errno.EPERM
+    assert errno_of(lambda: os.rmdir(m.p("tf-1", ".history"))) == errno.EPERM
     # Not part of the image directory: copies, backups and diffs skip it.
     assert ".history" not in os.listdir(m.p("tf-1"))
     # Undo: copy the first version back.
