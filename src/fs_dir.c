@@ -492,7 +492,8 @@ int phfs_rename(const char *from, const char *to, unsigned int flags)
 		log_debug("%s written by a copy: taken and dropped (PrimeHub derives it)", to);
 		return staging_scratch_unlink(fs->staging, a.image, a.leaf);
 	}
-	if ((b.kind == NODE_IMAGE_ERROR || b.kind == NODE_REJECTED) && phfs_caller_is_copier(true)) {
+	if ((b.kind == NODE_IMAGE_ERROR || b.kind == NODE_REJECTED) &&
+	    phfs_caller_is_copier(true)) {
 		/* The notes of a refused save, copied from another mount or a
 		 * backup: they describe that mount's past, not this one's. */
 		log_debug("%s written by a copy: taken and dropped (a note of another mount)", to);
