@@ -259,6 +259,16 @@ def change_everything(emulator, m):
     assert save(m.p("made-later", "spec.json"), json.dumps(spec)) == 0
 
 
+def wait_shown(m, image, key, want, timeout=10):
+    """Until the mount shows another client's change (within about ttl)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_json(m.p(image, "spec.json")).get(key) == want:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{image}: {key} never showed {want!r}")
+
+
 def test_backup_with_git_and_restore_with_rsync_delete(emulator, make_mount, tmp_path):
     m = make_mount(emulator, ttl=1)
     backup = tmp_path / "images-backup"
@@ -266,7 +276,7 @@ def test_backup_with_git_and_restore_with_rsync_delete(emulator, make_mount, tmp
     saved = {n: settings(emulator, n) for n in emulator.state()["images"]}
     change_everything(emulator, m)
     assert {n: settings(emulator, n) for n in emulator.state()["images"]} != saved
-    time.sleep(1.2)                         # past ttl: the mount shows the changes
+    wait_shown(m, "tf-1", "description", "broken by a later change")
     out = run(["rsync", "-a", "--delete", "--exclude", ".git",
                str(backup) + "/", m.path + "/"])
     assert out.returncode == 0, out.stderr
@@ -293,7 +303,7 @@ def test_restore_with_cp_r_over_the_mount_keeps_git_local(emulator, make_mount, 
     server_update(emulator, "tf-1", {"description": "broken by a later change"})
     os.unlink(m.p("base-notebook", "groups", "example-group-1"))
     os.rmdir(m.p("pytorch-1"))
-    time.sleep(1.2)
+    wait_shown(m, "tf-1", "description", "broken by a later change")
     out = run(["cp", "-r", str(backup) + "/.", m.path + "/"])
     assert out.returncode == 0, out.stderr
     for name, want in saved.items():
@@ -404,7 +414,7 @@ def test_history_keeps_what_was_changed_and_cp_undoes_it(emulator, make_mount, t
     assert len(versions(m, "tf-1")) == 2
     # Another admin's change is kept when this mount next shows it ...
     server_update(emulator, "tf-1", {"description": "two"})
-    time.sleep(1.2)
+    wait_shown(m, "tf-1", "description", "two")
     # ... and sed -i builds on it.
     out = run(["sed", "-i", 's/"displayName": "[^"]*"/"displayName": "sed was here"/', spec_path])
     assert out.returncode == 0, out.stderr
