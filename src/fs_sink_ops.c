@@ -60,16 +60,15 @@ int phfs_sink_mkdir_op(struct phfs *fs, const char *path)
 {
 	struct ph_err err = {0};
 
+	if (phfs_caller_is_copier(true))
+		return made(fs, path, phfs_sink_make(fs->sink, path, true, true));
 	/* Anyone else making a directory at the top means an image: the
 	 * name rule says why this one cannot be. */
-	if (!phfs_caller_is_copier(true) && !strchr(path + 1, '/')) {
-		spec_check_image_name(path + 1, &err);
-		phfs_refuse(fs, "", path + 1, &err);
-		return -EINVAL;
-	}
-	if (!phfs_caller_is_copier(true))
+	if (strchr(path + 1, '/'))
 		return refuse_unless_copier(fs, path);
-	return made(fs, path, phfs_sink_make(fs->sink, path, true, true));
+	spec_check_image_name(path + 1, &err);
+	phfs_refuse(fs, "", path + 1, &err);
+	return -EINVAL;
 }
 
 int phfs_sink_open_op(struct phfs *fs, const char *path, struct fuse_file_info *fi, bool create)

@@ -316,7 +316,7 @@ static int write_all(int fd, const char *text, size_t len)
 
 int history_keep(struct history *h, const char *image, const char *text, size_t len)
 {
-	uint64_t text_hash = ph_hash_bytes(text, len, 0);
+	uint64_t text_hash = ph_hash_bytes(text, len, 0), image_hash;
 	char name[64], *dir = NULL, *tmp = NULL, *path = NULL, **names = NULL;
 	struct newest *slot;
 	size_t n = 0;
@@ -324,9 +324,10 @@ int history_keep(struct history *h, const char *image, const char *text, size_t 
 
 	if (!safe_name(image) || len > HISTORY_MAX_TEXT)
 		return -EINVAL;
+	image_hash = ph_hash_bytes(image, strlen(image), 0);
 	pthread_mutex_lock(&h->lock);
-	slot = &h->newest[ph_hash_bytes(image, strlen(image), 0) % NEWEST_SLOTS];
-	if (slot->image == ph_hash_bytes(image, strlen(image), 0) && slot->text == text_hash) {
+	slot = &h->newest[image_hash % NEWEST_SLOTS];
+	if (slot->image == image_hash && slot->text == text_hash) {
 		pthread_mutex_unlock(&h->lock);
 		return 0; /* the usual case: read again, unchanged */
 	}
@@ -359,7 +360,7 @@ int history_keep(struct history *h, const char *image, const char *text, size_t 
 		unlink(tmp);
 		goto out;
 	}
-	*slot = (struct newest){ph_hash_bytes(image, strlen(image), 0), text_hash};
+	*slot = (struct newest){image_hash, text_hash};
 	/* Bounded: the oldest go (n versions were there before this one). */
 	for (size_t i = 0; n + 1 > h->keep && i < n + 1 - h->keep; i++) {
 		char *old;

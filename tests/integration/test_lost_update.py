@@ -12,7 +12,7 @@ import textwrap
 import time
 
 from phfs_harness import Emulator, read, read_json
-from util import Tmux, need, server_update
+from util import Tmux, need, server_update, wait_shown
 
 # The writer: reads spec.json, says so, waits for a line on stdin, then
 # writes back its text with the changes given in argv[2] (JSON), either in
@@ -44,16 +44,6 @@ WRITER = textwrap.dedent("""
         print(errno.errorcode[e.errno], flush=True)
 """)
 
-
-def wait_shown(mnt, image_id, field, value, timeout=10):
-    """Until the mount's spec.json shows the server's change (read by this
-    process, not the writer)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if read_json(mnt.p(image_id, "spec.json")).get(field) == value:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the mount never showed {field}={value!r}")
 
 
 def write_after_change(emulator, mnt, how, changes, theirs, image_id="tf-2", meanwhile=None):

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from phfs_harness import Emulator, read, read_json
-from util import errno_of, mutations, ops, save, server_update
+from util import errno_of, mutations, ops, save, server_update, wait_shown
 
 CREATE = """mutation($data: ImageCreateInput!) { createImage(data: $data) { id } }"""
 
@@ -258,15 +258,6 @@ def change_everything(emulator, m):
     spec["url"] = "docker.io/example/made-later:1"
     assert save(m.p("made-later", "spec.json"), json.dumps(spec)) == 0
 
-
-def wait_shown(m, image, key, want, timeout=10):
-    """Until the mount shows another client's change (within about ttl)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if read_json(m.p(image, "spec.json")).get(key) == want:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{image}: {key} never showed {want!r}")
 
 
 def test_backup_with_git_and_restore_with_rsync_delete(emulator, make_mount, tmp_path):

@@ -1,5 +1,6 @@
 """Helpers for driving real programs against a mount."""
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -139,3 +140,15 @@ def vm_rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def wait_shown(mnt, image_id, field, value, timeout=10):
+    """Until the mount's spec.json shows another client's change (within
+    about ttl), read by this process, not by the tool under test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(os.path.join(mnt.path, image_id, "spec.json"), "rb") as f:
+            if json.loads(f.read()).get(field) == value:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{image_id}: the mount never showed {field}={value!r}")
