@@ -835,6 +835,17 @@ class Handler(BaseHTTPRequestHandler):
                 return
             app.store.inject_images(images)
             self._json(200, {"injected": [i["name"] for i in images]})
+        elif path == "/-/groups" and method == "POST":
+            name, display = payload.get("name"), payload.get("displayName")
+            if not isinstance(name, str) or not name or not (
+                    display is None or isinstance(display, str)):
+                self._json(400, {"error": 'expected {"name": string, "displayName": string}'})
+                return
+            group = app.store.add_group(name, display)
+            if group is None:
+                self._json(409, {"error": "a group named %s exists" % name})
+                return
+            self._json(200, {"id": group["id"], "name": name})
         elif path == "/-/touch-all" and method == "POST":
             field = payload.get("field", "description")
             suffix = payload.get("suffix")

@@ -28,9 +28,10 @@ import os
 import re
 import tempfile
 import threading
+import uuid
 
 from . import builds as buildlib
-from .seed import EVERYONE_GROUP_ID, ROLE_PREFIX, initial_state
+from .seed import EVERYONE_GROUP_ID, ROLE_PREFIX, _group, initial_state
 
 
 class ApiError(Exception):
@@ -386,6 +387,18 @@ class Store(object):
                 self.active_jobs.discard(name)
                 self._changed(name)
             self.commit()
+
+    def add_group(self, name, display_name=None):
+        """A group made in Keycloak (PrimeHub's admin UI): a new id, no
+        members, no images.  Returns it, or None when the name is taken."""
+        with self.lock:
+            if self.group_by_name(name):
+                return None
+            group = _group(str(uuid.uuid4()), name, display_name, [])
+            self.groups = sorted(self.groups + [group], key=lambda g: g["name"])
+            self._group_views.pop(group["id"], None)
+            self.commit()
+            return group
 
     TOUCH_FIELDS = ("description", "displayName")
 

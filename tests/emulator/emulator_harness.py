@@ -174,6 +174,10 @@ class Emulator:
         """POST /-/inject: store [{"name", "spec"}] bypassing every rule."""
         return self.control("inject", {"images": images})
 
+    def add_group(self, name, display_name=None):
+        """POST /-/groups: a group made in Keycloak; returns {"id", "name"}."""
+        return self.control("groups", {"name": name, "displayName": display_name})
+
     def connection(self, timeout=HTTP_TIMEOUT):
         """A raw http.client connection (https with the trusted cert)."""
         host, port = urllib.parse.urlsplit(self.base).netloc.rsplit(":", 1)

@@ -272,3 +272,20 @@ def test_tls_options_are_checked(start_emulator, cert, tmp_path):
     missing = str(tmp_path / "missing.pem")
     with pytest.raises(RuntimeError):
         start_emulator("--tls-cert", missing, "--tls-key", missing)
+
+
+def test_add_group_is_listed_connectable_and_unique(emu):
+    made = emu.add_group("made-in-ui", "Made in the UI")
+    listed = emu.gql("query { groups { id name displayName } }").data["groups"]
+    assert {"id": made["id"], "name": "made-in-ui", "displayName": "Made in the UI"} in listed
+    assert [g["name"] for g in listed] == sorted(g["name"] for g in listed)
+    reply = emu.gql("mutation U($data: ImageUpdateInput!, $where: ImageWhereUniqueInput!) "
+                    "{ updateImage(data: $data, where: $where) { groups { name } } }",
+                    {"where": {"id": "tf-1"}, "data": {"groups": {"connect": [{"id": made["id"]}]}}})
+    assert not reply.errors and reply.data["updateImage"]["groups"] == [{"name": "made-in-ui"}]
+    again = emu.request("POST", "/-/groups", json.dumps({"name": "made-in-ui"}).encode(),
+                        {"Content-Type": "application/json"})
+    assert again.status == 409
+    bad = emu.request("POST", "/-/groups", json.dumps({"name": 3}).encode(),
+                      {"Content-Type": "application/json"})
+    assert bad.status == 400
