@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PACKAGES="build-essential meson ninja-build pkg-config libfuse3-dev fuse3 \
 libcurl4-openssl-dev libcjson-dev python3 python3-pytest python3-pytest-timeout \
 python3-graphql-core vim nano emacs-nox sed coreutils findutils util-linux procps \
-curl psmisc jq tmux openssl clang man-db groff-base"
+curl psmisc jq tmux openssl clang man-db groff-base rsync git"
 
 # shellcheck disable=SC2086
 contrib/install-deps.sh $PACKAGES
