@@ -51,11 +51,16 @@ int phfs_snapshot(struct phfs *fs, struct snapshot **snap)
 int phfs_snapshot_groups(struct phfs *fs, const char *image, struct snapshot **snap)
 {
 	struct ph_err err = {0};
+	const struct snap_image *e;
+	bool many;
 	int ret = phfs_snapshot(fs, snap);
 
 	if (ret < 0)
 		return ret;
-	ret = store_get_groups(fs->store, image, snap, &err);
+	/* Asked only when the groups are to be fetched: /proc is read. */
+	e = snapshot_find(*snap, image);
+	many = e && !store_groups_fresh(fs->store, e) && phfs_walkers_caller_walks(fs->walkers);
+	ret = store_get_groups(fs->store, image, many, snap, &err);
 	if (ret < 0) {
 		log_error("cannot read the groups of %s: %s", image, err.msg);
 		snapshot_put(*snap);
@@ -471,11 +476,9 @@ int phfs_stat_node(struct phfs *fs, const struct snapshot *snap, const struct no
 		return 0;
 	case NODE_GROUP:
 		if (e) {
-			const struct ph_group *g = snapshot_find_group(snap, n->leaf);
-
 			if (!e->img->groups_known)
 				return -EAGAIN; /* callers fetch the groups first */
-			if (!g || !ph_image_has_group(e->img, g->id))
+			if (!ph_image_find_group(e->img, n->leaf))
 				return -ENOENT;
 		} else if (!staging_pending_has_group(fs->staging, n->image, n->leaf)) {
 			return -ENOENT;
@@ -874,6 +877,11 @@ static int fetch_tree(void *arg, struct ph_tree *out, struct ph_err *err)
 	return ph_fetch_tree(arg, out, err);
 }
 
+static int fetch_catalog(void *arg, struct ph_tree *out, struct ph_err *err)
+{
+	return ph_fetch_catalog(arg, out, err);
+}
+
 static int fetch_membership(void *arg, struct ph_membership *out, struct ph_err *err)
 {
 	return ph_fetch_membership(arg, out, err);
@@ -926,8 +934,12 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	          : -ENOMEM;
 	if (ret == 0) {
 		store_set_membership(fs->store, fetch_membership, fetch_image, api);
-		ret = staging_new(&fs->staging);
+		ret = catalog_new(ttl_ms, fetch_catalog, api, &fs->catalog);
 	}
+	if (ret == 0)
+		ret = phfs_walkers_new(&fs->walkers);
+	if (ret == 0)
+		ret = staging_new(&fs->staging);
 	if (ret < 0) {
 		phfs_free(fs);
 		return ret;
@@ -978,6 +990,8 @@ void phfs_free(struct phfs *fs)
 	pthread_mutex_destroy(&fs->busy_lock);
 	pthread_mutex_destroy(&fs->poll_lock);
 	store_free(fs->store); /* the refresher, which queues notifications, ends */
+	catalog_free(fs->catalog);
+	phfs_walkers_free(fs->walkers);
 	phfs_notifier_free(fs->notifier);
 	staging_free(fs->staging);
 	phfs_log_cache_free(fs->logs);

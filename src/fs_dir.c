@@ -104,12 +104,45 @@ static int update_groups(struct phfs *fs, const char *image, const char *group_i
 	return ret;
 }
 
+/* How old the group list may be when a name is not in it: a group made in
+ * PrimeHub's UI a moment ago is found, without a fetch per touch. */
+#define CATALOG_RECHECK_MS 1000
+
+/* The server's group called name (or with that id): its id and name in
+ * *id and *gname (malloc'd).  -ENOENT when there is none, -errno (err set) when
+ * the groups cannot be listed. */
+static int find_server_group(struct phfs *fs, const char *name, char **id, char **gname,
+                             struct ph_err *err)
+{
+	struct catalog_data *cat;
+	const struct ph_group *g;
+	int ret = catalog_get(fs->catalog, -1, &cat, err);
+
+	if (ret == 0 && !catalog_find_group(cat, name)) {
+		catalog_put(cat);
+		ret = catalog_get(fs->catalog, CATALOG_RECHECK_MS, &cat, err);
+	}
+	if (ret < 0) {
+		ph_err_prefix(err, "cannot list PrimeHub's groups: ");
+		return ret;
+	}
+	g = catalog_find_group(cat, name);
+	if (g) {
+		*id = strdup(g->id);
+		*gname = strdup(g->name ? g->name : g->id);
+		ret = *id && *gname ? 0 : -ENOMEM;
+	} else {
+		ret = -ENOENT;
+	}
+	catalog_put(cat);
+	return ret;
+}
+
 int phfs_group_connect(struct phfs *fs, const struct node *node)
 {
 	struct ph_err err = {0};
 	struct snapshot *snap;
 	const struct snap_image *e;
-	const struct ph_group *g;
 	char what[2 * TREE_NAME_MAX + 16], *id = NULL, *name = NULL;
 	bool pending = false;
 	int ret;
@@ -123,9 +156,14 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 		snapshot_put(snap);
 		return -ENOENT;
 	}
-	g = snapshot_find_group(snap, node->leaf);
-	if (!g) {
+	/* Touching a connected group changes nothing and sends nothing. */
+	if (e && ph_image_find_group(e->img, node->leaf)) {
 		snapshot_put(snap);
+		return 0;
+	}
+	snapshot_put(snap);
+	ret = find_server_group(fs, node->leaf, &id, &name, &err);
+	if (ret == -ENOENT) {
 		/* Copied from another server: the image must not be made
 		 * without it (fs_write.c refuses the create). */
 		if (pending)
@@ -135,22 +173,11 @@ int phfs_group_connect(struct phfs *fs, const struct node *node)
 		           "and PrimeHub's groups are listed in its admin UI",
 		           node->leaf);
 		phfs_refuse(fs, node->image, what, &err);
-		return -ENOENT;
-	}
-	id = strdup(g->id);
-	name = strdup(g->name ? g->name : g->id);
-	ret = id && name ? 0 : -ENOMEM;
-	/* Touching a connected group changes nothing and sends nothing. */
-	if (ret == 0 && e && ph_image_has_group(e->img, id)) {
-		snapshot_put(snap);
 		goto out;
 	}
-	snapshot_put(snap);
-	if (ret < 0)
-		goto out;
-	if (pending)
+	if (ret == 0 && pending)
 		ret = staging_pending_group_add(fs->staging, node->image, id, name);
-	else
+	else if (ret == 0)
 		ret = update_groups(fs, node->image, id, name, true, &err);
 	if (ret < 0) {
 		if (!err.msg[0])
@@ -193,8 +220,8 @@ static int group_disconnect(struct phfs *fs, const struct node *node)
 	if (ret < 0)
 		return ret;
 	e = snapshot_find(snap, node->image);
-	g = e ? snapshot_find_group(snap, node->leaf) : NULL;
-	if (!e || !g || !ph_image_has_group(e->img, g->id)) {
+	g = e ? ph_image_find_group(e->img, node->leaf) : NULL;
+	if (!g) {
 		snapshot_put(snap);
 		return -ENOENT;
 	}

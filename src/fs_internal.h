@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "primehubfs/catalog.h"
 #include "primehubfs/error.h"
 #include "primehubfs/primehub.h"
 #include "primehubfs/snapshot.h"
@@ -35,11 +36,13 @@ struct phfs_copies;    /* image directories a copy tool is filling, fs_copy.c */
 struct phfs_changes;   /* what this mount sent, /.changes, fs_changes.c */
 struct phfs_notifier;  /* the thread that tells the kernel, fs_notify.c */
 struct phfs_sink;      /* what copy tools write beside the images, fs_sink.c */
+struct phfs_walkers;   /* processes that listed the root, fs_walkers.c */
 
 /* The one context of a mount (fuse_get_context()->private_data). */
 struct phfs {
 	struct ph_api *api;
 	struct store *store;
+	struct catalog *catalog; /* groups and pull secrets, when needed */
 	struct staging *staging;
 	struct fuse *fuse; /* set after fuse_new, for the notifier */
 	struct phfs_notifier *notifier;
@@ -62,6 +65,7 @@ struct phfs {
 	struct phfs_copies *copies;
 	struct phfs_changes *changes;
 	struct phfs_sink *sink;
+	struct phfs_walkers *walkers;
 	struct history *history; /* NULL: no history kept (-o history_keep=0) */
 	/* Images read again while they build (phfs_poll_building), at most
 	 * one read at a time: when each was last read. */
@@ -361,5 +365,12 @@ int phfs_group_connect(struct phfs *fs, const struct node *node);
  * IMAGE/rebuild); refused, with the reason in .error, for a plain image or
  * while a build runs. */
 int phfs_rebuild(struct phfs *fs, const struct node *node);
+/* fs_walkers.c: the calling process listed the root a few seconds ago, or
+ * its parent did a moment ago: it is walking, and wants every image's
+ * groups.  note_root: the caller opens or reads the root. */
+int phfs_walkers_new(struct phfs_walkers **out);
+void phfs_walkers_free(struct phfs_walkers *w);
+void phfs_walkers_note_root(struct phfs_walkers *w);
+bool phfs_walkers_caller_walks(struct phfs_walkers *w);
 
 #endif

@@ -252,6 +252,8 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 	if (!l)
 		return -ENOMEM;
 	ret = sink ? 0 : tree_parse(path, &l->dir);
+	if (ret == 0 && !sink && l->dir.kind == NODE_ROOT)
+		phfs_walkers_note_root(fs->walkers);
 	if (ret == 0 && !sink)
 		ret = l->dir.kind == NODE_GROUPS ? phfs_snapshot_groups(fs, l->dir.image, &l->snap)
 		                                 : phfs_snapshot(fs, &l->snap);
@@ -298,6 +300,8 @@ int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offs
 	struct phfs_dirlist *l = (struct phfs_dirlist *)(uintptr_t)fi->fh;
 
 	(void)path;
+	if (l->snap && l->dir.kind == NODE_ROOT)
+		phfs_walkers_note_root(fs->walkers); /* a long listing's end counts */
 	for (size_t i = offset > 0 ? (size_t)offset : 0; i < l->n; i++) {
 		const struct list_ent *e = &l->ents[i];
 		struct node n;

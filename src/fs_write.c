@@ -410,23 +410,39 @@ static void changed_fields(const struct spec_update *plan, char *out, size_t siz
 		                      n ? ", " : "");
 }
 
+/* The pull secrets into ctx, for a plan that has to check one (it asked with
+ * -EAGAIN); *cat holds them until the caller's catalog_put. */
+static int list_pull_secrets(struct phfs *fs, struct spec_context *ctx, struct catalog_data **cat,
+                             struct ph_err *err)
+{
+	int ret = catalog_get(fs->catalog, -1, cat, err);
+
+	if (ret < 0) {
+		*cat = NULL;
+		ph_err_prefix(err, "cannot list the pull secrets to check the one given: ");
+		return ret;
+	}
+	ctx->secrets = (*cat)->secrets;
+	ctx->nsecrets = (*cat)->nsecrets;
+	ctx->secrets_unknown = false;
+	return 0;
+}
+
 /* createImage for a pending directory, with the groups staged in it. */
 static int commit_create(struct phfs *fs, const char *image, const char *text, size_t len,
                          char *remark, size_t remark_size, struct ph_err *err)
 {
-	struct spec_context ctx = {.dir_name = image};
+	struct spec_context ctx = {.dir_name = image, .secrets_unknown = true};
 	struct ph_image_input in = {0};
 	struct ph_strlist names = {0};
 	struct ph_image *created = NULL;
-	struct snapshot *snap;
+	struct catalog_data *cat = NULL;
 	int ret;
 
-	ret = phfs_snapshot(fs, &snap);
-	if (ret < 0)
-		return ph_err_set(err, -ret, NULL, "cannot reach PrimeHub to check the secrets");
-	ctx.secrets = snapshot_secrets(snap, &ctx.nsecrets);
 	ret = spec_plan_create(text, len, &ctx, &in, err);
-	snapshot_put(snap);
+	if (ret == -EAGAIN && (ret = list_pull_secrets(fs, &ctx, &cat, err)) == 0)
+		ret = spec_plan_create(text, len, &ctx, &in, err);
+	catalog_put(cat);
 	if (ret == 0) {
 		char missing[400];
 
@@ -474,21 +490,20 @@ static int commit_create(struct phfs *fs, const char *image, const char *text, s
 	return store_put_image(fs->store, created);
 }
 
-/* Plan a save against `current`, with the pull secrets of the snapshot. */
+/* Plan a save against `current`.  The pull secrets are listed only when the
+ * save sets one (catalog.h: listing them costs PrimeHub a request). */
 static int plan_against(struct phfs *fs, const char *image, const char *text, size_t len,
                         const char *base, size_t base_len, const struct ph_image *current,
                         struct spec_update *plan, struct ph_err *err)
 {
-	struct spec_context ctx = {.dir_name = image};
-	struct snapshot *snap;
+	struct spec_context ctx = {.dir_name = image, .secrets_unknown = true};
+	struct catalog_data *cat = NULL;
 	int ret;
 
-	ret = phfs_snapshot(fs, &snap);
-	if (ret < 0)
-		return ph_err_set(err, -ret, NULL, "cannot list the pull secrets");
-	ctx.secrets = snapshot_secrets(snap, &ctx.nsecrets);
 	ret = spec_plan_update(base, base_len, text, len, current, &ctx, plan, err);
-	snapshot_put(snap);
+	if (ret == -EAGAIN && (ret = list_pull_secrets(fs, &ctx, &cat, err)) == 0)
+		ret = spec_plan_update(base, base_len, text, len, current, &ctx, plan, err);
+	catalog_put(cat);
 	return ret;
 }
 

@@ -255,6 +255,17 @@ bool ph_image_has_group(const struct ph_image *img, const char *group_id)
 	return false;
 }
 
+const struct ph_group *ph_image_find_group(const struct ph_image *img, const char *name_or_id)
+{
+	for (size_t i = 0; i < img->ngroups; i++)
+		if (img->groups[i].name && strcmp(img->groups[i].name, name_or_id) == 0)
+			return &img->groups[i];
+	for (size_t i = 0; i < img->ngroups; i++)
+		if (strcmp(img->groups[i].id, name_or_id) == 0)
+			return &img->groups[i];
+	return NULL;
+}
+
 bool ph_image_building(const struct ph_image *img, bool or_unknown)
 {
 	static const char *const running[] = {"Pending", "Preparing", "Running"};

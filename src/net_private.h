@@ -31,6 +31,11 @@ struct jp_event;
 struct ph_tree;
 struct ph_tree_stream;
 int ph_tree_stream_new(struct ph_tree_stream **out);
+/* Which of the answer's lists must be there (PH_LIST_ALL unless told):
+ * the tree asks for images only, the catalog for groups and secrets.  A
+ * list present but not a list is -EPROTO whether asked for or not. */
+enum { PH_LIST_IMAGES = 1, PH_LIST_GROUPS = 2, PH_LIST_SECRETS = 4, PH_LIST_ALL = 7 };
+void ph_tree_stream_require(struct ph_tree_stream *s, unsigned lists);
 int ph_tree_stream_event(struct ph_tree_stream *s, const struct jp_event *ev);
 int ph_tree_stream_finish(struct ph_tree_stream *s, struct ph_tree *out, struct ph_err *err);
 void ph_tree_stream_free(struct ph_tree_stream *s);
@@ -39,11 +44,12 @@ void ph_tree_stream_free(struct ph_tree_stream *s);
  * text that is not strict JSON. */
 int ph_decode_tree_text(const char *text, size_t len, struct ph_tree *out, struct ph_err *err);
 
-/* Run the tree query (document, variables) and decode its answer while it
+/* Run the tree or catalog query (document, variables; lists: the
+ * PH_LIST_* it asks for) and decode its answer while it
  * arrives (gql_execute_stream + the stream above): what gql_execute and
  * ph_decode_tree give, without the body or a cJSON tree in memory.  Past
  * gql_client_max_stream bytes: -EFBIG naming -o max_tree_mb. */
 int ph_fetch_tree_streamed(struct gql_client *gql, const char *document, const cJSON *variables,
-                           struct ph_tree *out, struct ph_err *err);
+                           unsigned lists, struct ph_tree *out, struct ph_err *err);
 
 #endif

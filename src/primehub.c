@@ -51,20 +51,28 @@
 	"  jobStatus { image phase }\n"                                                            \
 	"}\n"
 
-/* The whole mount in one round trip: admin images (without membership),
- * groups (touch by name), and the pull secrets valid as useImagePullSecret. */
-static const char DOC_TREE[] =
-    "query PrimehubfsTree($mode: QueryImageMode, $pullSecrets: SecretWhereInput) {\n"
-    "  images(mode: $mode) { ...TreeImageFields }\n"
-    "  groups { id name displayName }\n"
-    "  secrets(where: $pullSecrets) { id name type }\n"
-    "}\n" TREE_IMAGE_FIELDS_FRAGMENT;
+/* The whole mount in one round trip: the admin images, without membership.
+ * Nothing else: the root `groups` list costs PrimeHub a Keycloak read per
+ * group (groups.findOne), a third of what a refresh would cost it beside
+ * `images` at 2,000 images x 100 groups, and only touch in groups/ and a
+ * new pull secret need it (DOC_CATALOG, fetched then). */
+static const char DOC_TREE[] = "query PrimehubfsTree($mode: QueryImageMode) {\n"
+                               "  images(mode: $mode) { ...TreeImageFields }\n"
+                               "}\n" TREE_IMAGE_FIELDS_FRAGMENT;
+
+/* The groups (touch IMAGE/groups/NAME finds the id by name) and the pull
+ * secrets valid as useImagePullSecret, asked when one is needed. */
+static const char DOC_CATALOG[] = "query PrimehubfsCatalog($pullSecrets: SecretWhereInput) {\n"
+                                  "  groups { id name displayName }\n"
+                                  "  secrets(where: $pullSecrets) { id name type }\n"
+                                  "}\n";
 
 /* Every admin image's groups in one request: what a walk of many images'
  * groups/ and status.json needs, for the price of one Image.groups
- * resolution of the whole list (group names come from the tree). */
+ * resolution of the whole list.  Image.groups items are whole groups on
+ * the server, so their names cost nothing more. */
 static const char DOC_MEMBERSHIP[] = "query PrimehubfsMembership($mode: QueryImageMode) {\n"
-                                     "  images(mode: $mode) { id groups { id } }\n"
+                                     "  images(mode: $mode) { id groups { id name displayName } }\n"
                                      "}\n";
 
 static const char DOC_WHOAMI[] = "query PrimehubfsWhoAmI { me { username isAdmin } }\n";
@@ -226,22 +234,41 @@ out:
 
 int ph_fetch_tree(struct ph_api *api, struct ph_tree *out, struct ph_err *err)
 {
-	cJSON *vars = cJSON_CreateObject(), *ps;
+	cJSON *vars = cJSON_CreateObject();
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	if (!vars || !cJSON_AddStringToObject(vars, "mode", "SYSTEM_ONLY") ||
-	    !(ps = cJSON_AddObjectToObject(vars, "pullSecrets")) ||
-	    !cJSON_AddTrueToObject(ps, "ifDockerConfigJson")) {
+	if (!vars || !cJSON_AddStringToObject(vars, "mode", "SYSTEM_ONLY")) {
 		cJSON_Delete(vars);
 		return nomem(err);
 	}
 	/* Decoded as it arrives: at 10^5 images the answer is tens of MB, and
 	 * holding it whole plus a cJSON tree of it cost ~6x its size. */
-	ret = ph_fetch_tree_streamed(api->gql, DOC_TREE, vars, out, err);
+	ret = ph_fetch_tree_streamed(api->gql, DOC_TREE, vars, PH_LIST_IMAGES, out, err);
 	cJSON_Delete(vars);
 	if (ret < 0)
 		ph_err_prefix(err, "listing images: ");
+	return ret;
+}
+
+int ph_fetch_catalog(struct ph_api *api, struct ph_tree *out, struct ph_err *err)
+{
+	cJSON *vars = cJSON_CreateObject(), *ps;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!vars || !(ps = cJSON_AddObjectToObject(vars, "pullSecrets")) ||
+	    !cJSON_AddTrueToObject(ps, "ifDockerConfigJson")) {
+		cJSON_Delete(vars);
+		return nomem(err);
+	}
+	/* The same decoder as the tree: its leniency with a malformed group
+	 * or secret (left out, not fatal) applies here too. */
+	ret = ph_fetch_tree_streamed(api->gql, DOC_CATALOG, vars, PH_LIST_GROUPS | PH_LIST_SECRETS,
+	                             out, err);
+	cJSON_Delete(vars);
+	if (ret < 0)
+		ph_err_prefix(err, "listing groups and pull secrets: ");
 	return ret;
 }
 
@@ -581,18 +608,22 @@ void ph_membership_free(struct ph_membership *m)
 		return;
 	for (size_t i = 0; i < m->n; i++) {
 		free(m->items[i].image_id);
-		ph_strlist_free(&m->items[i].group_ids);
+		for (size_t k = 0; k < m->items[i].ngroups; k++)
+			ph_group_clear(&m->items[i].groups[k]);
+		free(m->items[i].groups);
 	}
 	free(m->items);
 	memset(m, 0, sizeof(*m));
 }
 
-/* One image's {id groups { id }}; -EPROTO when it is not that shape. */
+/* One image's {id groups { id name displayName }}; -EPROTO when it is not
+ * that shape. */
 static int decode_membership_entry(const cJSON *node, struct ph_membership_entry *e,
                                    struct ph_err *err)
 {
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(node, "id");
-	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(node, "groups"), *g;
+	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(node, "groups");
+	char path[300];
 
 	if (!cJSON_IsString(id) || !id->valuestring)
 		return ph_err_set(err, EPROTO, NULL,
@@ -604,20 +635,9 @@ static int decode_membership_entry(const cJSON *node, struct ph_membership_entry
 	e->image_id = strdup(id->valuestring);
 	if (!e->image_id)
 		return nomem(err);
-	cJSON_ArrayForEach(g, groups)
-	{
-		const cJSON *gid = cJSON_GetObjectItemCaseSensitive(g, "id");
-
-		if (cJSON_IsNull(g))
-			continue; /* the server leaves out groups it cannot resolve */
-		if (!cJSON_IsString(gid) || !gid->valuestring)
-			return ph_err_set(err, EPROTO, NULL,
-			                  "unexpected answer from server: a group of %s has no id",
-			                  id->valuestring);
-		if (ph_strlist_append(&e->group_ids, gid->valuestring) < 0)
-			return nomem(err);
-	}
-	return 0;
+	/* Nulls (groups the server could not resolve) are left out. */
+	snprintf(path, sizeof(path), "groups of %s", id->valuestring);
+	return ph_decode_groups(groups, path, &e->groups, &e->ngroups, err);
 }
 
 int ph_fetch_membership(struct ph_api *api, struct ph_membership *out, struct ph_err *err)

@@ -345,6 +345,12 @@ static int decode_image(const cJSON *node, const char *path, struct ph_image **o
 	return 0;
 }
 
+int ph_decode_groups(const cJSON *arr, const char *path, struct ph_group **out, size_t *n,
+                     struct ph_err *err)
+{
+	return decode_groups(arr, path, out, n, NULL, err);
+}
+
 int ph_decode_image(const cJSON *node, struct ph_image **out, struct ph_err *err)
 {
 	return decode_image(node, NULL, out, err);

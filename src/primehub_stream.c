@@ -109,7 +109,8 @@ struct ph_tree_stream {
 	struct ph_tree t;
 	size_t cap_images, cap_groups, cap_secrets;
 	enum list_state lists[3];
-	bool data_seen; /* data was an object */
+	unsigned required; /* PH_LIST_* the answer must hold */
+	bool data_seen;    /* data was an object */
 	enum where where;
 	enum list list;
 	size_t index;  /* of the item in its list */
@@ -138,7 +139,15 @@ struct ph_tree_stream {
 int ph_tree_stream_new(struct ph_tree_stream **out)
 {
 	*out = calloc(1, sizeof(**out));
-	return *out ? 0 : -ENOMEM;
+	if (!*out)
+		return -ENOMEM;
+	(*out)->required = PH_LIST_ALL;
+	return 0;
+}
+
+void ph_tree_stream_require(struct ph_tree_stream *s, unsigned lists)
+{
+	s->required = lists;
 }
 
 static void item_clear(struct ph_tree_stream *s)
@@ -752,9 +761,11 @@ int ph_tree_stream_finish(struct ph_tree_stream *s, struct ph_tree *out, struct 
 	if (!s->data_seen || s->where != W_END)
 		return ph_err_set(err, EPROTO, NULL,
 		                  "unexpected answer from server: data is not an object");
-	/* All three are non-null lists in the schema (see ph_decode_tree). */
+	/* All three are non-null lists in the schema (see ph_decode_tree): each
+	 * one asked for must be there, and none may be anything but a list. */
 	for (int i = 0; i < 3; i++)
-		if (s->lists[i] != LS_OK)
+		if (s->lists[i] != LS_OK &&
+		    (s->lists[i] != LS_MISSING || (s->required & (1u << i))))
 			return ph_err_set(err, EPROTO, NULL,
 			                  "unexpected answer from server: %s is not a list",
 			                  list_names[i]);
@@ -809,6 +820,7 @@ int ph_decode_tree_text(const char *text, size_t len, struct ph_tree *out, struc
 
 struct tree_fetch {
 	struct ph_tree_stream *s;
+	unsigned lists;
 };
 
 static int fetch_begin(void *arg)
@@ -817,7 +829,10 @@ static int fetch_begin(void *arg)
 
 	ph_tree_stream_free(f->s);
 	f->s = NULL;
-	return ph_tree_stream_new(&f->s);
+	if (ph_tree_stream_new(&f->s) < 0)
+		return -ENOMEM;
+	ph_tree_stream_require(f->s, f->lists);
+	return 0;
 }
 
 static int fetch_event(void *arg, const struct jp_event *ev)
@@ -828,9 +843,9 @@ static int fetch_event(void *arg, const struct jp_event *ev)
 }
 
 int ph_fetch_tree_streamed(struct gql_client *gql, const char *document, const cJSON *variables,
-                           struct ph_tree *out, struct ph_err *err)
+                           unsigned lists, struct ph_tree *out, struct ph_err *err)
 {
-	struct tree_fetch f = {0};
+	struct tree_fetch f = {.lists = lists};
 	struct gql_stream st = {.begin = fetch_begin, .event = fetch_event, .arg = &f};
 	int ret;
 

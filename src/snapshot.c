@@ -42,14 +42,6 @@
  * the full one once per group of the whole server). */
 #define MEMBERS_SINGLES_BEFORE_FULL 1
 
-struct snap_dir {
-	int refs;
-	struct ph_group *groups;
-	size_t ngroups;
-	struct ph_secret *secrets;
-	size_t nsecrets;
-};
-
 /* What the last fetch had to leave out, so that the same bad names are
  * reported once and not at every refresh (refresher thread only). */
 struct skip_memo {
@@ -263,19 +255,6 @@ bool snap_image_sizes(const struct snap_image *e, struct snap_sizes *out)
 
 /* ---- snapshots ---- */
 
-static void snap_dir_put(struct snap_dir *d)
-{
-	if (!d || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) != 0)
-		return;
-	for (size_t i = 0; i < d->ngroups; i++)
-		ph_group_clear(&d->groups[i]);
-	free(d->groups);
-	for (size_t i = 0; i < d->nsecrets; i++)
-		ph_secret_clear(&d->secrets[i]);
-	free(d->secrets);
-	free(d);
-}
-
 static struct snapshot *snapshot_ref(struct snapshot *s)
 {
 	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
@@ -289,7 +268,6 @@ void snapshot_put(struct snapshot *snap)
 	for (size_t i = 0; i < snap->nimages; i++)
 		snap_image_put(snap->images[i]);
 	free(snap->images);
-	snap_dir_put(snap->dir);
 	free(snap);
 }
 
@@ -339,25 +317,6 @@ const struct snap_image *snapshot_find(const struct snapshot *snap, const char *
 	return e ? *e : NULL;
 }
 
-const struct ph_group *snapshot_find_group(const struct snapshot *snap, const char *name_or_id)
-{
-	const struct snap_dir *d = snap->dir;
-
-	for (size_t i = 0; i < d->ngroups; i++)
-		if (d->groups[i].name && strcmp(d->groups[i].name, name_or_id) == 0)
-			return &d->groups[i];
-	for (size_t i = 0; i < d->ngroups; i++)
-		if (strcmp(d->groups[i].id, name_or_id) == 0)
-			return &d->groups[i];
-	return NULL;
-}
-
-const struct ph_secret *snapshot_secrets(const struct snapshot *snap, size_t *n)
-{
-	*n = snap->dir->nsecrets;
-	return snap->dir->secrets;
-}
-
 /* Can this id be a directory name?  Kubernetes names are lower-case
  * letters, digits, '-' and '.', so anything else comes from a broken or
  * hostile server: a '/' or '..' would escape the tree, a control character
@@ -388,18 +347,9 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 	s->refs = 1;
 	s->fetched = now_mono();
 	clock_gettime(CLOCK_REALTIME, &s->ctime);
-	s->dir = calloc(1, sizeof(*s->dir));
 	s->images = calloc(tree->nimages ? tree->nimages : 1, sizeof(*s->images));
-	if (!s->dir || !s->images)
+	if (!s->images)
 		goto nomem;
-	s->dir->refs = 1;
-	s->dir->groups = tree->groups;
-	s->dir->ngroups = tree->ngroups;
-	s->dir->secrets = tree->secrets;
-	s->dir->nsecrets = tree->nsecrets;
-	tree->groups = NULL;
-	tree->secrets = NULL;
-	tree->ngroups = tree->nsecrets = 0;
 
 	for (size_t i = 0; i < tree->nimages; i++) {
 		struct ph_image *img = tree->images[i];
@@ -1017,8 +967,6 @@ static int store_publish_edit(struct store *st, const char *id, struct snap_imag
 	s->refs = 1;
 	s->fetched = old->fetched; /* an own edit does not make the rest fresher */
 	s->ctime = old->ctime;
-	s->dir = old->dir;
-	__atomic_add_fetch(&s->dir->refs, 1, __ATOMIC_RELAXED);
 	for (size_t i = 0, j = 0; i < old->nimages; i++) {
 		if (i == slot && found) {
 			if (e)
@@ -1157,8 +1105,6 @@ static int members_apply(const struct snapshot *base, const struct members_item 
 	s->refs = 1;
 	s->fetched = base->fetched; /* the tree is no fresher for it */
 	s->ctime = base->ctime;
-	s->dir = base->dir;
-	__atomic_add_fetch(&s->dir->refs, 1, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < base->nimages; i++) {
 		struct snap_image *be = base->images[i], *ne;
 		struct ph_image *img;
@@ -1245,81 +1191,34 @@ static int members_publish(struct store *st, const struct members_item *items, s
 	return 0; /* nothing to publish on, or busy: the next need asks again */
 }
 
-/* Every image's groups in one request, names from the snapshot's groups. */
-static int cmp_group_by_id(const void *a, const void *b)
-{
-	return strcmp((*(const struct ph_group *const *)a)->id,
-	              (*(const struct ph_group *const *)b)->id);
-}
-
-static int cmp_id_to_group(const void *key, const void *elem)
-{
-	return strcmp(key, (*(const struct ph_group *const *)elem)->id);
-}
-
+/* Every image's groups in one request (names included). */
 static int members_fetch_full(struct store *st, struct ph_err *err)
 {
 	struct ph_membership m = {0};
 	struct members_item *items = NULL;
-	const struct ph_group **by_id = NULL; /* the snapshot's groups, sorted by id */
-	struct snapshot *snap = NULL;
-	size_t nitems = 0, ngroups = 0;
 	int ret;
 
 	ret = st->members_all(st->members_arg, &m, err);
 	if (ret < 0)
 		return ret;
-	snap = store_peek(st);
 	items = calloc(m.n ? m.n : 1, sizeof(*items));
-	if (snap) {
-		ngroups = snap->dir->ngroups;
-		by_id = malloc((ngroups ? ngroups : 1) * sizeof(*by_id));
-		for (size_t x = 0; by_id && x < ngroups; x++)
-			by_id[x] = &snap->dir->groups[x];
-		if (by_id)
-			qsort(by_id, ngroups, sizeof(*by_id), cmp_group_by_id);
-	}
-	if (!items || !snap || !by_id) {
-		ret = snap ? ph_err_set(err, ENOMEM, NULL, "out of memory") : 0;
+	if (!items) {
+		ret = ph_err_set(err, ENOMEM, NULL, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < m.n; i++) {
-		struct members_item *it = &items[nitems];
-
-		it->id = m.items[i].image_id;
-		it->groups = calloc(m.items[i].group_ids.n ? m.items[i].group_ids.n : 1,
-		                    sizeof(*it->groups));
-		if (!it->groups) {
-			ret = ph_err_set(err, ENOMEM, NULL, "out of memory");
-			goto out;
-		}
-		nitems++;
-		for (size_t k = 0; k < m.items[i].group_ids.n; k++) {
-			const char *gid = m.items[i].group_ids.items[k];
-			const struct ph_group *const *hit =
-			    bsearch(gid, by_id, ngroups, sizeof(*by_id), cmp_id_to_group);
-			const struct ph_group *g = hit ? *hit : NULL;
-
-			/* Borrowed pointers: members_apply copies them. */
-			it->groups[it->ngroups].id = (char *)gid;
-			it->groups[it->ngroups].name = g ? g->name : (char *)gid;
-			it->groups[it->ngroups].display_name = g ? g->display_name : NULL;
-			it->ngroups++;
-		}
+	for (size_t i = 0; i < m.n; i++) { /* borrowed: members_apply copies them */
+		items[i].id = m.items[i].image_id;
+		items[i].groups = m.items[i].groups;
+		items[i].ngroups = m.items[i].ngroups;
 	}
-	qsort(items, nitems, sizeof(*items), cmp_members_item);
-	ret = members_publish(st, items, nitems, err);
+	qsort(items, m.n, sizeof(*items), cmp_members_item);
+	ret = members_publish(st, items, m.n, err);
 out:
-	for (size_t i = 0; i < nitems; i++)
-		free(items[i].groups);
 	free(items);
-	free(by_id);
-	snapshot_put(snap);
 	ph_membership_free(&m);
 	return ret;
 }
 
-/* One image's groups, read with the image. */
 static int members_fetch_one(struct store *st, const char *id, struct ph_err *err)
 {
 	struct ph_image *img = NULL;
@@ -1337,7 +1236,8 @@ static int members_fetch_one(struct store *st, const char *id, struct ph_err *er
 	return ret;
 }
 
-int store_get_groups(struct store *st, const char *id, struct snapshot **snap, struct ph_err *err)
+int store_get_groups(struct store *st, const char *id, bool many, struct snapshot **snap,
+                     struct ph_err *err)
 {
 	const struct snap_image *e = snapshot_find(*snap, id), *ce = NULL;
 	struct snapshot *old;
@@ -1382,7 +1282,7 @@ int store_get_groups(struct store *st, const char *id, struct snapshot **snap, s
 			st->singles_since_ms = now;
 			st->singles = 0;
 		}
-		full = st->members_all && st->singles >= MEMBERS_SINGLES_BEFORE_FULL;
+		full = st->members_all && (many || st->singles >= MEMBERS_SINGLES_BEFORE_FULL);
 		if (full) {
 			st->members_full_ms = now;
 			st->singles = 0;

@@ -404,6 +404,8 @@ int spec_check_pull_secret(const char *field, const char *id, const struct spec_
 
 	if (!id || !*id)
 		return 0;
+	if (ctx && ctx->secrets_unknown)
+		return -EAGAIN; /* the caller lists the secrets and asks again */
 	for (size_t i = 0; ctx && i < ctx->nsecrets; i++)
 		if (is_pull_secret(&ctx->secrets[i]) && strcmp(ctx->secrets[i].id, id) == 0)
 			return 0;

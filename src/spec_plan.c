@@ -372,7 +372,8 @@ static void explain_builder_secret(const struct ph_image *cur, const struct spec
 	char q[96];
 	size_t used;
 
-	if (!err || strcmp(err->field, "useImagePullSecret") != 0 || !cur->image_spec ||
+	if (!err || (ctx && ctx->secrets_unknown) ||
+	    strcmp(err->field, "useImagePullSecret") != 0 || !cur->image_spec ||
 	    empty(cur->use_image_pull_secret) ||
 	    spec_check_pull_secret("useImagePullSecret", cur->use_image_pull_secret, ctx, &probe) ==
 	        0)

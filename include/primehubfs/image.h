@@ -134,6 +134,9 @@ uint64_t ph_hash_bytes(const void *data, size_t len, uint64_t seed);
 
 /* Whether group id is among img's connected groups. */
 bool ph_image_has_group(const struct ph_image *img, const char *group_id);
+/* One of img's connected groups by exact name, or else by id; NULL if none
+ * (the same lookup as IMAGE/groups/NAME: ls shows names, ids work too). */
+const struct ph_group *ph_image_find_group(const struct ph_image *img, const char *name_or_id);
 
 /* Every field equal (NULL only equals NULL). */
 bool ph_image_equal(const struct ph_image *a, const struct ph_image *b);

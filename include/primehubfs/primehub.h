@@ -28,10 +28,11 @@ void ph_api_free(struct ph_api *api);
 const char *ph_api_endpoint(const struct ph_api *api);
 void ph_api_traffic(const struct ph_api *api, struct http_stats *out);
 
-/* Everything the mount shows, fetched in ONE request: the admin (SYSTEM_ONLY)
- * images without their groups (groups_known false: see ph_fetch_membership),
- * all groups (for touch by name), and the pull secrets usable as
- * useImagePullSecret (type kubernetes). */
+/* Everything the mount lists, fetched in ONE request: the admin
+ * (SYSTEM_ONLY) images without their groups (groups_known false: see
+ * ph_fetch_membership), and nothing else.  The same struct carries the answer of
+ * ph_fetch_catalog: all groups (for touch by name) and the pull secrets
+ * usable as useImagePullSecret (type kubernetes), and no images. */
 struct ph_tree {
 	struct ph_image **images;
 	size_t nimages;
@@ -47,16 +48,18 @@ struct ph_tree {
 	size_t nskipped;
 };
 int ph_fetch_tree(struct ph_api *api, struct ph_tree *out, struct ph_err *err);
+int ph_fetch_catalog(struct ph_api *api, struct ph_tree *out, struct ph_err *err);
 void ph_tree_free(struct ph_tree *t);
 
 /* Which groups each admin image is connected to, in one request
- * (images(mode: SYSTEM_ONLY) { id groups { id } }).  PrimeHub charges this
+ * (images(mode: SYSTEM_ONLY) { id groups { id name displayName } }).  PrimeHub charges this
  * images x groups of matching and a Keycloak read per group, so it is asked
  * only when many images' groups are wanted at once; one image's groups come
  * with ph_get_image.  Freed with ph_membership_free. */
 struct ph_membership_entry {
 	char *image_id;
-	struct ph_strlist group_ids;
+	struct ph_group *groups; /* NULL when none */
+	size_t ngroups;
 };
 struct ph_membership {
 	struct ph_membership_entry *items;
@@ -96,6 +99,10 @@ int ph_fetch_build_log(struct ph_api *api, const char *log_endpoint, char **text
 /* Pure helpers, exposed for unit tests and the fuzzer. */
 int ph_decode_image(const cJSON *node, struct ph_image **out, struct ph_err *err);
 int ph_decode_tree(const cJSON *data, struct ph_tree *out, struct ph_err *err);
+/* A JSON array of groups (null items left out; NULL or JSON null: none);
+ * -EPROTO naming `path` at the first malformed one. */
+int ph_decode_groups(const cJSON *arr, const char *path, struct ph_group **out, size_t *n,
+                     struct ph_err *err);
 cJSON *ph_encode_image_input(const struct ph_image_input *in, bool for_create);
 cJSON *ph_encode_build_spec(const struct ph_build_spec *spec);
 

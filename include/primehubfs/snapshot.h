@@ -1,6 +1,7 @@
 /*
- * snapshot.h - the server's images, groups and pull secrets as one immutable,
- * reference-counted snapshot, and the store that publishes new ones.
+ * snapshot.h - the server's images as one immutable, reference-counted
+ * snapshot, and the store that publishes new ones (groups and pull secrets
+ * are catalog.h's, fetched only when needed).
  *
  * A snapshot never changes once published: readers take a reference
  * (store_get), use it without any lock, and drop it (snapshot_put).  A refresh
@@ -73,13 +74,10 @@ struct snap_image {
 	long long groups_at_ms;
 };
 
-struct snap_dir; /* groups and pull secrets, shared between snapshots */
-
 struct snapshot {
 	int refs;                   /* atomic */
 	struct snap_image **images; /* sorted by id */
 	size_t nimages;
-	struct snap_dir *dir;
 	struct timespec fetched; /* CLOCK_MONOTONIC time of the fetch it came from */
 	struct timespec ctime;   /* CLOCK_REALTIME of the same moment, for st_mtime of dirs */
 };
@@ -126,7 +124,8 @@ void store_get_status(struct store *st, struct store_status *out);
  * something shows it: status.json and IMAGE/groups/.  One image's groups
  * come with ph_get_image (a few Keycloak calls); when several images want
  * theirs within one ttl (a walk: ls -lR, cat * / status.json, find), one
- * request fetches every image's groups instead.  Membership is as fresh as
+ * request fetches every image's groups instead, at once when the caller
+ * says it walks (store_get_groups' many).  Membership is as fresh as
  * the rest: at most ttl old when shown.
  */
 typedef int (*store_members_fn)(void *arg, struct ph_membership *out, struct ph_err *err);
@@ -135,11 +134,13 @@ void store_set_membership(struct store *st, store_members_fn all, store_image_fn
 
 /* Make sure the entry of image id in *snap has fresh groups: when it does
  * not, fetch them (or wait for the fetch under way) and replace *snap by a
- * newer snapshot that has them.  An image with groups already known is
+ * newer snapshot that has them.  many: the caller will want other images'
+ * groups too (a walk), so everyone's are fetched at once.  An image with groups already known is
  * never kept waiting by a slow or failing server: its last known groups are
  * served.  0 (also when id is not in *snap: the caller decides), or -errno
  * with err set when nothing can be shown. */
-int store_get_groups(struct store *st, const char *id, struct snapshot **snap, struct ph_err *err);
+int store_get_groups(struct store *st, const char *id, bool many, struct snapshot **snap,
+                     struct ph_err *err);
 /* Whether e's groups are known and at most ttl old (never fetches). */
 bool store_groups_fresh(const struct store *st, const struct snap_image *e);
 
@@ -158,9 +159,6 @@ void store_invalidate(struct store *st);
 
 void snapshot_put(struct snapshot *snap);
 const struct snap_image *snapshot_find(const struct snapshot *snap, const char *id);
-/* A group by exact name, or else by id. */
-const struct ph_group *snapshot_find_group(const struct snapshot *snap, const char *name_or_id);
-const struct ph_secret *snapshot_secrets(const struct snapshot *snap, size_t *n);
 
 struct snap_image *snap_image_get(const struct snap_image *e); /* takes a reference */
 void snap_image_put(struct snap_image *e);

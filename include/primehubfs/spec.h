@@ -47,11 +47,15 @@ int spec_check_image_name(const char *name, struct ph_err *err);
 int spec_check_image_ref(const char *field, const char *ref, struct ph_err *err);
 
 /* What validation may look up: the directory's name and the secrets that are
- * valid pull secrets (type kubernetes).  All borrowed. */
+ * valid pull secrets (type kubernetes).  All borrowed.  With secrets_unknown
+ * (the caller has not listed them: that costs a request), a plan that has
+ * to check a pull secret fails with -EAGAIN and err untouched, and the
+ * caller plans again with the secrets; most saves never need them. */
 struct spec_context {
 	const char *dir_name;
 	const struct ph_secret *secrets;
 	size_t nsecrets;
+	bool secrets_unknown;
 };
 
 /* What a save of an existing image's spec.json turns into.  Nothing to send

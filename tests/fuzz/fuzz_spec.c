@@ -131,7 +131,7 @@ static int fuzz_check_update(const struct spec_update *u, int rc)
 static int fuzz_plan_update(const uint8_t *data, size_t size, unsigned which, bool server_moved)
 {
 	struct ph_image *opened = fuzz_image(which), *current = fuzz_image(which);
-	struct spec_context ctx = {NULL, fuzz_secrets, 2};
+	struct spec_context ctx = {.secrets = fuzz_secrets, .nsecrets = 2};
 	struct spec_update u;
 	struct ph_err err = {0};
 	size_t blen = 0;
@@ -162,7 +162,8 @@ static int fuzz_plan_update(const uint8_t *data, size_t size, unsigned which, bo
 
 static int fuzz_plan_create(const uint8_t *data, size_t size)
 {
-	struct spec_context ctx = {"my-new-image", fuzz_secrets, 2};
+	struct spec_context ctx = {
+	    .dir_name = "my-new-image", .secrets = fuzz_secrets, .nsecrets = 2};
 	struct ph_image_input in;
 	struct ph_err err = {0};
 	int rc = spec_plan_create((const char *)data, size, &ctx, &in, &err);
@@ -191,7 +192,8 @@ static int fuzz_plan_create(const uint8_t *data, size_t size)
 static int fuzz_render_roundtrip(const char *s)
 {
 	struct ph_image *img = fuzz_image(2);
-	struct spec_context ctx = {"my-custom-image", fuzz_secrets, 2};
+	struct spec_context ctx = {
+	    .dir_name = "my-custom-image", .secrets = fuzz_secrets, .nsecrets = 2};
 	struct spec_update u;
 	struct ph_err err = {0};
 	size_t len = 0;

@@ -46,18 +46,21 @@ def test_ls_l_of_root_asks_no_membership(emulator, make_mount):
         os.lstat(m.p(n))
     assert sorted(names) == ["base-notebook", "pytorch-1", "tf-1", "tf-2"]
     reqs = requests_since(emulator, before)
-    # The tree only: images, groups and secrets in one request, and no
-    # second `images` request (the membership query).
-    assert [sorted(r["ops"]) for r in reqs] == [["groups", "images", "secrets"]], reqs
+    # The tree only: the images alone in one request (no root `groups` or
+    # `secrets`, which cost PrimeHub Keycloak and Kubernetes reads), and
+    # no second `images` request (the membership query).
+    assert [sorted(r["ops"]) for r in reqs] == [["images"]], reqs
     # Listing an image directory does not fetch its groups either.
     os.listdir(m.p("tf-1"))
     read(m.p("tf-1", "spec.json"))
-    assert ops(emulator) == {"images": 1, "groups": 1, "secrets": 1}
+    assert ops(emulator) == {"images": 1}
 
 
 def test_one_images_groups_cost_one_image_read(emulator, make_mount):
     m = make_mount(emulator)
-    os.listdir(m.path)
+    # `ls -l`, then, from another process that has not listed the root,
+    # one image's groups: not a walk.
+    subprocess.run(["ls", "-l", m.path], check=True, capture_output=True, timeout=30)
     emulator.reset_stats()
     assert sorted(os.listdir(m.p("base-notebook", "groups"))) == [
         "example-group-1", "example-group-2"]
@@ -83,10 +86,10 @@ def test_walk_costs_one_membership_query(make_mount):
             ["sh", "-c", f'cat "{m.path}"/*/status.json'], capture_output=True, timeout=120)
         assert statuses.returncode == 0
         reqs = requests_since(emu, before)
-        # The first image's groups are one `image` read; the second image
-        # within ttl shows a walk, and one request then brings every image's
-        # groups: `images` alone.
-        assert [r["ops"] for r in reqs] == [["image"], ["images"]], reqs
+        # ls -lR listed the root and then wants an image's groups: a walk,
+        # so one request brings every image's groups at once (`images`
+        # alone), and no single-image read comes before it.
+        assert [r["ops"] for r in reqs] == [["images"]], reqs
         # And the groups shown are the server's.
         state = emu.state()
         names = [n for n in state["images"] if n.startswith("synthetic-")][:20]
@@ -99,7 +102,36 @@ def test_walk_costs_one_membership_query(make_mount):
                 sorted(state["images"][name]["groups"])
         assert any(state["images"][n]["groups"] for n in names)
         # Still within ttl: that checking cost nothing more.
-        assert len(requests_since(emu, before)) == 2
+        assert len(requests_since(emu, before)) == 1
+    finally:
+        emu.stop()
+
+
+def test_a_shell_glob_of_every_status_json_costs_one_membership_query(make_mount):
+    emu = Emulator("--images", "100")
+    try:
+        m = make_mount(emu)
+        before = len(emu.requests())
+        # The shell lists the root to expand the glob; cat, its child, reads
+        # the files a moment later: a walk from the first file on.
+        out = subprocess.run(["sh", "-c", f'cat "{m.path}"/*/status.json | wc -c'],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and int(out.stdout) > 0, out
+        assert [r["ops"] for r in requests_since(emu, before)] == [["images"], ["images"]]
+    finally:
+        emu.stop()
+
+
+def test_interactive_ls_then_one_status_json_is_one_image_read(make_mount):
+    emu = Emulator("--images", "100")
+    try:
+        m = make_mount(emu)
+        subprocess.run(["ls", "-l", m.path], check=True, capture_output=True, timeout=30)
+        time.sleep(1.2)   # typing the next command
+        before = len(emu.requests())
+        subprocess.run(["cat", m.p("base-notebook", "status.json")], check=True,
+                       capture_output=True, timeout=30)
+        assert [r["ops"] for r in requests_since(emu, before)] == [["image"]]
     finally:
         emu.stop()
 

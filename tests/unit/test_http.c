@@ -277,11 +277,12 @@ static enum after handle(int fd, const char *req, const char *body)
 		else if (strstr(body, "PrimehubfsDeleteImage"))
 			respond(fd, 200, JSON, "{\"data\":{\"deleteImage\":{\"id\":\"tf-2\"}}}");
 		else if (strstr(body, "PrimehubfsTree"))
-			respond(
-			    fd, 200, JSON,
-			    "{\"data\":{\"images\":[{\"id\":\"a\",\"name\":\"a\"}],\"groups\":[],"
-			    "\"secrets\":[{\"id\":\"image-r\",\"name\":\"r\",\"type\":"
-			    "\"kubernetes\"}]}}");
+			respond(fd, 200, JSON,
+			        "{\"data\":{\"images\":[{\"id\":\"a\",\"name\":\"a\"}]}}");
+		else if (strstr(body, "PrimehubfsCatalog"))
+			respond(fd, 200, JSON,
+			        "{\"data\":{\"groups\":[],\"secrets\":[{\"id\":\"image-r\","
+			        "\"name\":\"r\",\"type\":\"kubernetes\"}]}}");
 		else
 			respond(fd, 400, "text/plain", "Must provide query string.");
 	} else if (strcmp(path, "/api/logs/images/built/job?follow=false") == 0) {
@@ -732,12 +733,23 @@ static void test_operations(struct http_client *http)
 
 	CHECK_INT(ph_fetch_tree(api, &tree, &err), 0);
 	CHECK_INT(tree.nimages, 1);
+	ph_tree_free(&tree);
+	pthread_mutex_lock(&srv.lock);
+	CHECK_CONTAINS(srv.last_request, "\"variables\":{\"mode\":\"SYSTEM_ONLY\"}}");
+	CHECK_CONTAINS(srv.last_request, "fragment TreeImageFields on Image");
+	/* The tree asks PrimeHub for images only: groups and secrets cost it
+	 * Keycloak and Kubernetes reads and are asked only when needed. */
+	CHECK(strstr(srv.last_request, "groups {") == NULL);
+	CHECK(strstr(srv.last_request, "secrets(") == NULL);
+	pthread_mutex_unlock(&srv.lock);
+
+	CHECK_INT(ph_fetch_catalog(api, &tree, &err), 0);
 	CHECK_INT(tree.nsecrets, 1);
 	ph_tree_free(&tree);
 	pthread_mutex_lock(&srv.lock);
-	CHECK_CONTAINS(srv.last_request, "\"variables\":{\"mode\":\"SYSTEM_ONLY\",\"pullSecrets\":"
-	                                 "{\"ifDockerConfigJson\":true}}");
-	CHECK_CONTAINS(srv.last_request, "fragment TreeImageFields on Image");
+	CHECK_CONTAINS(srv.last_request, "\"query\":\"query PrimehubfsCatalog");
+	CHECK_CONTAINS(srv.last_request,
+	               "\"variables\":{\"pullSecrets\":{\"ifDockerConfigJson\":true}}");
 	pthread_mutex_unlock(&srv.lock);
 
 	CHECK_INT(ph_get_image(api, "nope", &img, &err), 0);

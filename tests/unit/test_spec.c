@@ -126,7 +126,7 @@ static const struct ph_secret secrets[] = {
 
 static struct spec_context ctx_for(const char *dir)
 {
-	struct spec_context c = {dir, secrets, 2};
+	struct spec_context c = {.dir_name = dir, .secrets = secrets, .nsecrets = 2};
 
 	return c;
 }
