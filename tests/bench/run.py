@@ -435,12 +435,11 @@ def tree_request():
     doc = unquote(tree.group(1)) + unquote(frag.group(1))
     if "query PrimehubfsTree" not in doc or "fragment " not in doc:
         raise BenchError("unexpected DOC_TREE in src/primehub.c: %r" % doc[:200])
-    # ph_fetch_tree: {"mode": "SYSTEM_ONLY", "pullSecrets": {"ifDockerConfigJson": true}}
+    # ph_fetch_tree: {"mode": "SYSTEM_ONLY"} and nothing else.
     body = re.search(r'int ph_fetch_tree\(.*?\n}\n', src, re.S)
-    if not body or '"SYSTEM_ONLY"' not in body.group(0) or '"ifDockerConfigJson"' not in body.group(0):
+    if not body or '"SYSTEM_ONLY"' not in body.group(0) or body.group(0).count("cJSON_Add") != 1:
         raise BenchError("ph_fetch_tree's variables changed: update tree_request() in run.py")
-    return {"query": doc, "variables": {"mode": "SYSTEM_ONLY",
-                                        "pullSecrets": {"ifDockerConfigJson": True}}}
+    return {"query": doc, "variables": {"mode": "SYSTEM_ONLY"}}
 
 
 def source_doc(name):
@@ -543,10 +542,10 @@ class Bench:
         self.walk_requests[n] = worst["total"]
         self.row("1. cold walk: fresh mount, ls -lR, cat all spec/status (%d runs)" % runs,
                  n, fmt_ops(worst) + " incl. mount", "%s (median)" % fmt_s(median(cold_t)),
-                 # me, the tree, then groups on demand: one image read and
-                 # one membership query for all (PrimeHub pays for groups
-                 # per image x group, so the tree leaves them out)
-                 target="requests <= 4", met=yes(worst["total"] <= 4), count_target=True)
+                 # me, the tree, then groups on demand: ls -lR listed the
+                 # root, so one membership query for all (PrimeHub pays for
+                 # groups per image x group, so the tree leaves them out)
+                 target="requests <= 3", met=yes(worst["total"] <= 3), count_target=True)
         wworst = max(warm_d, key=lambda d: d["total"])
         self.row("2. warm walk: the same again within ttl (%d runs)" % runs, n,
                  fmt_ops(wworst), "%s (median)" % fmt_s(median(warm_t)),
