@@ -923,7 +923,7 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->gid = getgid();
 	fs->logs = phfs_log_cache_new();
 	fs->readers = phfs_readers_new();
-	fs->kcache = phfs_kcache_new(ttl_ms);
+	fs->kcache = phfs_kcache_new(ttl_ms, fuse_version() >= 316);
 	fs->copies = phfs_copies_new();
 	fs->changes = phfs_changes_new();
 	fs->sink = phfs_sink_new();

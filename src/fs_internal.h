@@ -242,7 +242,9 @@ int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct
  * pages or a cached listing are still this daemon's truth.  Versions are
  * phfs_kcache_hash values of the content. */
 uint64_t phfs_kcache_hash(const void *data, size_t len, uint64_t seed);
-struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms);
+/* listings: whether the library passes a listing's keep_cache on to the
+ * kernel (libfuse 3.16.1 and later). */
+struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms, bool listings);
 void phfs_kcache_free(struct phfs_kcache *k);
 /* The kernel was given attributes of path's content `version`. */
 void phfs_kcache_reported(struct phfs_kcache *k, const char *path, uint64_t version);

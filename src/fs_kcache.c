@@ -13,8 +13,14 @@
  * writable open of the path forgets both: a writer's pages never reach a
  * reader.  A directory's listing is remembered by a hash of its entries.
  *
- * Memory is a fixed table indexed by the path's hash: a collision only
- * forgets a version, which costs a read from the daemon, never a wrong one.
+ * Memory is one entry of 16 bytes per path the kernel was told about, in
+ * an open-addressing table keyed by the path's 64-bit hash that grows with
+ * the mount: a fixed table lost about one path in seven at 10,000 images
+ * to collisions, and every lost path is a warm read that reaches the daemon
+ * (and a GETATTR after it: a READ invalidates the cached atime).  Past
+ * KCACHE_MAX_ENTRIES the table starts afresh, which only costs reads.
+ * Local changes are rare: the times of the recent ones are a small ring of
+ * their own, so that the common entry stays small.
  */
 #include "fs_internal.h"
 
@@ -23,22 +29,37 @@
 #include <string.h>
 #include <time.h>
 
-#define KCACHE_SLOTS 65536 /* 1.5 MiB; past that, colliding paths forget */
+#define KCACHE_MIN_SLOTS   4096
+#define KCACHE_MAX_ENTRIES (1u << 23) /* 192 MiB of table at most */
+#define KCACHE_TOUCHED     256        /* local changes remembered one by one */
 
-struct kcache_slot {
-	uint64_t path;     /* hash of the path, 0: empty */
-	uint64_t reported; /* version last given in attributes, 0: none */
-	uint64_t opened;   /* version last opened (or listing last listed) */
-	long long touched; /* CLOCK_MONOTONIC ms of the last local change */
+/* The version last reported in attributes, and whether the version last
+ * opened is that one: the open of a version keeps the cache when both are
+ * it.  Versions are compared without their lowest bit, which holds the
+ * flag (VERSION()); 63 bits keep a false match out of reach. */
+struct kcache_entry {
+	uint64_t path;    /* hash of the path (never 0), 0: empty slot */
+	uint64_t version; /* VERSION() last reported | OPENED_SAME, 0: none;
+	                   * for a listing, the listing last listed */
 };
+#define OPENED_SAME ((uint64_t)1)
+#define VERSION(v)  ((v) & ~OPENED_SAME)
 
 struct phfs_kcache {
 	pthread_mutex_t lock;
-	long long settle_ms;    /* how long after a local change the kernel's size
-	                         * may still be the writer's: attr timeout + 1 s */
-	long long last_touched; /* of any path: a path evicted from its slot may
-	                         * have been touched as late as this */
-	struct kcache_slot slots[KCACHE_SLOTS];
+	long long settle_ms; /* how long after a local change the kernel's size
+	                      * may still be the writer's: attr timeout + 1 s */
+	bool listings;       /* the library passes a listing's keep_cache on */
+	struct kcache_entry *slots;
+	size_t nslots, used; /* nslots: a power of two */
+	/* Recent local changes (path hash, CLOCK_MONOTONIC ms), and the
+	 * latest one pushed out of the ring, which stands for any path. */
+	struct {
+		uint64_t path;
+		long long at;
+	} touched[KCACHE_TOUCHED];
+	unsigned next_touched;
+	long long last_touched, dropped_touched;
 };
 
 uint64_t phfs_kcache_hash(const void *data, size_t len, uint64_t seed)
@@ -54,14 +75,21 @@ static long long now_ms(void)
 	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms)
+struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms, bool listings)
 {
 	struct phfs_kcache *k = calloc(1, sizeof(*k));
 
 	if (!k)
 		return NULL;
+	k->slots = calloc(KCACHE_MIN_SLOTS, sizeof(*k->slots));
+	if (!k->slots) {
+		free(k);
+		return NULL;
+	}
+	k->nslots = KCACHE_MIN_SLOTS;
 	pthread_mutex_init(&k->lock, NULL);
 	k->settle_ms = attr_timeout_ms + 1000;
+	k->listings = listings;
 	return k;
 }
 
@@ -70,75 +98,142 @@ void phfs_kcache_free(struct phfs_kcache *k)
 	if (!k)
 		return;
 	pthread_mutex_destroy(&k->lock);
+	free(k->slots);
 	free(k);
 }
 
-/* path's slot, taken over for it when another path held it (lock held). */
-static struct kcache_slot *slot_of(struct phfs_kcache *k, const char *path)
+/* Where key is, or the empty slot it would take (linear probing). */
+static struct kcache_entry *probe(struct kcache_entry *slots, size_t nslots, uint64_t key)
 {
-	uint64_t ph = phfs_kcache_hash(path, strlen(path), 0);
-	struct kcache_slot *s = &k->slots[ph % KCACHE_SLOTS];
+	size_t i = key & (nslots - 1);
 
-	if (s->path != ph)
-		*s = (struct kcache_slot){.path = ph, .touched = s->path ? k->last_touched : 0};
-	return s;
+	while (slots[i].path && slots[i].path != key)
+		i = (i + 1) & (nslots - 1);
+	return &slots[i];
+}
+
+/* Twice the slots, or (past the limit, or out of memory) an empty table
+ * of the same size: forgetting versions only costs reads. */
+static void grow(struct phfs_kcache *k)
+{
+	size_t n = k->nslots * 2;
+	struct kcache_entry *bigger =
+	    k->used < KCACHE_MAX_ENTRIES ? calloc(n, sizeof(*bigger)) : NULL;
+
+	if (!bigger) {
+		memset(k->slots, 0, k->nslots * sizeof(*k->slots));
+		k->used = 0;
+		return;
+	}
+	for (size_t i = 0; i < k->nslots; i++)
+		if (k->slots[i].path)
+			*probe(bigger, n, k->slots[i].path) = k->slots[i];
+	free(k->slots);
+	k->slots = bigger;
+	k->nslots = n;
+}
+
+/* path's entry, made when it has none (lock held). */
+static struct kcache_entry *entry_of(struct phfs_kcache *k, const char *path)
+{
+	uint64_t key = phfs_kcache_hash(path, strlen(path), 0) | 1; /* never 0 */
+	struct kcache_entry *e = probe(k->slots, k->nslots, key);
+
+	if (e->path)
+		return e;
+	if ((k->used + 1) * 4 > k->nslots * 3) { /* load <= 3/4 */
+		grow(k);
+		e = probe(k->slots, k->nslots, key);
+	}
+	e->path = key;
+	k->used++;
+	return e;
+}
+
+/* Whether path (its key) was changed here within settle_ms (lock held). */
+static bool recently_touched(const struct phfs_kcache *k, uint64_t key, long long now)
+{
+	if (now - k->last_touched > k->settle_ms)
+		return false; /* the common case: nothing changed here lately */
+	if (now - k->dropped_touched <= k->settle_ms)
+		return true;
+	for (unsigned i = 0; i < KCACHE_TOUCHED; i++)
+		if (k->touched[i].path == key && now - k->touched[i].at <= k->settle_ms)
+			return true;
+	return false;
 }
 
 void phfs_kcache_reported(struct phfs_kcache *k, const char *path, uint64_t version)
 {
-	struct kcache_slot *s;
+	struct kcache_entry *e;
 
 	if (!k)
 		return;
 	pthread_mutex_lock(&k->lock);
-	s = slot_of(k, path);
-	s->reported = version;
+	e = entry_of(k, path);
+	/* What was opened is still what is reported if the version stays. */
+	if (VERSION(e->version) == VERSION(version))
+		e->version = VERSION(version) | (e->version & OPENED_SAME);
+	else
+		e->version = VERSION(version);
 	pthread_mutex_unlock(&k->lock);
 }
 
 bool phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version)
 {
-	struct kcache_slot *s;
+	struct kcache_entry *e;
 	bool keep;
 
 	if (!k || !version)
 		return false;
 	pthread_mutex_lock(&k->lock);
-	s = slot_of(k, path);
+	e = entry_of(k, path);
 	/* A local write or truncate sets the kernel's size itself, and an
 	 * attribute answer racing with it is dropped by the kernel: until the
 	 * attributes it had then have expired, what it holds is unknown. */
-	keep =
-	    s->opened == version && s->reported == version && now_ms() - s->touched > k->settle_ms;
-	s->opened = version;
+	keep = e->version == (VERSION(version) | OPENED_SAME) &&
+	       !recently_touched(k, e->path, now_ms());
+	if (VERSION(e->version) == VERSION(version))
+		e->version |= OPENED_SAME;
+	else
+		e->version &= ~OPENED_SAME;
 	pthread_mutex_unlock(&k->lock);
 	return keep;
 }
 
 void phfs_kcache_forget(struct phfs_kcache *k, const char *path)
 {
-	struct kcache_slot *s;
+	struct kcache_entry *e;
+	unsigned slot;
+	long long now = now_ms();
 
 	if (!k)
 		return;
 	pthread_mutex_lock(&k->lock);
-	s = slot_of(k, path);
-	s->reported = s->opened = 0;
-	s->touched = k->last_touched = now_ms();
+	e = entry_of(k, path);
+	e->version = 0;
+	slot = k->next_touched++ % KCACHE_TOUCHED;
+	if (k->touched[slot].path && k->touched[slot].at > k->dropped_touched)
+		k->dropped_touched = k->touched[slot].at;
+	k->touched[slot].path = e->path;
+	k->touched[slot].at = now;
+	k->last_touched = now;
 	pthread_mutex_unlock(&k->lock);
 }
 
 bool phfs_kcache_listing(struct phfs_kcache *k, const char *path, uint64_t listing)
 {
-	struct kcache_slot *s;
+	struct kcache_entry *e;
 	bool keep;
 
-	if (!k || !listing)
+	/* libfuse before 3.16.1 drops a listing's keep_cache and cache_readdir
+	 * in its high-level API: nothing to remember then. */
+	if (!k || !listing || !k->listings)
 		return false;
 	pthread_mutex_lock(&k->lock);
-	s = slot_of(k, path);
-	keep = s->opened == listing;
-	s->opened = listing;
+	e = entry_of(k, path);
+	keep = e->version == listing;
+	e->version = listing;
 	pthread_mutex_unlock(&k->lock);
 	return keep;
 }

@@ -1,0 +1,87 @@
+/*
+ * test_kcache.c - when the kernel may keep cached pages (src/fs_kcache.c):
+ * a version kept only once it was both reported and opened, forgotten by a
+ * local change until the kernel's attributes of that moment expire, and no
+ * path lost to another at any number of paths.
+ */
+#include "../../src/fs_internal.h"
+#include "unit.h"
+
+#include <stdio.h>
+#include <time.h>
+
+static void sleep_ms(long ms)
+{
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&t, NULL);
+}
+
+int main(void)
+{
+	struct phfs_kcache *k = phfs_kcache_new(0, false); /* settles in 1 s */
+	const uint64_t v1 = 0x1234567890abcdeeULL, v2 = 0x0fedcba987654320ULL;
+	char path[64];
+
+	CHECK(k != NULL);
+	/* Opened before any attributes were given: read past the cache. */
+	CHECK(!phfs_kcache_open(k, "/a/spec.json", v1));
+	/* Reported, then opened: the next open of that version keeps. */
+	phfs_kcache_reported(k, "/b/spec.json", v1);
+	CHECK(!phfs_kcache_open(k, "/b/spec.json", v1));
+	CHECK(phfs_kcache_open(k, "/b/spec.json", v1));
+	phfs_kcache_reported(k, "/b/spec.json", v1); /* the same again: still kept */
+	CHECK(phfs_kcache_open(k, "/b/spec.json", v1));
+	/* A new version reported: the cached pages are the old one's. */
+	phfs_kcache_reported(k, "/b/spec.json", v2);
+	CHECK(!phfs_kcache_open(k, "/b/spec.json", v2));
+	CHECK(phfs_kcache_open(k, "/b/spec.json", v2));
+	/* Opened as another version than reported: never kept. */
+	CHECK(!phfs_kcache_open(k, "/b/spec.json", v1));
+	CHECK(!phfs_kcache_open(k, "/b/spec.json", v1));
+
+	/* A local change: nothing kept until the attributes have expired
+	 * (ttl + 1 s), even once reported and opened again. */
+	phfs_kcache_reported(k, "/c/spec.json", v1);
+	CHECK(!phfs_kcache_open(k, "/c/spec.json", v1));
+	phfs_kcache_forget(k, "/c/spec.json");
+	phfs_kcache_reported(k, "/c/spec.json", v1);
+	CHECK(!phfs_kcache_open(k, "/c/spec.json", v1));
+	CHECK(!phfs_kcache_open(k, "/c/spec.json", v1));
+	/* Another path is not touched by it. */
+	CHECK(phfs_kcache_open(k, "/b/spec.json", v1) == false); /* v1 != reported v2 */
+	phfs_kcache_reported(k, "/d/spec.json", v2);
+	CHECK(!phfs_kcache_open(k, "/d/spec.json", v2));
+	CHECK(phfs_kcache_open(k, "/d/spec.json", v2));
+	sleep_ms(1100);
+	CHECK(phfs_kcache_open(k, "/c/spec.json", v1));
+
+	/* Many paths (more than a fixed table of 65,536 slots held without
+	 * collisions): every one is kept. */
+	for (int i = 0; i < 300000; i++) {
+		snprintf(path, sizeof(path), "/img-%d/spec.json", i);
+		phfs_kcache_reported(k, path, v1 + (uint64_t)i * 2);
+		phfs_kcache_open(k, path, v1 + (uint64_t)i * 2);
+	}
+	{
+		int kept = 0;
+
+		for (int i = 0; i < 300000; i++) {
+			snprintf(path, sizeof(path), "/img-%d/spec.json", i);
+			kept += phfs_kcache_open(k, path, v1 + (uint64_t)i * 2);
+		}
+		CHECK_INT(kept, 300000);
+	}
+	CHECK(phfs_kcache_open(k, "/d/spec.json", v2)); /* kept through the growth */
+
+	/* Listings: not remembered when the library drops keep_cache. */
+	CHECK(!phfs_kcache_listing(k, "/e", v1));
+	CHECK(!phfs_kcache_listing(k, "/e", v1));
+	phfs_kcache_free(k);
+	k = phfs_kcache_new(0, true);
+	CHECK(!phfs_kcache_listing(k, "/e", v1));
+	CHECK(phfs_kcache_listing(k, "/e", v1));
+	CHECK(!phfs_kcache_listing(k, "/e", v2));
+	phfs_kcache_free(k);
+	UNIT_DONE();
+}
