@@ -49,14 +49,16 @@ int catalog_new(long ttl_ms, catalog_fetch_fn fetch, void *arg, struct catalog *
 
 void catalog_put(struct catalog_data *d)
 {
+	struct ph_tree t = {0};
+
 	if (!d || __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	for (size_t i = 0; i < d->ngroups; i++)
-		ph_group_clear(&d->groups[i]);
-	free(d->groups);
-	for (size_t i = 0; i < d->nsecrets; i++)
-		ph_secret_clear(&d->secrets[i]);
-	free(d->secrets);
+	/* They came from a tree (data_from): freed as one. */
+	t.groups = d->groups;
+	t.ngroups = d->ngroups;
+	t.secrets = d->secrets;
+	t.nsecrets = d->nsecrets;
+	ph_tree_free(&t);
 	free(d);
 }
 
@@ -169,11 +171,5 @@ unsigned long catalog_fetches(struct catalog *c)
 
 const struct ph_group *catalog_find_group(const struct catalog_data *d, const char *name_or_id)
 {
-	for (size_t i = 0; i < d->ngroups; i++)
-		if (d->groups[i].name && strcmp(d->groups[i].name, name_or_id) == 0)
-			return &d->groups[i];
-	for (size_t i = 0; i < d->ngroups; i++)
-		if (strcmp(d->groups[i].id, name_or_id) == 0)
-			return &d->groups[i];
-	return NULL;
+	return ph_groups_find(d->groups, d->ngroups, name_or_id);
 }

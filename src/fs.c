@@ -48,12 +48,19 @@ int phfs_snapshot(struct phfs *fs, struct snapshot **snap)
 	return phfs_user_error(ret);
 }
 
+int phfs_snapshot_shown(struct phfs *fs, const char *image, struct snapshot **snap)
+{
+	if (phfs_notifier_held(fs->notifier, image, snap))
+		return 0;
+	return phfs_snapshot(fs, snap);
+}
+
 int phfs_snapshot_groups(struct phfs *fs, const char *image, struct snapshot **snap)
 {
 	struct ph_err err = {0};
 	const struct snap_image *e;
 	bool many;
-	int ret = phfs_snapshot(fs, snap);
+	int ret = phfs_snapshot_shown(fs, image, snap);
 
 	if (ret < 0)
 		return ret;
@@ -614,7 +621,7 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	 * must be known and fresh (fetched here when it is not). */
 	ret = n.kind == NODE_STATUS || n.kind == NODE_GROUP
 	          ? phfs_snapshot_groups(fs, n.image, &snap)
-	          : phfs_snapshot(fs, &snap);
+	          : phfs_snapshot_shown(fs, n.image[0] ? n.image : NULL, &snap);
 	if (ret < 0)
 		return ret;
 	ret = phfs_stat_node(fs, snap, &n, st);
@@ -897,6 +904,13 @@ static void tree_changed(void *arg, const char *image_id)
 	phfs_invalidate(arg, image_id);
 }
 
+static void tree_hold(void *arg, struct snapshot *shown, char *const *ids, size_t n)
+{
+	struct phfs *fs = arg;
+
+	phfs_notifier_hold(fs->notifier, shown, ids, n);
+}
+
 int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 {
 	struct phfs *fs = calloc(1, sizeof(*fs));
@@ -934,6 +948,7 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	          : -ENOMEM;
 	if (ret == 0) {
 		store_set_membership(fs->store, fetch_membership, fetch_image, api);
+		store_set_holder(fs->store, tree_hold);
 		ret = catalog_new(ttl_ms, fetch_catalog, api, &fs->catalog);
 	}
 	if (ret == 0)

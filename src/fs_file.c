@@ -131,7 +131,9 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		    (fi->flags & O_ACCMODE) == O_RDONLY)
 			phfs_poll_building(fs, n.image);
 		ret = n.kind == NODE_STATUS ? phfs_snapshot_groups(fs, n.image, &snap)
-		                            : phfs_snapshot(fs, &snap);
+		      : n.kind == NODE_SPEC && acc == O_RDONLY
+		          ? phfs_snapshot_shown(fs, n.image, &snap)
+		          : phfs_snapshot(fs, &snap);
 		if (ret < 0)
 			return ret;
 		ret = phfs_stat_node(fs, snap, &n, &st);

@@ -156,7 +156,13 @@ void phfs_describe_caller(char *out, size_t size);
 /* The errno a program sees for an error: transport failures become EIO. */
 int phfs_user_error(int ret);
 int phfs_snapshot(struct phfs *fs, struct snapshot **snap);
-/* phfs_snapshot, with image's groups known and fresh in it (store_get_groups):
+/* phfs_snapshot for what shows image's files to readers (attributes, a
+ * read-only open, its directory's listing): while a refresh that changed
+ * the image is not yet told to the kernel, the snapshot its caches still
+ * describe (fs_notify.c), so a size is always what a read returns.
+ * image NULL: phfs_snapshot. */
+int phfs_snapshot_shown(struct phfs *fs, const char *image, struct snapshot **snap);
+/* phfs_snapshot_shown, with image's groups known and fresh in it (store_get_groups):
  * for whatever shows membership (status.json, groups/). */
 int phfs_snapshot_groups(struct phfs *fs, const char *image, struct snapshot **snap);
 /* Attributes of n (spec.json, status.json) from snap go to the kernel at
@@ -328,6 +334,13 @@ struct phfs_notifier *phfs_notifier_new(void);
 void phfs_notifier_free(struct phfs_notifier *q); /* stops it first */
 /* Queue path for fuse_invalidate_path; NULL means the root. */
 void phfs_notifier_push(struct phfs_notifier *q, const char *path);
+/* Before a refresh publishes: serve the n images ids (sorted) from shown
+ * until the notifier reaches them (see fs_notify.c). */
+void phfs_notifier_hold(struct phfs_notifier *q, struct snapshot *shown, char *const *ids,
+                        size_t n);
+/* Whether image is held: then *snap is a reference to the snapshot the
+ * kernel's caches describe. */
+bool phfs_notifier_held(struct phfs_notifier *q, const char *image, struct snapshot **snap);
 int phfs_notifier_start(struct phfs_notifier *q, struct fuse *fuse);
 /* Stop and join (a few seconds at most): true when no call is made after
  * it returns, false when one is still blocked in the kernel. */

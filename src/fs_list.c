@@ -255,8 +255,9 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 	if (ret == 0 && !sink && l->dir.kind == NODE_ROOT)
 		phfs_walkers_note_root(fs->walkers);
 	if (ret == 0 && !sink)
-		ret = l->dir.kind == NODE_GROUPS ? phfs_snapshot_groups(fs, l->dir.image, &l->snap)
-		                                 : phfs_snapshot(fs, &l->snap);
+		ret = l->dir.kind == NODE_GROUPS  ? phfs_snapshot_groups(fs, l->dir.image, &l->snap)
+		      : l->dir.kind == NODE_IMAGE ? phfs_snapshot_shown(fs, l->dir.image, &l->snap)
+		                                  : phfs_snapshot(fs, &l->snap);
 	if (ret < 0) {
 		list_free(l);
 		return ret;

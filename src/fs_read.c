@@ -484,7 +484,7 @@ int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h)
 	case NODE_STATUS:
 	case NODE_BUILD_LOG:
 		ret = n->kind == NODE_STATUS ? phfs_snapshot_groups(fs, n->image, &snap)
-		                             : phfs_snapshot(fs, &snap);
+		                             : phfs_snapshot_shown(fs, n->image, &snap);
 		if (ret < 0)
 			return ret;
 		e = snapshot_find(snap, n->image);

@@ -94,7 +94,10 @@ int phfs_open_spec(struct phfs *fs, struct phfs_handle *h, int flags)
 	size_t len = 0;
 	int ret;
 
-	ret = phfs_snapshot(fs, &snap);
+	/* A reader gets the version the kernel's caches describe (held while
+	 * a refresh is being told); a writer starts from the newest. */
+	ret = (flags & O_ACCMODE) == O_RDONLY ? phfs_snapshot_shown(fs, h->node.image, &snap)
+	                                      : phfs_snapshot(fs, &snap);
 	if (ret < 0)
 		return ret;
 	e = snapshot_find(snap, h->node.image);

@@ -255,15 +255,21 @@ bool ph_image_has_group(const struct ph_image *img, const char *group_id)
 	return false;
 }
 
+const struct ph_group *ph_groups_find(const struct ph_group *groups, size_t n,
+                                      const char *name_or_id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (groups[i].name && strcmp(groups[i].name, name_or_id) == 0)
+			return &groups[i];
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(groups[i].id, name_or_id) == 0)
+			return &groups[i];
+	return NULL;
+}
+
 const struct ph_group *ph_image_find_group(const struct ph_image *img, const char *name_or_id)
 {
-	for (size_t i = 0; i < img->ngroups; i++)
-		if (img->groups[i].name && strcmp(img->groups[i].name, name_or_id) == 0)
-			return &img->groups[i];
-	for (size_t i = 0; i < img->ngroups; i++)
-		if (strcmp(img->groups[i].id, name_or_id) == 0)
-			return &img->groups[i];
-	return NULL;
+	return ph_groups_find(img->groups, img->ngroups, name_or_id);
 }
 
 bool ph_image_building(const struct ph_image *img, bool or_unknown)

@@ -60,6 +60,7 @@ struct store {
 	store_fetch_fn fetch;
 	void *fetch_arg;
 	store_changed_fn changed;
+	store_hold_fn hold;
 	void *changed_arg;
 	int (*abort_cb)(void *);
 	void *abort_arg;
@@ -255,7 +256,7 @@ bool snap_image_sizes(const struct snap_image *e, struct snap_sizes *out)
 
 /* ---- snapshots ---- */
 
-static struct snapshot *snapshot_ref(struct snapshot *s)
+struct snapshot *snapshot_ref(struct snapshot *s)
 {
 	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
 	return s;
@@ -594,6 +595,8 @@ static bool backing_off(const struct store *st, struct timespec now)
 	return st->failures && ts_after(st->retry_at, now);
 }
 
+static void store_notify(struct store *st);
+
 /* One fetch; called on the refresher thread with the lock held, returns
  * with it held.  The lock is dropped for the fetch, the snapshot build and
  * the diff: all of them can take long at 10^5 images, and every FUSE
@@ -687,6 +690,8 @@ static void store_do_fetch(struct store *st)
 		} else {
 			/* No mutation since: cur is still prev, so the diff holds. */
 			st->force_fetch = false;
+			if (prev && st->hold && !diff.nomem && diff.n)
+				st->hold(st->changed_arg, st->cur, diff.ids, diff.n);
 			if (prev)
 				queue_diff(st, &diff);
 			else
@@ -697,6 +702,12 @@ static void store_do_fetch(struct store *st)
 	}
 	st->fetch_gen++;
 	pthread_cond_broadcast(&st->fetched);
+	/* Until the kernel is told, it may answer a stat of a changed file
+	 * with the old size while an open here reads the new text: tell it
+	 * before anything else (freeing the old snapshot, trimming the heap
+	 * take milliseconds). */
+	if (st->pending_ids.n || st->pending_root)
+		store_notify(st);
 	/* Dropping the last reference may free thousands of entries: not
 	 * under the lock.  Then hand the memory of the parsed answer (several
 	 * times the snapshot's size) back to the system, or the daemon would
@@ -1044,6 +1055,11 @@ void store_invalidate(struct store *st)
 }
 
 /* ---- group membership ---- */
+
+void store_set_holder(struct store *st, store_hold_fn hold)
+{
+	st->hold = hold;
+}
 
 void store_set_membership(struct store *st, store_members_fn all, store_image_fn one, void *arg)
 {

@@ -134,8 +134,11 @@ uint64_t ph_hash_bytes(const void *data, size_t len, uint64_t seed);
 
 /* Whether group id is among img's connected groups. */
 bool ph_image_has_group(const struct ph_image *img, const char *group_id);
-/* One of img's connected groups by exact name, or else by id; NULL if none
- * (the same lookup as IMAGE/groups/NAME: ls shows names, ids work too). */
+/* One of n groups by exact name, or else by id; NULL if none (the lookup of
+ * IMAGE/groups/NAME: ls shows names, ids work too). */
+const struct ph_group *ph_groups_find(const struct ph_group *groups, size_t n,
+                                      const char *name_or_id);
+/* One of img's connected groups, by ph_groups_find. */
 const struct ph_group *ph_image_find_group(const struct ph_image *img, const char *name_or_id);
 
 /* Every field equal (NULL only equals NULL). */

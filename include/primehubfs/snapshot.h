@@ -88,10 +88,19 @@ typedef int (*store_fetch_fn)(void *arg, struct ph_tree *out, struct ph_err *err
  * each image whose files changed, or NULL for "the root listing changed". */
 typedef void (*store_changed_fn)(void *arg, const char *image_id);
 
+/* Called on the refresher thread, under the store's lock, just before a
+ * refresh publishes: `shown` (the snapshot published until now) and the
+ * sorted ids of the images that change with it.  The kernel's caches
+ * describe `shown` until it is told (store_changed_fn, after the publish):
+ * the holder may serve those images from it until then (fs_notify.c). */
+typedef void (*store_hold_fn)(void *arg, struct snapshot *shown, char *const *ids, size_t n);
+
 struct store;
 
 int store_new(long ttl_ms, store_fetch_fn fetch, void *fetch_arg, store_changed_fn changed,
               void *changed_arg, struct store **out);
+/* Set before the first refresh; arg is store_new's changed_arg. */
+void store_set_holder(struct store *st, store_hold_fn hold);
 void store_free(struct store *st);
 
 /* While a reader waits for a fetch, abort_cb is asked every 100 ms whether
@@ -157,6 +166,8 @@ int store_remove_image(struct store *st, const char *id);
  * are still served the last snapshot at once. */
 void store_invalidate(struct store *st);
 
+/* Another counted reference to snap (dropped with snapshot_put). */
+struct snapshot *snapshot_ref(struct snapshot *snap);
 void snapshot_put(struct snapshot *snap);
 const struct snap_image *snapshot_find(const struct snapshot *snap, const char *id);
 
