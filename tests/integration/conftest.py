@@ -18,6 +18,23 @@ def emulator():
 
 
 @pytest.fixture
+def make_emulator():
+    """Factory: make_emulator(*args) -> Emulator (e.g. "--images", "300");
+    all stopped at teardown.  Ask for it before make_mount, so that mounts
+    are unmounted before their server stops."""
+    emus = []
+
+    def factory(*args):
+        emu = Emulator(*args)
+        emus.append(emu)
+        return emu
+
+    yield factory
+    for emu in emus:
+        emu.stop()
+
+
+@pytest.fixture
 def make_mount():
     """Factory: make_mount(emulator, *opts, ttl=60) -> Mount; all unmounted at teardown."""
     mounts = []

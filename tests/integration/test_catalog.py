@@ -97,7 +97,8 @@ def test_touch_of_no_such_group_is_refused_with_a_reason(emulator, mnt):
     assert "no-such-group" in open(mnt.p("tf-1", ".error")).read()
 
 
-def test_a_save_asks_secrets_only_when_it_sets_one(emulator, mnt):
+def test_a_save_asks_secrets_only_when_it_sets_one(emulator, make_mount):
+    mnt = make_mount(emulator, ttl=1)
     emulator.reset_stats()
     assert save(mnt.p("tf-1", "spec.json"), edited(mnt, "tf-1", description="plain")) == 0
     assert catalog_asks(emulator) == (0, 0), ops(emulator)
@@ -105,10 +106,13 @@ def test_a_save_asks_secrets_only_when_it_sets_one(emulator, mnt):
                 edited(mnt, "tf-1", useImagePullSecret="image-my-image-registry")) == 0
     assert catalog_asks(emulator) == (1, 1), ops(emulator)
     assert emulator.image_state("tf-1")["spec"]["pullSecret"] == "image-my-image-registry"
-    # Keeping the secret it has asks nothing more; a secret that is not a
-    # registry secret is refused, with the ones that are, and nothing sent.
+    # Keeping the secret it has asks nothing more, even once the list kept
+    # (ttl, 1 s here) is too old to use; a secret that is not a registry
+    # secret is refused, with the ones that are, and nothing sent.
+    time.sleep(1.2)
+    text = edited(mnt, "tf-1", description="again")
     emulator.reset_stats()
-    assert save(mnt.p("tf-1", "spec.json"), edited(mnt, "tf-1", description="again")) == 0
+    assert save(mnt.p("tf-1", "spec.json"), text) == 0
     assert catalog_asks(emulator) == (0, 0), ops(emulator)
     bad = edited(mnt, "tf-1", useImagePullSecret="gitsync-secret-dataset-secret")
     emulator.reset_stats()

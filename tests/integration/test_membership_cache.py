@@ -107,33 +107,28 @@ def test_walk_costs_one_membership_query(make_mount):
         emu.stop()
 
 
-def test_a_shell_glob_of_every_status_json_costs_one_membership_query(make_mount):
-    emu = Emulator("--images", "100")
-    try:
-        m = make_mount(emu)
-        before = len(emu.requests())
-        # The shell lists the root to expand the glob; cat, its child, reads
-        # the files a moment later: a walk from the first file on.
-        out = subprocess.run(["sh", "-c", f'cat "{m.path}"/*/status.json | wc -c'],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0 and int(out.stdout) > 0, out
-        assert [r["ops"] for r in requests_since(emu, before)] == [["images"], ["images"]]
-    finally:
-        emu.stop()
+def test_a_shell_glob_of_every_status_json_costs_one_membership_query(make_emulator,
+                                                                     make_mount):
+    emu = make_emulator("--images", "100")
+    m = make_mount(emu)
+    before = len(emu.requests())
+    # The shell lists the root to expand the glob; cat, its child, reads
+    # the files a moment later: a walk from the first file on.
+    out = subprocess.run(["sh", "-c", f'cat "{m.path}"/*/status.json | wc -c'],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and int(out.stdout) > 0, out
+    assert [r["ops"] for r in requests_since(emu, before)] == [["images"], ["images"]]
 
 
-def test_interactive_ls_then_one_status_json_is_one_image_read(make_mount):
-    emu = Emulator("--images", "100")
-    try:
-        m = make_mount(emu)
-        subprocess.run(["ls", "-l", m.path], check=True, capture_output=True, timeout=30)
-        time.sleep(1.2)   # typing the next command
-        before = len(emu.requests())
-        subprocess.run(["cat", m.p("base-notebook", "status.json")], check=True,
-                       capture_output=True, timeout=30)
-        assert [r["ops"] for r in requests_since(emu, before)] == [["image"]]
-    finally:
-        emu.stop()
+def test_interactive_ls_then_one_status_json_is_one_image_read(make_emulator, make_mount):
+    emu = make_emulator("--images", "100")
+    m = make_mount(emu)
+    subprocess.run(["ls", "-l", m.path], check=True, capture_output=True, timeout=30)
+    time.sleep(1.2)   # typing the next command
+    before = len(emu.requests())
+    subprocess.run(["cat", m.p("base-notebook", "status.json")], check=True,
+                   capture_output=True, timeout=30)
+    assert [r["ops"] for r in requests_since(emu, before)] == [["image"]]
 
 
 def test_membership_change_elsewhere_shows_within_ttl(emulator, make_mount):
