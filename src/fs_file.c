@@ -65,6 +65,19 @@ static bool cached_reader_of(struct phfs *fs, const struct phfs_handle *w)
 	return found;
 }
 
+/* Another handle of w's spec.json open for writing (another editor). */
+static bool other_writer_of(struct phfs *fs, const struct phfs_handle *w)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&fs->handles_lock);
+	for (struct phfs_handle *o = fs->handles; o && !found; o = o->next)
+		found = o != w && o->writable && o->node.kind == NODE_SPEC &&
+		        strcmp(o->node.image, w->node.image) == 0;
+	pthread_mutex_unlock(&fs->handles_lock);
+	return found;
+}
+
 static void wait_cached_readers(struct phfs *fs, const struct phfs_handle *w)
 {
 	for (int waited = 0; cached_reader_of(fs, w); waited += 5) {
@@ -212,6 +225,14 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	 * cached, so a shared writable mapping saves at msync.  Scratch files
 	 * have one version and stay cached. */
 	fi->direct_io = acc == O_RDONLY && n.kind != NODE_SCRATCH && n.kind != NODE_GROUP;
+	/* Two editors of one spec.json at once: the kernel's page cache is one
+	 * per file, so through it the second would read the first's unsaved
+	 * bytes as if it had typed them, and its save would carry them (or be
+	 * refused for a field it never touched).  The first keeps the cache
+	 * (its shared mapping saves at msync); a later one reads and writes
+	 * its own handle. */
+	if (acc != O_RDONLY && n.kind == NODE_SPEC && other_writer_of(fs, h))
+		fi->direct_io = 1;
 	return 0;
 }
 

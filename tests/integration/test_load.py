@@ -167,6 +167,33 @@ def test_one_mount_two_processes_same_field_at_once(emulator, mnt):
         assert sorted(res) == [0, errno.EBUSY], (r, res)
 
 
+@pytest.mark.timeout(60)
+def test_one_mount_second_editor_reads_its_own_file(emulator, mnt):
+    """Two editors hold one spec.json open for writing: the second reads
+    the version it opened, not the first one's unsaved bytes (which the
+    kernel's single page cache per file would hand it), so its save
+    carries only what it changed itself; both saves land."""
+    path = mnt.p("tf-1", "spec.json")
+    original = read(path)
+    first = open_and_edit(path, {"description": "first, unsaved"})
+    second = os.open(path, os.O_RDWR)
+    try:
+        # The first editor reads its text back: that fills the page cache.
+        assert b"first, unsaved" in os.pread(first, 1 << 20, 0)
+        seen = os.pread(second, 1 << 20, 0)
+        assert seen == original, seen[:200]
+        spec = dict(json.loads(seen), displayName="second")
+        data = json.dumps(spec, indent=2).encode()
+        os.ftruncate(second, 0)
+        os.pwrite(second, data, 0)
+    finally:
+        assert close_errno(first) == 0
+        assert close_errno(second) == 0
+    now = emulator.image_state("tf-1")["spec"]
+    assert now["description"] == "first, unsaved", now
+    assert now["displayName"] == "second", now
+
+
 # --------------------------------------------- 16 processes, 100 images
 
 def worker(idx, root, images, seconds, queue):
