@@ -16,8 +16,6 @@
 #include "primehubfs/log.h"
 #include "primehubfs/spec.h"
 
-/* Whether someone has image's spec.json open for writing: its bytes go
- * through the page cache, which a reader must then not keep. */
 /*
  * A read-only spec.json handle may read through the kernel's page cache
  * (keep_cache), but the kernel keeps one size and one page cache per file:
@@ -31,14 +29,22 @@
 	      * a reader still open after this has                                                 \
 	      * long read its few KiB */
 
+/* Whether a handle other than except has image's spec.json open for
+ * writing (only spec.json handles are writable).  handles_lock held. */
+static bool spec_writer_locked(struct phfs *fs, const char *image, const struct phfs_handle *except)
+{
+	for (struct phfs_handle *o = fs->handles; o; o = o->next)
+		if (o != except && o->writable && strcmp(o->node.image, image) == 0)
+			return true;
+	return false;
+}
+
 static bool claim_cached_read(struct phfs *fs, struct phfs_handle *h)
 {
-	bool writer = false;
+	bool writer;
 
 	pthread_mutex_lock(&fs->handles_lock);
-	if (h->node.kind == NODE_SPEC)
-		for (struct phfs_handle *o = fs->handles; o && !writer; o = o->next)
-			writer = o->writable && strcmp(o->node.image, h->node.image) == 0;
+	writer = h->node.kind == NODE_SPEC && spec_writer_locked(fs, h->node.image, h);
 	h->cached = !writer;
 	pthread_mutex_unlock(&fs->handles_lock);
 	return !writer;
@@ -65,15 +71,13 @@ static bool cached_reader_of(struct phfs *fs, const struct phfs_handle *w)
 	return found;
 }
 
-/* Another handle of w's spec.json open for writing (another editor). */
+/* Another editor has w's spec.json open for writing. */
 static bool other_writer_of(struct phfs *fs, const struct phfs_handle *w)
 {
-	bool found = false;
+	bool found;
 
 	pthread_mutex_lock(&fs->handles_lock);
-	for (struct phfs_handle *o = fs->handles; o && !found; o = o->next)
-		found = o != w && o->writable && o->node.kind == NODE_SPEC &&
-		        strcmp(o->node.image, w->node.image) == 0;
+	found = spec_writer_locked(fs, w->node.image, w);
 	pthread_mutex_unlock(&fs->handles_lock);
 	return found;
 }

@@ -187,8 +187,8 @@ def test_one_mount_second_editor_reads_its_own_file(emulator, mnt):
         os.ftruncate(second, 0)
         os.pwrite(second, data, 0)
     finally:
-        assert close_errno(first) == 0
-        assert close_errno(second) == 0
+        closed = [close_errno(first), close_errno(second)]
+    assert closed == [0, 0], closed
     now = emulator.image_state("tf-1")["spec"]
     assert now["description"] == "first, unsaved", now
     assert now["displayName"] == "second", now
