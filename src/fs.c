@@ -1,6 +1,7 @@
 /*
- * fs.c - the FUSE operation table, attributes and directory listings, and
- * how refusals reach the user.  Model: libfuse example/passthrough.c
+ * fs.c - the mount's context, attributes, the small path-based operations
+ * (chmod, utimens, statfs, ...) fs_ll.c turns requests into, and how
+ * refusals reach the user.  Model: libfuse example/passthrough.c
  * (prefix_op names, -errno returns) and sshfs.
  */
 #include "fs_internal.h"
@@ -16,6 +17,7 @@
 
 #include "primehubfs/fs.h"
 #include "primehubfs/history.h"
+#include "primehubfs/inodes.h"
 #include "primehubfs/log.h"
 #include "primehubfs/spec.h"
 
@@ -81,35 +83,35 @@ int phfs_snapshot_groups(struct phfs *fs, const char *image, struct snapshot **s
  * the mount itself. */
 void phfs_describe_caller(char *out, size_t size)
 {
-	struct fuse_context *fc = fuse_get_context();
+	pid_t pid = phfs_caller_pid();
 	char path[64], comm[64] = "?";
 	FILE *f;
 
-	if (!fc || fc->pid <= 0) {
+	if (pid <= 0) {
 		snprintf(out, size, "unknown process");
 		return;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fc->pid);
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	f = fopen(path, "r");
 	if (f) {
 		if (fgets(comm, sizeof(comm), f))
 			comm[strcspn(comm, "\n")] = '\0';
 		fclose(f);
 	}
-	snprintf(out, size, "%s, pid %d", comm, (int)fc->pid);
+	snprintf(out, size, "%s, pid %d", comm, (int)pid);
 }
 
 /* The calling program's name ("" when unknown). */
 static void caller_comm(char *comm, size_t size)
 {
-	struct fuse_context *fc = fuse_get_context();
+	pid_t pid = phfs_caller_pid();
 	char path[64];
 	FILE *f;
 
 	comm[0] = '\0';
-	if (!fc || fc->pid <= 0)
+	if (pid <= 0)
 		return;
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fc->pid);
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	f = fopen(path, "r");
 	if (!f)
 		return;
@@ -279,7 +281,7 @@ struct phfs_handle *phfs_handle_new(struct phfs *fs, const struct node *node)
 	if (!h)
 		return NULL;
 	h->node = *node;
-	h->pid = fuse_get_context() ? fuse_get_context()->pid : 0;
+	h->pid = phfs_caller_pid();
 	clock_gettime(CLOCK_REALTIME, &h->opened);
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_lock(&fs->handles_lock);
@@ -314,7 +316,7 @@ void phfs_handle_free(struct phfs *fs, struct phfs_handle *h)
 }
 
 /* Called on the store's refresher thread, never on a request thread:
- * fuse_invalidate_path from a request handler can deadlock the kernel. */
+ * a kernel invalidation from a request handler can deadlock the kernel. */
 void phfs_invalidate(struct phfs *fs, const char *image_id)
 {
 	static const char *const leaves[] = {"/spec.json", "/status.json", "/groups", ""};
@@ -349,7 +351,7 @@ void phfs_fill_stat(const struct phfs *fs, struct stat *st, mode_t mode, size_t 
                     struct timespec mtime)
 {
 	memset(st, 0, sizeof(*st));
-	st->st_mode = mode;
+	st->st_mode = fs->set_mode ? (mode & S_IFMT) | (0777 & ~fs->umask) : mode;
 	st->st_nlink = S_ISDIR(mode) ? 2 : 1; /* vim copies instead of renaming when >1 */
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
@@ -534,7 +536,7 @@ void phfs_report_node(struct phfs *fs, const struct snapshot *snap, const struct
 		                     n->kind == NODE_SPEC ? sz.spec_hash : sz.status_hash);
 }
 
-static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
 	struct phfs_handle *h = phfs_fh(fi);
@@ -581,13 +583,13 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	if (ret < 0)
 		return ret;
 	/* A copy tool filling an image directory it made (fs_copy.c). */
-	if (phfs_copies_hides(fs->copies, &n, fuse_get_context()->pid))
+	if (phfs_copies_hides(fs->copies, &n, phfs_caller_pid()))
 		return -ENOENT;
 	/* fstat reaches here without the handle (Linux passes none): when the
 	 * caller has this file open read-only, answer from what it holds, so
 	 * an open file never waits on the network. */
 	if (n.kind == NODE_SPEC || n.kind == NODE_STATUS || n.kind == NODE_ROOT_STATUS) {
-		pid_t pid = fuse_get_context()->pid;
+		pid_t pid = phfs_caller_pid();
 		bool found = false;
 
 		pthread_mutex_lock(&fs->handles_lock);
@@ -610,16 +612,33 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	}
 	if (n.kind == NODE_ROOT) {
 		/* stat of the mount point (mount(8), ismount, shells' prompts)
-		 * must not cost a request. */
+		 * must not cost a request.  The kernel also asks it when its
+		 * cached listing of the root may be stale: the mount is in use
+		 * (a walk served from the kernel's caches sends nothing else),
+		 * so renew the snapshot as it expires.  The mtime is when the
+		 * listing last changed (phfs_dir_mtime): the kernel keeps its
+		 * listing while it stays. */
 		snap = store_peek(fs->store);
+		if (store_touch(fs->store) && snap) {
+			/* Too old to show (an idle spell): the kernel must
+			 * drop its cached listing and ask, which waits for a
+			 * fresh snapshot; a new mtime tells it so. */
+			snapshot_put(snap);
+			snap = NULL;
+			phfs_fill_stat(fs, st, tree_mode(NODE_ROOT), 0,
+			               phfs_dir_changed(fs, path, fs->mounted_at));
+			return 0;
+		}
 		phfs_fill_stat(fs, st, tree_mode(NODE_ROOT), 0,
-		               snap ? snap->ctime : fs->mounted_at);
+		               phfs_dir_mtime(fs, path, snap, fs->mounted_at));
 		snapshot_put(snap);
 		return 0;
 	}
-	/* status.json shows the groups, groups/G is one: their membership
-	 * must be known and fresh (fetched here when it is not). */
-	ret = n.kind == NODE_STATUS || n.kind == NODE_GROUP
+	/* status.json shows the groups, groups/G is one, and groups/'s mtime
+	 * says whether the kernel's cached listing of it still holds (the
+	 * kernel asks it only before listing it): their membership must be
+	 * known and fresh (fetched here when it is not). */
+	ret = n.kind == NODE_STATUS || n.kind == NODE_GROUP || n.kind == NODE_GROUPS
 	          ? phfs_snapshot_groups(fs, n.image, &snap)
 	          : phfs_snapshot_shown(fs, n.image[0] ? n.image : NULL, &snap);
 	if (ret < 0)
@@ -627,6 +646,9 @@ static int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info
 	ret = phfs_stat_node(fs, snap, &n, st);
 	if (ret == 0)
 		phfs_report_node(fs, snap, &n, path);
+	if (ret == 0 && (n.kind == NODE_IMAGE || n.kind == NODE_HISTORY || n.kind == NODE_GROUPS))
+		st->st_mtim = st->st_ctim = st->st_atim =
+		    phfs_dir_mtime(fs, path, snap, st->st_mtim);
 	snapshot_put(snap);
 	/* A note a copy tool just wrote (and we dropped): cp -a and rsync
 	 * set its times and mode next, and must find it. */
@@ -667,7 +689,7 @@ static int exists(const char *path, struct fuse_file_info *fi)
 	return fi ? 0 : phfs_getattr(path, &(struct stat){0}, NULL);
 }
 
-static int phfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+int phfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct scratch *s = scratch_at(phfs_ctx(), path, fi);
 
@@ -678,7 +700,7 @@ static int phfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return 0;
 }
 
-static int phfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+int phfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
 	(void)uid;
 	(void)gid;
@@ -688,7 +710,7 @@ static int phfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_i
 /* Whether the calling process holds a handle of node n. */
 static bool caller_has_open(struct phfs *fs, const struct node *n)
 {
-	pid_t pid = fuse_get_context() ? fuse_get_context()->pid : 0;
+	pid_t pid = phfs_caller_pid();
 	bool found = false;
 
 	pthread_mutex_lock(&fs->handles_lock);
@@ -699,7 +721,7 @@ static bool caller_has_open(struct phfs *fs, const struct node *n)
 	return found;
 }
 
-static int phfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
+int phfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
 	const struct timespec *mt = tv && tv[1].tv_nsec != UTIME_NOW ? &tv[1] : NULL;
 	struct scratch *s;
@@ -735,7 +757,7 @@ static int phfs_utimens(const char *path, const struct timespec tv[2], struct fu
  * of the current snapshot (never a fetch: df must not wait on the server),
  * none free: there is no inode table, and no number of images to come.
  */
-static int phfs_statfs(const char *path, struct statvfs *sv)
+int phfs_statfs(const char *path, struct statvfs *sv)
 {
 	struct phfs *fs = phfs_ctx();
 	struct snapshot *snap = store_peek(fs->store);
@@ -755,7 +777,7 @@ static int phfs_statfs(const char *path, struct statvfs *sv)
 	return 0;
 }
 
-static int phfs_symlink(const char *target, const char *path)
+int phfs_symlink(const char *target, const char *path)
 {
 	(void)target;
 	(void)path;
@@ -763,7 +785,7 @@ static int phfs_symlink(const char *target, const char *path)
 	return -EACCES;
 }
 
-static int phfs_mknod(const char *path, mode_t mode, dev_t dev)
+int phfs_mknod(const char *path, mode_t mode, dev_t dev)
 {
 	(void)path;
 	(void)mode;
@@ -773,28 +795,17 @@ static int phfs_mknod(const char *path, mode_t mode, dev_t dev)
 	return -EPERM;
 }
 
-static int phfs_link(const char *from, const char *to)
+int phfs_link(const char *from, const char *to)
 {
 	(void)from;
 	(void)to;
 	return -EPERM;
 }
 
-static int phfs_setxattr(const char *path, const char *name, const char *value, size_t size,
-                         int flags)
-{
-	(void)path;
-	(void)name;
-	(void)value;
-	(void)size;
-	(void)flags;
-	return -ENOTSUP;
-}
-
 /* A rename onto spec.json makes the renamed file's pages and size the
  * kernel's spec.json; an unlink ends its version: forget both paths before
  * and after (fs_kcache.c). */
-static int phfs_rename_op(const char *from, const char *to, unsigned int flags)
+int phfs_rename_op(const char *from, const char *to, unsigned int flags)
 {
 	struct phfs *fs = phfs_ctx();
 	int ret;
@@ -807,7 +818,7 @@ static int phfs_rename_op(const char *from, const char *to, unsigned int flags)
 	return ret;
 }
 
-static int phfs_unlink_op(const char *path)
+int phfs_unlink_op(const char *path)
 {
 	struct phfs *fs = phfs_ctx();
 	int ret;
@@ -816,65 +827,6 @@ static int phfs_unlink_op(const char *path)
 	ret = phfs_unlink(path);
 	phfs_kcache_forget(fs->kcache, path);
 	return ret;
-}
-
-static void *phfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
-{
-	struct phfs *fs = phfs_ctx();
-
-	/* The kernel keeps names and attributes as long as the data is fresh
-	 * (ttl): the refresher tells it about every image that changed, and
-	 * about the root listing.  No negative cache (a name made elsewhere
-	 * shows at once).  Pages are kept across opens only while a file is
-	 * unchanged (fs_kcache.c), listings only while unchanged (opendir
-	 * compares).  No writeback cache: a write must reach the handle, which
-	 * decides what a save sends. */
-	cfg->entry_timeout = (double)fs->ttl_ms / 1000.0;
-	cfg->attr_timeout = (double)fs->ttl_ms / 1000.0;
-	cfg->negative_timeout = 0;
-	cfg->kernel_cache = 0;
-	cfg->use_ino = 0;
-	/* Unlinked-but-open scratch files (vim's swap at exit) just go away,
-	 * instead of being renamed to .fuse_hidden files. */
-	cfg->hard_remove = 1;
-	/* A read-only handle has nothing to commit: its close needs no FLUSH
-	 * round trip (half the requests of a `cat` of every file). */
-	cfg->no_rofd_flush = 1;
-	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	return fs;
-}
-
-static const struct fuse_operations phfs_oper = {
-    .init = phfs_init,
-    .getattr = phfs_getattr,
-    .opendir = phfs_opendir,
-    .readdir = phfs_readdir,
-    .releasedir = phfs_releasedir,
-    .open = phfs_open,
-    .create = phfs_create,
-    .read = phfs_read,
-    .write = phfs_write,
-    .truncate = phfs_truncate,
-    .flush = phfs_flush,
-    .fsync = phfs_fsync,
-    .release = phfs_release,
-    .mkdir = phfs_mkdir,
-    .rmdir = phfs_rmdir,
-    .unlink = phfs_unlink_op,
-    .rename = phfs_rename_op,
-    .chmod = phfs_chmod,
-    .chown = phfs_chown,
-    .utimens = phfs_utimens,
-    .statfs = phfs_statfs,
-    .symlink = phfs_symlink,
-    .link = phfs_link,
-    .mknod = phfs_mknod,
-    .setxattr = phfs_setxattr,
-};
-
-const struct fuse_operations *phfs_operations(void)
-{
-	return &phfs_oper;
 }
 
 /* ---- the context ---- */
@@ -937,16 +889,20 @@ int phfs_new(struct ph_api *api, long ttl_ms, struct phfs **out)
 	fs->gid = getgid();
 	fs->logs = phfs_log_cache_new();
 	fs->readers = phfs_readers_new();
-	fs->kcache = phfs_kcache_new(ttl_ms, fuse_version() >= 316);
+	fs->kcache = phfs_kcache_new(ttl_ms);
+	fs->inodes = inodes_new();
 	fs->copies = phfs_copies_new();
 	fs->changes = phfs_changes_new();
 	fs->sink = phfs_sink_new();
 	fs->notifier = phfs_notifier_new();
-	ret = fs->logs && fs->readers && fs->kcache && fs->copies && fs->changes && fs->sink &&
-	              fs->notifier
+	ret = fs->logs && fs->readers && fs->kcache && fs->inodes && fs->copies && fs->changes &&
+	              fs->sink && fs->notifier
 	          ? store_new(ttl_ms, fetch_tree, api, tree_changed, fs, &fs->store)
 	          : -ENOMEM;
 	if (ret == 0) {
+		/* A reader waiting for a fetch lets go when its request is
+		 * interrupted (Ctrl-C) or the mount goes away. */
+		store_set_abort(fs->store, phfs_request_interrupted, fs);
 		store_set_membership(fs->store, fetch_membership, fetch_image, api);
 		store_set_holder(fs->store, tree_hold);
 		ret = catalog_new(ttl_ms, fetch_catalog, api, &fs->catalog);
@@ -972,19 +928,24 @@ int phfs_request_interrupted(void *arg)
 	if (fs && __atomic_load_n(&fs->stopping, __ATOMIC_RELAXED))
 		return 1;
 	/* Only a FUSE request thread has a context; the refresher has none. */
-	return fuse_get_context() ? fuse_interrupted() : 0;
+	return phfs_caller_interrupted();
 }
 
-void phfs_set_fuse(struct phfs *fs, struct fuse *fuse)
+void phfs_set_owner(struct phfs *fs, const uid_t *uid, const gid_t *gid, const mode_t *umask)
 {
-	fs->fuse = fuse;
-	/* fuse_get_context() is only valid once a struct fuse exists. */
-	store_set_abort(fs->store, phfs_request_interrupted, fs);
+	if (uid)
+		fs->uid = *uid;
+	if (gid)
+		fs->gid = *gid;
+	if (umask) {
+		fs->set_mode = true;
+		fs->umask = *umask & 0777;
+	}
 }
 
 int phfs_start(struct phfs *fs)
 {
-	int ret = fs->fuse ? phfs_notifier_start(fs->notifier, fs->fuse) : 0;
+	int ret = phfs_notifier_start(fs->notifier, fs);
 
 	return ret < 0 ? ret : store_start(fs->store);
 }
@@ -1012,6 +973,7 @@ void phfs_free(struct phfs *fs)
 	phfs_log_cache_free(fs->logs);
 	phfs_readers_free(fs->readers);
 	phfs_kcache_free(fs->kcache);
+	inodes_free(fs->inodes);
 	phfs_copies_free(fs->copies);
 	phfs_changes_free(fs->changes);
 	phfs_sink_free(fs->sink);

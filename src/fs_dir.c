@@ -28,7 +28,7 @@
 
 static pid_t caller_pid(void)
 {
-	return fuse_get_context()->pid;
+	return phfs_caller_pid();
 }
 
 /* An updateImage that changes only group links.  PrimeHub clears

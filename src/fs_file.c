@@ -165,7 +165,7 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	 * derived files too; any other program is told they are read-only. */
 	if (acc != O_RDONLY && (n.kind == NODE_STATUS || n.kind == NODE_BUILD_LOG) &&
 	    (phfs_caller_is_copier(true) ||
-	     phfs_copies_is_maker(fs->copies, n.image, fuse_get_context()->pid)))
+	     phfs_copies_is_maker(fs->copies, n.image, phfs_caller_pid())))
 		return open_sink(fs, &n, path, fi);
 	/* The notes and the mount's own files, restored from a backup. */
 	if (acc != O_RDONLY && kept_by_copies(n.kind) && phfs_caller_is_copier(true))
@@ -218,6 +218,13 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 		}
 		unclaim_cached_read(fs, h);
 	}
+	/* A group's file is always empty: its one cached (empty) page never
+	 * goes stale, and keeping it spares grep -r a READ and a GETATTR per
+	 * group. */
+	if (acc == O_RDONLY && n.kind == NODE_GROUP) {
+		fi->keep_cache = 1;
+		return 0;
+	}
 	fi->keep_cache = 0;
 	/* Every handle holds its own version of a file, but the kernel keeps
 	 * one size per path (from the last GETATTR, a writer's ftruncate or
@@ -262,12 +269,12 @@ int phfs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		/* It always exists; the kernel creates only what it was told is
 		 * not there (a copy tool's view, fs_copy.c): a new file, so
 		 * whatever it held before is replaced. */
-		phfs_copies_take(fs->copies, &n, fuse_get_context()->pid);
+		phfs_copies_take(fs->copies, &n, phfs_caller_pid());
 		fi->flags |= O_TRUNC;
 		return phfs_open(path, fi);
 	case NODE_STATUS:
 	case NODE_BUILD_LOG:
-		phfs_copies_take(fs->copies, &n, fuse_get_context()->pid);
+		phfs_copies_take(fs->copies, &n, phfs_caller_pid());
 		ret = phfs_snapshot(fs, &snap);
 		if (ret < 0)
 			return ret;

@@ -1,6 +1,7 @@
 /*
- * fs_internal.h - shared by the FUSE glue files (fs.c: the operation table,
- * attributes and listings; fs_read.c: read-only content; fs_write.c:
+ * fs_internal.h - shared by the FUSE glue files (fs_ll.c: libfuse's
+ * low-level operations, inode numbers to paths; fs.c: the context and
+ * attributes; fs_list.c: listings; fs_read.c: read-only content; fs_write.c:
  * spec.json saves and scratch files; fs_dir.c: mkdir/rmdir, groups, rename,
  * unlink).  This layer knows no JSON and no HTTP: it resolves paths with
  * tree, reads snapshots, keeps local state in staging, asks spec to turn a
@@ -29,6 +30,11 @@
 #define PHFS_READERS_MAX   256
 #define PHFS_READER_TTL_MS (3600L * 1000)
 
+/* How many listings are kept between the READDIRs of one directory: one
+ * per directory being listed at once (a walk lists one at a time); a
+ * listing pushed out is taken again, from a newer snapshot. */
+#define PHFS_KEPT_LISTINGS 32
+
 struct phfs_log_cache; /* build.log texts, fs_read.c */
 struct phfs_readers;   /* what each process read, fs_readers.c */
 struct phfs_kcache;    /* what the kernel may keep cached, fs_kcache.c */
@@ -44,13 +50,16 @@ struct phfs {
 	struct store *store;
 	struct catalog *catalog; /* groups and pull secrets, when needed */
 	struct staging *staging;
-	struct fuse *fuse; /* set after fuse_new, for the notifier */
+	struct fuse_session *se; /* set after fuse_session_new, for notifications */
+	struct inodes *inodes;   /* the kernel's inode numbers (inodes.h) */
 	struct phfs_notifier *notifier;
 	long ttl_ms;
 	bool stopping;              /* atomic: unmounting, abort transfers */
 	struct timespec mounted_at; /* mtime of the root before the first listing */
 	uid_t uid;
 	gid_t gid;
+	bool set_mode; /* -o umask: every file's permissions are 0777 & ~umask */
+	mode_t umask;
 	char *user; /* for /.status, may be NULL */
 	/* The last rendering of /.status, so the size a stat just reported is
 	 * the size the open that follows reads (tar checks). */
@@ -90,7 +99,15 @@ struct phfs {
 	 * drop queued releases at unmount) are still freed. */
 	pthread_mutex_t handles_lock;
 	struct phfs_handle *handles;
-	struct phfs_dirlist *dirlists; /* open listings, also under handles_lock */
+	/* Listings kept between the READDIRs of one directory (fs_list.c),
+	 * also under handles_lock. */
+	struct {
+		uint64_t ino;
+		struct phfs_dirlist *l;
+		unsigned long used;
+	} listings[PHFS_KEPT_LISTINGS];
+	unsigned long listings_clock;
+	uint64_t dir_changes; /* atomic: phfs_dir_changed */
 };
 
 /* An open file. */
@@ -133,10 +150,16 @@ struct phfs_handle {
 	struct scratch *scratch;
 };
 
-static inline struct phfs *phfs_ctx(void)
-{
-	return fuse_get_context()->private_data;
-}
+/* fs_ll.c: the mount, and the request this thread serves. */
+struct phfs *phfs_ctx(void);
+/* The process whose request is being served (its thread id, as FUSE
+ * gives it); 0 on threads that serve none (the refresher). */
+pid_t phfs_caller_pid(void);
+/* Whether the request being served was interrupted (Ctrl-C); 0 when none. */
+int phfs_caller_interrupted(void);
+/* Tell the kernel path's cached attributes and pages (a directory's
+ * listing) are stale.  On the notifier thread only (fs_notify.c). */
+void phfs_kernel_invalidate(struct phfs *fs, const char *path);
 
 static inline struct phfs_handle *phfs_fh(const struct fuse_file_info *fi)
 {
@@ -210,11 +233,43 @@ int phfs_flush(const char *path, struct fuse_file_info *fi);
 int phfs_fsync(const char *path, int datasync, struct fuse_file_info *fi);
 int phfs_release(const char *path, struct fuse_file_info *fi);
 
+/* fs.c: the path-based operations fs_ll.c turns requests into (-errno). */
+int phfs_getattr(const char *path, struct stat *st, struct fuse_file_info *fi);
+int phfs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi);
+int phfs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi);
+int phfs_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi);
+int phfs_statfs(const char *path, struct statvfs *sv);
+int phfs_symlink(const char *target, const char *path);
+int phfs_mknod(const char *path, mode_t mode, dev_t dev);
+int phfs_link(const char *from, const char *to);
+int phfs_rename_op(const char *from, const char *to, unsigned int flags);
+int phfs_unlink_op(const char *path);
+
 /* fs_list.c */
-int phfs_opendir(const char *path, struct fuse_file_info *fi);
-int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
-                 struct fuse_file_info *fi, enum fuse_readdir_flags flags);
-int phfs_releasedir(const char *path, struct fuse_file_info *fi);
+struct phfs_dirlist;
+/* The listing of directory ino (at path) for a READDIR at offset off: taken
+ * afresh at offset 0, else the one an earlier READDIR of it took.  A
+ * counted reference, for phfs_list_put. */
+int phfs_list_get(struct phfs *fs, uint64_t ino, const char *path, off_t off,
+                  struct phfs_dirlist **out);
+/* ended: it was read to its end, keep it no longer.  l may be NULL. */
+void phfs_list_put(struct phfs *fs, uint64_t ino, struct phfs_dirlist *l, bool ended);
+/* Called for each entry from offset on: type is S_IFDIR or S_IFREG, st
+ * NULL when the entry goes without attributes; next the offset after it.
+ * Non-zero: no room for it. */
+typedef int (*phfs_list_add_fn)(void *arg, const char *name, mode_t type, const struct stat *st,
+                                off_t next);
+/* 0 when the listing's end was reached, 1 when add had no room. */
+int phfs_list_fill(struct phfs *fs, struct phfs_dirlist *l, const char *path, off_t offset,
+                   bool plus, phfs_list_add_fn add, void *arg);
+/* The mtime a directory shows: base, or later when its listing changed
+ * since the kernel was last told (the kernel drops a cached listing when
+ * the mtime differs).  snap: what the listing is taken from (borrowed). */
+struct timespec phfs_dir_mtime(struct phfs *fs, const char *path, struct snapshot *snap,
+                               struct timespec base);
+/* A new mtime for path, as if its listing changed: the kernel drops what
+ * it cached of it. */
+struct timespec phfs_dir_changed(struct phfs *fs, const char *path, struct timespec base);
 
 /* fs_read.c */
 int phfs_open_readonly(struct phfs *fs, struct phfs_handle *h);
@@ -248,9 +303,7 @@ int phfs_rename_onto_spec(struct phfs *fs, const struct node *from, const struct
  * pages or a cached listing are still this daemon's truth.  Versions are
  * phfs_kcache_hash values of the content. */
 uint64_t phfs_kcache_hash(const void *data, size_t len, uint64_t seed);
-/* listings: whether the library passes a listing's keep_cache on to the
- * kernel (libfuse 3.16.1 and later). */
-struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms, bool listings);
+struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms);
 void phfs_kcache_free(struct phfs_kcache *k);
 /* The kernel was given attributes of path's content `version`. */
 void phfs_kcache_reported(struct phfs_kcache *k, const char *path, uint64_t version);
@@ -261,10 +314,13 @@ bool phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version)
  * keep no page cache of it until the kernel's attributes of that moment
  * have expired. */
 void phfs_kcache_forget(struct phfs_kcache *k, const char *path);
-/* opendir: whether the kernel may keep the listing it cached of path. */
-bool phfs_kcache_listing(struct phfs_kcache *k, const char *path, uint64_t listing);
+/* A directory whose listing is `listing` (a hash) shows base as its mtime
+ * unless the listing changed since first seen: then the time it was seen
+ * to change, when later than base. */
+struct timespec phfs_kcache_dir_mtime(struct phfs_kcache *k, const char *path, uint64_t listing,
+                                      struct timespec base);
 
-/* fs_list.c: free the listings whose RELEASEDIR never came (at exit). */
+/* fs_list.c: free the listings still kept (at exit). */
 void phfs_dirlists_free(struct phfs *fs);
 
 /* fs_copy.c: cp -r, tar -x and copytree fill a directory they made as if
@@ -332,7 +388,7 @@ int phfs_history_open(struct phfs *fs, struct phfs_handle *h);
 /* fs_notify.c: kernel invalidations, made on a thread of their own. */
 struct phfs_notifier *phfs_notifier_new(void);
 void phfs_notifier_free(struct phfs_notifier *q); /* stops it first */
-/* Queue path for fuse_invalidate_path; NULL means the root. */
+/* Queue path for phfs_kernel_invalidate; NULL means the root. */
 void phfs_notifier_push(struct phfs_notifier *q, const char *path);
 /* Before a refresh publishes: serve the n images ids (sorted) from shown
  * until the notifier reaches them (see fs_notify.c). */
@@ -341,7 +397,7 @@ void phfs_notifier_hold(struct phfs_notifier *q, struct snapshot *shown, char *c
 /* Whether image is held: then *snap is a reference to the snapshot the
  * kernel's caches describe. */
 bool phfs_notifier_held(struct phfs_notifier *q, const char *image, struct snapshot **snap);
-int phfs_notifier_start(struct phfs_notifier *q, struct fuse *fuse);
+int phfs_notifier_start(struct phfs_notifier *q, struct phfs *fs);
 /* Stop and join (a few seconds at most): true when no call is made after
  * it returns, false when one is still blocked in the kernel. */
 bool phfs_notifier_stop(struct phfs_notifier *q);

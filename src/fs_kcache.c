@@ -11,7 +11,9 @@
  * version matches both keeps the cache; any other open reads past the cache
  * (direct_io) and becomes the version the next open compares with.  A
  * writable open of the path forgets both: a writer's pages never reach a
- * reader.  A directory's listing is remembered by a hash of its entries.
+ * reader.  A directory's listing is remembered by a hash of its entries,
+ * and the time it was seen to change becomes the directory's mtime: the
+ * kernel keeps a listing in its cache while the mtime stays.
  *
  * Memory is one entry of 16 bytes per path the kernel was told about, in
  * an open-addressing table keyed by the path's 64-bit hash that grows with
@@ -24,6 +26,7 @@
  */
 #include "fs_internal.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +52,6 @@ struct phfs_kcache {
 	pthread_mutex_t lock;
 	long long settle_ms; /* how long after a local change the kernel's size
 	                      * may still be the writer's: attr timeout + 1 s */
-	bool listings;       /* the library passes a listing's keep_cache on */
 	struct kcache_entry *slots;
 	size_t nslots, used; /* nslots: a power of two */
 	/* Recent local changes (path hash, CLOCK_MONOTONIC ms), and the
@@ -60,6 +62,8 @@ struct phfs_kcache {
 	} touched[KCACHE_TOUCHED];
 	unsigned next_touched;
 	long long last_touched, dropped_touched;
+	struct dir_entry *dirs; /* phfs_kcache_dir_mtime */
+	size_t ndirs, ndirs_used;
 };
 
 uint64_t phfs_kcache_hash(const void *data, size_t len, uint64_t seed)
@@ -75,7 +79,7 @@ static long long now_ms(void)
 	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms, bool listings)
+struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms)
 {
 	struct phfs_kcache *k = calloc(1, sizeof(*k));
 
@@ -89,7 +93,9 @@ struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms, bool listings)
 	k->nslots = KCACHE_MIN_SLOTS;
 	pthread_mutex_init(&k->lock, NULL);
 	k->settle_ms = attr_timeout_ms + 1000;
-	k->listings = listings;
+	/* Nothing was changed here yet: "long ago", not "at boot" (a machine
+	 * up for less than settle_ms would otherwise keep no page cached). */
+	k->last_touched = k->dropped_touched = LLONG_MIN / 2;
 	return k;
 }
 
@@ -99,6 +105,7 @@ void phfs_kcache_free(struct phfs_kcache *k)
 		return;
 	pthread_mutex_destroy(&k->lock);
 	free(k->slots);
+	free(k->dirs);
 	free(k);
 }
 
@@ -221,19 +228,101 @@ void phfs_kcache_forget(struct phfs_kcache *k, const char *path)
 	pthread_mutex_unlock(&k->lock);
 }
 
-bool phfs_kcache_listing(struct phfs_kcache *k, const char *path, uint64_t listing)
-{
-	struct kcache_entry *e;
-	bool keep;
+/* Directories: the listing last seen and when it was seen to change.  A
+ * table of its own, since entries are twice the size of a file's. */
+struct dir_entry {
+	uint64_t path; /* hash of the path (never 0), 0: empty slot */
+	uint64_t listing;
+	struct timespec changed; /* 0: not since first seen */
+};
 
-	/* libfuse before 3.16.1 drops a listing's keep_cache and cache_readdir
-	 * in its high-level API: nothing to remember then. */
-	if (!k || !listing || !k->listings)
-		return false;
+static struct dir_entry *dir_probe(struct dir_entry *slots, size_t nslots, uint64_t key)
+{
+	size_t i = key & (nslots - 1);
+
+	while (slots[i].path && slots[i].path != key)
+		i = (i + 1) & (nslots - 1);
+	return &slots[i];
+}
+
+/* Lock held.  Out of memory or past the limit: start afresh (a directory
+ * then shows its base mtime, which at worst drops a cached listing). */
+static struct dir_entry *dir_entry_of(struct phfs_kcache *k, uint64_t key, bool *made)
+{
+	struct dir_entry *e;
+
+	*made = false;
+	if (!k->dirs || (k->ndirs_used + 1) * 4 > k->ndirs * 3) {
+		size_t n = k->ndirs ? k->ndirs * 2 : KCACHE_MIN_SLOTS;
+		struct dir_entry *bigger =
+		    k->ndirs_used < KCACHE_MAX_ENTRIES ? calloc(n, sizeof(*bigger)) : NULL;
+
+		if (bigger) {
+			for (size_t i = 0; i < k->ndirs; i++)
+				if (k->dirs[i].path)
+					*dir_probe(bigger, n, k->dirs[i].path) = k->dirs[i];
+			free(k->dirs);
+			k->dirs = bigger;
+			k->ndirs = n;
+		} else if (k->dirs) {
+			memset(k->dirs, 0, k->ndirs * sizeof(*k->dirs));
+			k->ndirs_used = 0;
+		} else {
+			return NULL;
+		}
+	}
+	e = dir_probe(k->dirs, k->ndirs, key);
+	if (!e->path) {
+		e->path = key;
+		k->ndirs_used++;
+		*made = true;
+	}
+	return e;
+}
+
+static bool ts_before(struct timespec a, struct timespec b)
+{
+	return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+struct timespec phfs_kcache_dir_mtime(struct phfs_kcache *k, const char *path, uint64_t listing,
+                                      struct timespec base)
+{
+	uint64_t key = phfs_kcache_hash(path, strlen(path), 0) | 1;
+	struct dir_entry *e;
+	bool made;
+
+	if (!k)
+		return base;
 	pthread_mutex_lock(&k->lock);
-	e = entry_of(k, path);
-	keep = e->version == listing;
-	e->version = listing;
+	e = dir_entry_of(k, key, &made);
+	if (e && made) {
+		e->listing = listing;
+	} else if (e && e->listing != listing) {
+		/* Changed: a time never shown before, so the kernel's cached
+		 * listing (kept by mtime) is dropped. */
+		struct timespec now;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (!ts_before(e->changed, now)) {
+			now = e->changed;
+			if (++now.tv_nsec >= 1000000000L) {
+				now.tv_sec++;
+				now.tv_nsec = 0;
+			}
+		}
+		if (!ts_before(base, now)) {
+			now = base;
+			if (++now.tv_nsec >= 1000000000L) {
+				now.tv_sec++;
+				now.tv_nsec = 0;
+			}
+		}
+		e->changed = now;
+		e->listing = listing;
+	}
+	if (e && ts_before(base, e->changed))
+		base = e->changed;
 	pthread_mutex_unlock(&k->lock);
-	return keep;
+	return base;
 }

@@ -1,11 +1,17 @@
 /*
- * fs_list.c - directory listings.  opendir takes the listing once, from one
- * snapshot, so every readdir of one `ls` sees the same entries whatever
- * refreshes meanwhile; readdir hands them out with offsets, which is what
- * lets libfuse answer READDIRPLUS with real entries (with zero offsets it
- * sends attributes the kernel cannot use, and `ls -l` then looks every entry
- * up again).  Attributes come from the snapshot, so `ls -l` of 10,000 images
- * costs no request beyond the one listing.
+ * fs_list.c - directory listings.  A listing is taken once, from one
+ * snapshot, at the first READDIR of a directory (offset 0), and kept for
+ * the READDIRs that follow, so every page of one `ls` sees the same
+ * entries whatever refreshes meanwhile; it is handed out with offsets,
+ * which is what lets READDIRPLUS carry real entries.  Attributes come from
+ * the snapshot, so `ls -l` of 10,000 images costs no request beyond the
+ * one listing.  There are no directory handles (fs_ll.c says why): kept
+ * listings live in a few slots keyed by inode, dropped when read to their
+ * end or pushed out by newer ones.
+ *
+ * A directory's mtime also answers "has the listing changed": the kernel
+ * keeps listings in its cache and drops one when the mtime it is given
+ * differs (phfs_dir_mtime).
  */
 #include "fs_internal.h"
 
@@ -20,12 +26,13 @@
 struct list_ent {
 	char *name;
 	enum node_kind kind;
-	bool dot; /* "." or "..": no attributes to give */
+	bool dot;    /* "." or "..": no attributes to give */
+	mode_t type; /* S_IFDIR or S_IFREG, for entries listed without attributes */
 };
 
 struct phfs_dirlist {
-	struct phfs_dirlist *prev, *next; /* in phfs.dirlists */
-	struct snapshot *snap;            /* the snapshot the listing was taken from */
+	int refs;              /* under phfs.handles_lock */
+	struct snapshot *snap; /* the snapshot the listing was taken from */
 	struct node dir;
 	struct list_ent *ents;
 	size_t n, cap;
@@ -56,6 +63,7 @@ static void list_add(struct phfs_dirlist *l, const char *name, enum node_kind ki
 	}
 	l->ents[l->n].kind = kind;
 	l->ents[l->n].dot = dot;
+	l->ents[l->n].type = kind == NODE_ROOT ? S_IFDIR : tree_mode(kind) & S_IFMT;
 	l->n++;
 }
 
@@ -83,23 +91,51 @@ static void entry_node(const struct phfs_dirlist *l, const struct list_ent *e, s
 	}
 }
 
-static void list_root(struct phfs *fs, struct phfs_dirlist *l)
+/* The root's entries, each given to emit: the images of snap, the ones
+ * pending here, the top's .error when there is one, and .status. */
+static void root_entries(struct phfs *fs, const struct snapshot *snap,
+                         void (*emit)(void *arg, const char *name, enum node_kind kind), void *arg)
 {
-	const struct snapshot *snap = l->snap;
 	struct ph_strlist pending;
 	size_t len;
 
 	for (size_t i = 0; i < snap->nimages; i++)
-		list_add(l, snap->images[i]->img->id, NODE_IMAGE, false);
+		emit(arg, snap->images[i]->img->id, NODE_IMAGE);
 	if (staging_pending_list(fs->staging, &pending) == 0) {
 		for (size_t i = 0; i < pending.n; i++)
 			if (!snapshot_find(snap, pending.items[i]))
-				list_add(l, pending.items[i], NODE_IMAGE, false);
+				emit(arg, pending.items[i], NODE_IMAGE);
 		ph_strlist_free(&pending);
 	}
 	if (staging_has_error(fs->staging, "", &len))
-		list_add(l, TREE_ROOT_ERROR_NAME, NODE_ROOT_ERROR, false);
-	list_add(l, TREE_ROOT_STATUS_NAME, NODE_ROOT_STATUS, false);
+		emit(arg, TREE_ROOT_ERROR_NAME, NODE_ROOT_ERROR);
+	emit(arg, TREE_ROOT_STATUS_NAME, NODE_ROOT_STATUS);
+}
+
+static void emit_to_list(void *arg, const char *name, enum node_kind kind)
+{
+	list_add(arg, name, kind, false);
+}
+
+static void list_root(struct phfs *fs, struct phfs_dirlist *l)
+{
+	root_entries(fs, l->snap, emit_to_list, l);
+}
+
+/* The hash of one entry, chained: what listing_hash computes. */
+static uint64_t entry_hash(uint64_t h, const char *name, enum node_kind kind)
+{
+	unsigned char k = (unsigned char)kind;
+
+	h = phfs_kcache_hash(name, strlen(name) + 1, h);
+	return phfs_kcache_hash(&k, 1, h);
+}
+
+static void emit_to_hash(void *arg, const char *name, enum node_kind kind)
+{
+	uint64_t *h = arg;
+
+	*h = entry_hash(*h, name, kind);
 }
 
 static int list_image(struct phfs *fs, struct phfs_dirlist *l)
@@ -199,12 +235,9 @@ static uint64_t listing_hash(const struct phfs_dirlist *l)
 {
 	uint64_t h = 0;
 
-	for (size_t i = 0; i < l->n; i++) {
-		unsigned char kind = (unsigned char)l->ents[i].kind;
-
-		h = phfs_kcache_hash(l->ents[i].name, strlen(l->ents[i].name) + 1, h);
-		h = phfs_kcache_hash(&kind, 1, h);
-	}
+	for (size_t i = 0; i < l->n; i++)
+		if (!l->ents[i].dot)
+			h = entry_hash(h, l->ents[i].name, l->ents[i].kind);
 	return h;
 }
 
@@ -215,11 +248,13 @@ static void add_history_entry(void *arg, const char *name)
 
 static void add_sink_entry(void *arg, const char *name, bool is_dir)
 {
-	(void)is_dir;
-	list_add(arg, name, NODE_SCRATCH, true); /* the kernel looks them up */
-}
+	struct phfs_dirlist *l = arg;
+	size_t n = l->n;
 
-static void list_register(struct phfs *fs, struct phfs_dirlist *l);
+	list_add(l, name, NODE_SCRATCH, true); /* the kernel looks them up */
+	if (l->n > n)
+		l->ents[n].type = is_dir ? S_IFDIR : S_IFREG;
+}
 
 /* The entries of l->dir, from l->snap. */
 static int list_dir(struct phfs *fs, struct phfs_dirlist *l)
@@ -241,9 +276,11 @@ static int list_dir(struct phfs *fs, struct phfs_dirlist *l)
 	}
 }
 
-int phfs_opendir(const char *path, struct fuse_file_info *fi)
+/* Take the listing of path: from snap (borrowed) when given, else from
+ * the snapshot its readers would see (fetching if need be). */
+static int list_take(struct phfs *fs, const char *path, struct snapshot *snap,
+                     struct phfs_dirlist **out)
 {
-	struct phfs *fs = phfs_ctx();
 	struct phfs_dirlist *l;
 	bool sink = phfs_sink_path(path); /* a directory a copy tool made beside the images */
 	int ret;
@@ -251,10 +288,11 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	l->refs = 1;
 	ret = sink ? 0 : tree_parse(path, &l->dir);
-	if (ret == 0 && !sink && l->dir.kind == NODE_ROOT)
-		phfs_walkers_note_root(fs->walkers);
-	if (ret == 0 && !sink)
+	if (ret == 0 && !sink && snap)
+		l->snap = snapshot_ref(snap);
+	else if (ret == 0 && !sink)
 		ret = l->dir.kind == NODE_GROUPS  ? phfs_snapshot_groups(fs, l->dir.image, &l->snap)
 		      : l->dir.kind == NODE_IMAGE ? phfs_snapshot_shown(fs, l->dir.image, &l->snap)
 		                                  : phfs_snapshot(fs, &l->snap);
@@ -271,16 +309,121 @@ int phfs_opendir(const char *path, struct fuse_file_info *fi)
 		list_free(l);
 		return ret;
 	}
-	fi->fh = (uintptr_t)l;
-	list_register(fs, l);
-	if (sink)
-		return 0; /* changes as the copy goes: never cached */
-	/* The kernel may cache the listing (readdir from its page cache) and
-	 * keep it across opens while it is what this opendir listed: an
-	 * unchanged directory is then listed without a READDIR. */
-	fi->cache_readdir = 1;
-	fi->keep_cache = phfs_kcache_listing(fs->kcache, path, listing_hash(l));
+	*out = l;
 	return 0;
+}
+
+int phfs_list_get(struct phfs *fs, uint64_t ino, const char *path, off_t off,
+                  struct phfs_dirlist **out)
+{
+	struct phfs_dirlist *l = NULL, *old = NULL;
+	unsigned oldest = 0;
+	int ret;
+
+	if (off > 0) {
+		pthread_mutex_lock(&fs->handles_lock);
+		for (unsigned i = 0; i < PHFS_KEPT_LISTINGS && !l; i++) {
+			if (fs->listings[i].l && fs->listings[i].ino == ino) {
+				l = fs->listings[i].l;
+				l->refs++;
+				fs->listings[i].used = ++fs->listings_clock;
+			}
+		}
+		pthread_mutex_unlock(&fs->handles_lock);
+		if (l) {
+			*out = l;
+			return 0;
+		}
+	}
+	if (strcmp(path, "/") == 0)
+		phfs_walkers_note_root(fs->walkers);
+	ret = list_take(fs, path, NULL, &l);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&fs->handles_lock);
+	/* The slot of this directory's last listing, else an empty one, else
+	 * the least recently used. */
+	for (unsigned i = 0, found = 0; i < PHFS_KEPT_LISTINGS && !found; i++) {
+		if (fs->listings[i].l && fs->listings[i].ino == ino) {
+			oldest = i;
+			found = 1;
+		} else if (!fs->listings[oldest].l) {
+			continue; /* an empty slot already found */
+		} else if (!fs->listings[i].l || fs->listings[i].used < fs->listings[oldest].used) {
+			oldest = i;
+		}
+	}
+	old = fs->listings[oldest].l;
+	if (old && --old->refs > 0)
+		old = NULL;
+	fs->listings[oldest].l = l;
+	fs->listings[oldest].ino = ino;
+	fs->listings[oldest].used = ++fs->listings_clock;
+	l->refs++;
+	pthread_mutex_unlock(&fs->handles_lock);
+	list_free(old);
+	*out = l;
+	return 0;
+}
+
+void phfs_list_put(struct phfs *fs, uint64_t ino, struct phfs_dirlist *l, bool ended)
+{
+	struct phfs_dirlist *gone = NULL;
+
+	if (!l)
+		return;
+	pthread_mutex_lock(&fs->handles_lock);
+	if (ended) {
+		for (unsigned i = 0; i < PHFS_KEPT_LISTINGS; i++) {
+			if (fs->listings[i].l == l && fs->listings[i].ino == ino) {
+				fs->listings[i].l = NULL;
+				l->refs--;
+			}
+		}
+	}
+	if (--l->refs == 0)
+		gone = l;
+	pthread_mutex_unlock(&fs->handles_lock);
+	list_free(gone);
+}
+
+void phfs_dirlists_free(struct phfs *fs)
+{
+	for (unsigned i = 0; i < PHFS_KEPT_LISTINGS; i++) {
+		list_free(fs->listings[i].l);
+		fs->listings[i].l = NULL;
+	}
+}
+
+struct timespec phfs_dir_changed(struct phfs *fs, const char *path, struct timespec base)
+{
+	uint64_t stamp = 0;
+
+	/* A listing no directory has: the hash of nothing, with a counter. */
+	stamp = phfs_kcache_hash(&stamp, sizeof(stamp),
+	                         __atomic_add_fetch(&fs->dir_changes, 1, __ATOMIC_RELAXED));
+	return phfs_kcache_dir_mtime(fs->kcache, path, stamp, base);
+}
+
+struct timespec phfs_dir_mtime(struct phfs *fs, const char *path, struct snapshot *snap,
+                               struct timespec base)
+{
+	struct phfs_dirlist *l;
+
+	if (!path || !snap)
+		return base;
+	if (strcmp(path, "/") == 0) {
+		/* 300,000 names: hashed where they are, nothing copied. */
+		uint64_t h = 0;
+
+		root_entries(fs, snap, emit_to_hash, &h);
+		return phfs_kcache_dir_mtime(fs->kcache, path, h, base);
+	}
+	if (list_take(fs, path, snap, &l) < 0)
+		return base;
+	base = phfs_kcache_dir_mtime(fs->kcache, path, listing_hash(l), base);
+	list_free(l);
+	return base;
 }
 
 /* status.json's size depends on the image's groups: listing an image
@@ -294,13 +437,9 @@ static bool status_attrs_fresh(struct phfs *fs, const struct phfs_dirlist *l, co
 	return e && store_groups_fresh(fs->store, e);
 }
 
-int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
-                 struct fuse_file_info *fi, enum fuse_readdir_flags flags)
+int phfs_list_fill(struct phfs *fs, struct phfs_dirlist *l, const char *path, off_t offset,
+                   bool plus, phfs_list_add_fn add, void *arg)
 {
-	struct phfs *fs = phfs_ctx();
-	struct phfs_dirlist *l = (struct phfs_dirlist *)(uintptr_t)fi->fh;
-
-	(void)path;
 	if (l->snap && l->dir.kind == NODE_ROOT)
 		phfs_walkers_note_root(fs->walkers); /* a long listing's end counts */
 	for (size_t i = offset > 0 ? (size_t)offset : 0; i < l->n; i++) {
@@ -313,7 +452,7 @@ int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offs
 		/* readdirplus: every entry's attributes from the snapshot
 		 * (build.log excepted: its size needs the log, fetched only
 		 * when someone looks at it). */
-		if ((flags & FUSE_READDIR_PLUS) && !e->dot && e->kind != NODE_BUILD_LOG &&
+		if (plus && !e->dot && l->snap && e->kind != NODE_BUILD_LOG &&
 		    (e->kind != NODE_STATUS || status_attrs_fresh(fs, l, &n)) &&
 		    phfs_stat_node(fs, l->snap, &n, &st) == 0) {
 			if ((e->kind == NODE_SPEC || e->kind == NODE_STATUS) && path) {
@@ -322,57 +461,12 @@ int phfs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offs
 				snprintf(file, sizeof(file), "%s/%s", path, e->name);
 				phfs_report_node(fs, l->snap, &n, file);
 			}
-			full = filler(buf, e->name, &st, (off_t)(i + 1), FUSE_FILL_DIR_PLUS);
-		} else
-			full = filler(buf, e->name, NULL, (off_t)(i + 1), 0);
+			full = add(arg, e->name, st.st_mode & S_IFMT, &st, (off_t)(i + 1));
+		} else {
+			full = add(arg, e->name, e->type, NULL, (off_t)(i + 1));
+		}
 		if (full)
-			break;
+			return 1;
 	}
 	return 0;
-}
-
-/* Kept in a list, so that listings whose RELEASEDIR never came (the loop
- * ended first: SIGTERM right after ls) are still freed. */
-static void list_register(struct phfs *fs, struct phfs_dirlist *l)
-{
-	pthread_mutex_lock(&fs->handles_lock);
-	l->next = fs->dirlists;
-	if (l->next)
-		l->next->prev = l;
-	fs->dirlists = l;
-	pthread_mutex_unlock(&fs->handles_lock);
-}
-
-static void list_unlink(struct phfs *fs, struct phfs_dirlist *l)
-{
-	pthread_mutex_lock(&fs->handles_lock);
-	if (l->prev)
-		l->prev->next = l->next;
-	else
-		fs->dirlists = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
-	pthread_mutex_unlock(&fs->handles_lock);
-}
-
-int phfs_releasedir(const char *path, struct fuse_file_info *fi)
-{
-	struct phfs_dirlist *l = (struct phfs_dirlist *)(uintptr_t)fi->fh;
-
-	(void)path;
-	if (l) {
-		list_unlink(phfs_ctx(), l);
-		list_free(l);
-	}
-	return 0;
-}
-
-void phfs_dirlists_free(struct phfs *fs)
-{
-	while (fs->dirlists) {
-		struct phfs_dirlist *l = fs->dirlists;
-
-		list_unlink(fs, l);
-		list_free(l);
-	}
 }

@@ -1,13 +1,14 @@
 /*
  * fs_notify.c - telling the kernel what changed, from a thread of its own.
  *
- * fuse_invalidate_path can block: dropping a file's cached pages waits for
- * the page locks a writer holds while its WRITE request waits for a worker
- * thread.  Were the refresher to make that call itself, every worker
- * waiting on the refresher (a reader after store_invalidate waits for a
- * fetch) would wait on that writer, and the writer on a free worker: the
- * whole mount would hang.  So the refresher only queues paths here, and
- * this thread makes the calls; when it blocks, nothing else waits on it.
+ * A kernel invalidation (fuse_lowlevel_notify_inval_inode) can block:
+ * dropping a file's cached pages waits for the page locks a writer holds
+ * while its WRITE request waits for a worker thread.  Were the refresher to
+ * make that call itself, every worker waiting on the refresher (a reader
+ * after store_invalidate waits for a fetch) would wait on that writer, and
+ * the writer on a free worker: the whole mount would hang.  So the
+ * refresher only queues paths here, and this thread makes the calls; when
+ * it blocks, nothing else waits on it.
  *
  * The queue is bounded: past NOTIFY_QUEUE_MAX paths it collapses into one
  * invalidation of the root (the kernel then re-reads the listing; cached
@@ -27,11 +28,12 @@
  * attributes expire with ttl).
  *
  * Lifetime: started by phfs_start (after daemonizing), stopped and joined
- * by phfs_quiesce after fuse_unmount and before fuse_destroy, so no call
- * ever reaches a closed /dev/fuse or a destroyed struct fuse.  A call still
- * blocked then (its writer's request will never be served) is not waited
- * for long: main then leaves the struct fuse alive and exits, and the
- * kernel ends the call when the process's /dev/fuse closes.
+ * by phfs_quiesce after fuse_session_unmount and before
+ * fuse_session_destroy, so no call ever reaches a closed /dev/fuse or a
+ * destroyed session.  A call still blocked then (its writer's request will
+ * never be served) is not waited for long: main then leaves the session
+ * alive and exits, and the kernel ends the call when the process's
+ * /dev/fuse closes.
  */
 #include "fs_internal.h"
 
@@ -54,7 +56,7 @@ struct phfs_notifier {
 	bool stop;
 	bool started;
 	pthread_t thread;
-	struct fuse *fuse; /* set before start, valid until joined */
+	struct phfs *fs; /* set before start; its session valid until joined */
 	/* Held images (see the top): ids sorted, each released once. */
 	struct snapshot *held;
 	char **held_ids;
@@ -291,7 +293,7 @@ static void *notifier_thread(void *arg)
 		pthread_mutex_unlock(&q->lock);
 		held_free(&done);
 		/* May block on a writer's page lock: nothing waits on us. */
-		fuse_invalidate_path(q->fuse, root ? "/" : path);
+		phfs_kernel_invalidate(q->fs, root ? NULL : path);
 		free(path);
 		pthread_mutex_lock(&q->lock);
 	}
@@ -299,11 +301,11 @@ static void *notifier_thread(void *arg)
 	return NULL;
 }
 
-int phfs_notifier_start(struct phfs_notifier *q, struct fuse *fuse)
+int phfs_notifier_start(struct phfs_notifier *q, struct phfs *fs)
 {
 	int err;
 
-	q->fuse = fuse;
+	q->fs = fs;
 	err = pthread_create(&q->thread, NULL, notifier_thread, q);
 	if (err)
 		return -err;

@@ -29,9 +29,21 @@ struct reader {
 	struct timespec when;    /* CLOCK_MONOTONIC, when it was first remembered */
 };
 
+/* Who a thread id was, for a second: /proc is read once per process and
+ * second, not twice per open (grep -r opens thousands of files a second).
+ * A thread id is not given to another process within a second unless the
+ * system makes more processes than pid_max in that time. */
+#define PROC_CACHE    64
+#define PROC_CACHE_MS 1000
+
 struct phfs_readers {
 	pthread_mutex_t lock;
 	struct reader slots[PHFS_READERS_MAX];
+	struct {
+		pid_t tid, tgid;
+		unsigned long long start;
+		long long at_ms; /* CLOCK_MONOTONIC */
+	} procs[PROC_CACHE];     /* under lock */
 };
 
 struct phfs_readers *phfs_readers_new(void)
@@ -60,20 +72,26 @@ void phfs_readers_free(struct phfs_readers *r)
 	free(r);
 }
 
-/* The calling process: FUSE gives the thread's id; a save and the read it
- * was made from may come from different threads of one program. */
-static bool caller_process(pid_t *tgid, unsigned long long *start)
+static long long now_ms(void)
 {
-	struct fuse_context *fc = fuse_get_context();
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The calling process as /proc tells it: FUSE gives the thread's id; a
+ * save and the read it was made from may come from different threads of
+ * one program. */
+static bool read_process(pid_t pid, pid_t *tgid, unsigned long long *start)
+{
 	char path[64], line[256], buf[1024];
 	FILE *f;
 	size_t n;
 	const char *p;
 
-	if (!fc || fc->pid <= 0)
-		return false;
-	*tgid = fc->pid;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)fc->pid);
+	*tgid = pid;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	f = fopen(path, "r");
 	if (!f)
 		return false;
@@ -104,12 +122,36 @@ static bool caller_process(pid_t *tgid, unsigned long long *start)
 	return *tgid > 0;
 }
 
-static long long ms_since(struct timespec t)
+static bool caller_process(struct phfs_readers *r, pid_t *tgid, unsigned long long *start)
 {
-	struct timespec now;
+	pid_t pid = phfs_caller_pid();
+	long long now = now_ms();
+	unsigned slot = (unsigned)pid % PROC_CACHE;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)(now.tv_sec - t.tv_sec) * 1000 + (now.tv_nsec - t.tv_nsec) / 1000000;
+	if (pid <= 0)
+		return false;
+	pthread_mutex_lock(&r->lock);
+	if (r->procs[slot].tid == pid && now - r->procs[slot].at_ms < PROC_CACHE_MS) {
+		*tgid = r->procs[slot].tgid;
+		*start = r->procs[slot].start;
+		pthread_mutex_unlock(&r->lock);
+		return true;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!read_process(pid, tgid, start))
+		return false;
+	pthread_mutex_lock(&r->lock);
+	r->procs[slot].tid = pid;
+	r->procs[slot].tgid = *tgid;
+	r->procs[slot].start = *start;
+	r->procs[slot].at_ms = now;
+	pthread_mutex_unlock(&r->lock);
+	return true;
+}
+
+static long long ts_ms(struct timespec t)
+{
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* The slot of (process, image), dropping expired ones on the way (lock held). */
@@ -117,13 +159,14 @@ static struct reader *reader_find(struct phfs_readers *r, pid_t tgid, unsigned l
                                   const char *image)
 {
 	struct reader *found = NULL;
+	long long now = now_ms();
 
 	for (size_t i = 0; i < PHFS_READERS_MAX; i++) {
 		struct reader *rd = &r->slots[i];
 
 		if (!rd->tgid)
 			continue;
-		if (ms_since(rd->when) > PHFS_READER_TTL_MS) {
+		if (now - ts_ms(rd->when) > PHFS_READER_TTL_MS) {
 			reader_clear(rd);
 			continue;
 		}
@@ -144,7 +187,7 @@ void phfs_reader_note(struct phfs *fs, const char *image, const struct snap_imag
 	pid_t tgid;
 	char *name;
 
-	if (!e || !caller_process(&tgid, &start))
+	if (!e || !caller_process(r, &tgid, &start))
 		return;
 	pthread_mutex_lock(&r->lock);
 	rd = reader_find(r, tgid, start, image);
@@ -161,11 +204,11 @@ void phfs_reader_note(struct phfs *fs, const char *image, const struct snap_imag
 				rd = s;
 				continue;
 			}
-			if (!oldest || ms_since(s->when) > ms_since(oldest->when))
+			if (!oldest || ts_ms(s->when) < ts_ms(oldest->when))
 				oldest = s;
 			if (s->tgid == tgid && s->start == start) {
 				own++;
-				if (!own_oldest || ms_since(s->when) > ms_since(own_oldest->when))
+				if (!own_oldest || ts_ms(s->when) < ts_ms(own_oldest->when))
 					own_oldest = s;
 			}
 		}
@@ -202,7 +245,7 @@ int phfs_reader_seen_text(struct phfs *fs, const char *image, char **text, size_
 
 	*text = NULL;
 	*len = 0;
-	if (!caller_process(&tgid, &start))
+	if (!caller_process(r, &tgid, &start))
 		return 0;
 	pthread_mutex_lock(&r->lock);
 	rd = reader_find(r, tgid, start, image);
@@ -243,7 +286,7 @@ void phfs_reader_drop(struct phfs *fs, const char *image)
 	unsigned long long start = 0;
 	pid_t tgid;
 
-	if (!caller_process(&tgid, &start))
+	if (!caller_process(r, &tgid, &start))
 		return;
 	pthread_mutex_lock(&r->lock);
 	rd = reader_find(r, tgid, start, image);

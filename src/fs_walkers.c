@@ -78,21 +78,21 @@ void phfs_walkers_free(struct phfs_walkers *w)
 
 void phfs_walkers_note_root(struct phfs_walkers *w)
 {
-	struct fuse_context *fc = fuse_get_context();
+	pid_t pid = phfs_caller_pid();
 	long long now = now_ms();
 	unsigned slot;
 
-	if (!w || !fc || fc->pid <= 0)
+	if (!w || pid <= 0)
 		return;
 	pthread_mutex_lock(&w->lock);
 	/* One entry per process: a walker opens the root once, a shell on
 	 * every glob. */
 	for (slot = 0; slot < WALKERS_MAX; slot++)
-		if (w->seen[slot].pid == fc->pid)
+		if (w->seen[slot].pid == pid)
 			break;
 	if (slot == WALKERS_MAX)
 		slot = w->next++ % WALKERS_MAX;
-	w->seen[slot].pid = fc->pid;
+	w->seen[slot].pid = pid;
 	w->seen[slot].at_ms = now;
 	pthread_mutex_unlock(&w->lock);
 }
@@ -134,16 +134,16 @@ static long long last_root(struct phfs_walkers *w, pid_t pid)
 
 bool phfs_walkers_caller_walks(struct phfs_walkers *w)
 {
-	struct fuse_context *fc = fuse_get_context();
+	pid_t pid = phfs_caller_pid();
 	long long now = now_ms(), at;
 	pid_t parent;
 
-	if (!w || !fc || fc->pid <= 0)
+	if (!w || pid <= 0)
 		return false;
-	at = last_root(w, fc->pid);
+	at = last_root(w, pid);
 	if (at >= 0 && now - at <= PHFS_WALK_OWN_MS)
 		return true;
-	parent = parent_of(fc->pid);
+	parent = parent_of(pid);
 	if (parent <= 1)
 		return false;
 	at = last_root(w, parent);

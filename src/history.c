@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HISTORY_MAX_TEXT (16 * 1024 * 1024) /* far above any spec.json */
@@ -31,7 +32,24 @@ struct history {
 	/* So that reading an unchanged spec.json costs no disk: a collision
 	 * only costs a read of the newest file. */
 	struct newest newest[NEWEST_SLOTS];
+	/* Images found to have no versions, and when (CLOCK_MONOTONIC ms):
+	 * a reader's open asks the disk once a second, not at every open
+	 * (grep -r opens every spec.json). */
+	struct {
+		uint64_t image;
+		long long at_ms;
+	} untracked[NEWEST_SLOTS];
 };
+
+#define UNTRACKED_MS 1000
+
+static long long mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 /* mkdir -p, mode 0700 for what it makes. */
 static int make_dirs(const char *path)
@@ -326,6 +344,8 @@ int history_keep(struct history *h, const char *image, const char *text, size_t 
 		return -EINVAL;
 	image_hash = ph_hash_bytes(image, strlen(image), 0);
 	pthread_mutex_lock(&h->lock);
+	if (h->untracked[image_hash % NEWEST_SLOTS].image == image_hash)
+		h->untracked[image_hash % NEWEST_SLOTS].image = 0; /* it will have versions */
 	slot = &h->newest[image_hash % NEWEST_SLOTS];
 	if (slot->image == image_hash && slot->text == text_hash) {
 		pthread_mutex_unlock(&h->lock);
@@ -389,10 +409,15 @@ int history_keep_if_tracked(struct history *h, const char *image, const char *te
 
 	if (!safe_name(image))
 		return -EINVAL;
+	long long now = mono_ms();
+	size_t u = image_hash % NEWEST_SLOTS;
+
 	pthread_mutex_lock(&h->lock);
 	slot = &h->newest[image_hash % NEWEST_SLOTS];
 	tracked = slot->image == image_hash;
-	if (tracked && slot->text == ph_hash_bytes(text, len, 0)) {
+	if ((tracked && slot->text == ph_hash_bytes(text, len, 0)) ||
+	    (!tracked && h->untracked[u].image == image_hash &&
+	     now - h->untracked[u].at_ms < UNTRACKED_MS)) {
 		pthread_mutex_unlock(&h->lock);
 		return 0;
 	}
@@ -401,6 +426,12 @@ int history_keep_if_tracked(struct history *h, const char *image, const char *te
 		dir = image_dir(h, image);
 		tracked = dir && stat(dir, &st) == 0;
 		free(dir);
+		if (!tracked) {
+			pthread_mutex_lock(&h->lock);
+			h->untracked[u].image = image_hash;
+			h->untracked[u].at_ms = now;
+			pthread_mutex_unlock(&h->lock);
+		}
 	}
 	return tracked ? history_keep(h, image, text, len) : 0;
 }

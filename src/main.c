@@ -1,7 +1,7 @@
 /*
  * main.c - command line, configuration, the mount-time check, and the FUSE
  * loop.  Shaped like sshfs's main: parse options with a fuse_opt table,
- * connect and check before daemonizing, then fuse_loop_mt.
+ * connect and check before daemonizing, then fuse_session_loop_mt.
  *
  *   primehubfs [ENDPOINT] MOUNTPOINT [-o opt,...] [-f] [-d] [-s]
  */
@@ -45,7 +45,11 @@ struct options {
 	int history_keep;  /* versions per image; 0: none kept; -1: default */
 	char *log;         /* stderr, syslog or a file */
 	char *log_level;   /* error, warn, info, debug */
-	char *nonopt[2];   /* ENDPOINT and MOUNTPOINT as given */
+	/* -o uid=, gid=, umask=: libfuse's high-level options, which the
+	 * low-level API leaves to the file system. */
+	unsigned uid, gid, umask;
+	int set_uid, set_gid, set_umask;
+	char *nonopt[2]; /* ENDPOINT and MOUNTPOINT as given */
 	int nnonopt;
 };
 
@@ -70,6 +74,12 @@ static const struct fuse_opt option_spec[] = {
     OPTION("history_keep=%d", history_keep),
     OPTION("log=%s", log),
     OPTION("log_level=%s", log_level),
+    OPTION("uid=", set_uid),
+    OPTION("uid=%u", uid),
+    OPTION("gid=", set_gid),
+    OPTION("gid=%u", gid),
+    OPTION("umask=", set_umask),
+    OPTION("umask=%o", umask),
     OPTION("-h", show_help),
     OPTION("--help", show_help),
     OPTION("-V", show_version),
@@ -110,6 +120,8 @@ static void usage(const char *prog)
 	       "                           a FILE is appended to and reopened on SIGHUP\n"
 	       "    -o log_level=LEVEL     error, warn, info or debug (default info)\n"
 	       "                           -d makes it debug\n"
+	       "    -o uid=N, -o gid=N     owner and group every file shows (default: yours)\n"
+	       "    -o umask=M             every file's permissions are 0777 & ~M (octal)\n"
 	       "    -f                     stay in the foreground, log to stderr\n"
 	       "    -d                     debug: foreground, every FUSE call logged\n"
 	       "    -s                     single-threaded\n"
@@ -474,7 +486,7 @@ static int run(struct fuse_args *args, struct options *o)
 	struct gql_client *gql = NULL;
 	struct ph_api *api = NULL;
 	struct phfs *fs = NULL;
-	struct fuse *fuse = NULL;
+	struct fuse_session *se = NULL;
 	struct ph_err err = {0};
 	struct token_reload reload = {.lock = PTHREAD_MUTEX_INITIALIZER, .cfg = &cfg};
 	char *user = NULL;
@@ -576,17 +588,18 @@ static int run(struct fuse_args *args, struct options *o)
 	}
 	if (open_history(o, cfg.endpoint, cl.mountpoint, fs, cl.foreground) < 0)
 		goto out;
-	fuse = fuse_new(args, phfs_operations(), sizeof(struct fuse_operations), fs);
-	if (!fuse)
+	phfs_set_owner(fs, o->set_uid ? &(uid_t){o->uid} : NULL,
+	               o->set_gid ? &(gid_t){o->gid} : NULL,
+	               o->set_umask ? &(mode_t){o->umask} : NULL);
+	se = phfs_session_new(fs, args);
+	if (!se)
 		goto out;
-	phfs_set_fuse(fs, fuse);
-	/* Only now: fuse_get_context() is not valid before fuse_new. */
 	gql_client_set_abort(gql, phfs_request_interrupted, fs);
-	if (fuse_mount(fuse, cl.mountpoint) != 0)
-		goto out_fuse;
+	if (fuse_session_mount(se, cl.mountpoint) != 0)
+		goto out_session;
 	if (fuse_daemonize(cl.foreground) != 0)
 		goto out_unmount;
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+	if (fuse_set_signal_handlers(se) != 0)
 		goto out_unmount;
 	/* SIGHUP is logrotate's "reopen your log", not "unmount" (libfuse
 	 * just made it one): replace libfuse's handler. */
@@ -605,7 +618,7 @@ static int run(struct fuse_args *args, struct options *o)
 	         user, cfg.token_source, cl.mountpoint, PRIMEHUBFS_VERSION, (int)getpid());
 
 	if (cl.singlethread) {
-		ret = fuse_loop(fuse);
+		ret = fuse_session_loop(se);
 	} else {
 		struct fuse_loop_config *lc = fuse_loop_cfg_create();
 
@@ -621,22 +634,22 @@ static int run(struct fuse_args *args, struct options *o)
 			fuse_loop_cfg_set_idle_threads(lc, cl.max_idle_threads);
 		if (cl.max_threads > 0 && cl.max_threads < 100000) /* else libfuse's default */
 			fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
-		ret = fuse_loop_mt(fuse, lc);
+		ret = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
 	/* libfuse returns the signal that ended the loop (SIGTERM, SIGINT):
 	 * a requested stop, not a failure. */
 	ret = ret < 0 ? 1 : 0;
 out_signals:
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	fuse_remove_signal_handlers(se);
 out_unmount:
-	fuse_unmount(fuse);
-out_fuse:
+	fuse_session_unmount(se);
+out_session:
 	/* Handles are gone once unmounted; the notifier stops here (nothing
-	 * may reach a destroyed struct fuse), the refresher in phfs_free. */
+	 * may reach a destroyed session), the refresher in phfs_free. */
 	if (phfs_quiesce(fs))
-		fuse_destroy(fuse);
-	fuse = NULL;
+		fuse_session_destroy(se);
+	se = NULL;
 out:
 	phfs_free(fs);
 	ph_api_free(api);
@@ -666,7 +679,8 @@ int main(int argc, char *argv[])
 		return 1;
 	if (o.show_help) {
 		usage(argv[0]);
-		fuse_lib_help(&args);
+		printf("FUSE options:\n");
+		fuse_lowlevel_help();
 		ret = 0;
 		goto out;
 	}

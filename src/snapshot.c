@@ -942,6 +942,36 @@ void store_get_status(struct store *st, struct store_status *out)
 	pthread_mutex_unlock(&st->lock);
 }
 
+bool store_touch(struct store *st)
+{
+	struct timespec now = now_mono();
+	long long age;
+
+	pthread_mutex_lock(&st->lock);
+	if (!st->cur) {
+		pthread_mutex_unlock(&st->lock);
+		return true;
+	}
+	age = ms_between(st->cur->fetched, now);
+	/* What store_get would do without waiting; after an idle spell it
+	 * waits for a fresh fetch instead, and so does the next store_get. */
+	if (!st->failures &&
+	    (st->force_fetch || age >= (long long)st->ttl_ms * STORE_IDLE_FACTOR) &&
+	    !(st->fetching && !st->fetch_for_waiters && !st->force_fetch)) {
+		pthread_mutex_unlock(&st->lock);
+		return true;
+	}
+	if (!ts_after(st->last_access, st->last_attempt))
+		pthread_cond_signal(&st->wake);
+	st->last_access = now;
+	if (age >= st->ttl_ms && !st->refresh_wanted && !st->fetching) {
+		st->refresh_wanted = true;
+		pthread_cond_signal(&st->wake);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return false;
+}
+
 struct snapshot *store_peek(struct store *st)
 {
 	struct snapshot *snap;

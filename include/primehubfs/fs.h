@@ -1,6 +1,6 @@
 /*
- * fs.h - the FUSE layer's face to main: make the mount's context, hand
- * libfuse the operation table.
+ * fs.h - the FUSE layer's face to main: make the mount's context and the
+ * libfuse session that serves it (low-level API: fs_ll.c).
  *
  * Ownership: phfs_new borrows api (main frees it after phfs_free) and owns
  * the store, staging and caches it makes.
@@ -11,7 +11,8 @@
 #ifndef FUSE_USE_VERSION
 #define FUSE_USE_VERSION 312
 #endif
-#include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
 #include "primehubfs/primehub.h"
 
 struct phfs;
@@ -23,18 +24,21 @@ int phfs_set_user(struct phfs *fs, const char *user);
 /* Versions of spec.json kept on disk (IMAGE/.history/); fs owns h. */
 struct history;
 void phfs_set_history(struct phfs *fs, struct history *h);
-/* After fuse_new: lets the refresher tell the kernel what changed. */
-void phfs_set_fuse(struct phfs *fs, struct fuse *fuse);
-/* The loop has ended and the mount is gone (call after fuse_unmount, which
- * ends any notification blocked in the kernel, and before fuse_destroy):
- * no kernel notification from now on; the refresher runs until phfs_free. */
-bool phfs_quiesce(struct phfs *fs); /* false: do not fuse_destroy, just exit */
+/* -o uid=N, gid=N, umask=M (libfuse's high-level options, served here):
+ * NULL leaves the mounting user's, and each file's own modes. */
+void phfs_set_owner(struct phfs *fs, const uid_t *uid, const gid_t *gid, const mode_t *umask);
+/* The libfuse session serving fs (NULL: bad options, libfuse said why);
+ * fs keeps it for the refresher's notifications. */
+struct fuse_session *phfs_session_new(struct phfs *fs, struct fuse_args *args);
+/* The loop has ended and the mount is gone (call after
+ * fuse_session_unmount, which ends any notification blocked in the kernel,
+ * and before fuse_session_destroy): no kernel notification from now on;
+ * the refresher runs until phfs_free. */
+bool phfs_quiesce(struct phfs *fs); /* false: do not destroy the session, just exit */
 /* Whether the FUSE request being served was interrupted (used to abort
  * waits and transfers). */
 int phfs_request_interrupted(void *arg);
 /* After daemonizing: threads do not survive fork. */
 int phfs_start(struct phfs *fs);
-
-const struct fuse_operations *phfs_operations(void);
 
 #endif

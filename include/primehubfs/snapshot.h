@@ -153,6 +153,12 @@ int store_get_groups(struct store *st, const char *id, bool many, struct snapsho
 /* Whether e's groups are known and at most ttl old (never fetches). */
 bool store_groups_fresh(const struct store *st, const struct snap_image *e);
 
+/* The mount is in use, though nothing needs the snapshot now (the kernel
+ * asks a cached directory's attributes): renew it as store_get would,
+ * without waiting for anything.  true: the snapshot is too old to show
+ * (none yet, or an idle spell): the next store_get waits for a fresh one. */
+bool store_touch(struct store *st);
+
 /* The current snapshot if there is one, never fetching (NULL if none). */
 struct snapshot *store_peek(struct store *st);
 

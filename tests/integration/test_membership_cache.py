@@ -232,3 +232,91 @@ def test_many_changes_elsewhere_all_show_within_ttl(make_mount):
         assert time.monotonic() - start <= 2 + 2.5
     finally:
         emu.stop()
+
+
+# ---- listings kept by the kernel (no directory handles: fs_ll.c) ----
+
+LISTING_OPS = ("OPENDIR", "READDIR", "READDIRPLUS", "RELEASEDIR", "LOOKUP", "GETATTR")
+
+
+def listing_ops(m):
+    return {op: fuse_ops(m, op) for op in LISTING_OPS}
+
+
+def walk(path):
+    subprocess.run(["find", path, "-name", "spec.json"], check=True, capture_output=True,
+                   timeout=60)
+    subprocess.run(["du", "-s", path], check=True, capture_output=True, timeout=60)
+
+
+def test_warm_walk_is_served_by_the_kernel(make_emulator, make_mount):
+    emu = make_emulator("--images", "50")
+    m = make_mount(emu, "debug")
+    walk(m.path)
+    walk(m.path)                        # listings and attributes cached by now
+    before, requests = listing_ops(m), len(emu.requests())
+    walk(m.path)
+    after = listing_ops(m)
+    # Not one directory opened, listed or looked up again, nothing asked.
+    assert after == before, {k: after[k] - before[k] for k in after}
+    assert len(emu.requests()) == requests
+    assert fuse_ops(m, "OPENDIR") <= 1   # the first one, answered ENOSYS
+
+
+def test_refused_save_shows_its_error_in_a_cached_listing_at_once(emulator, make_mount):
+    m = make_mount(emulator)
+    d = m.p("tf-1")
+    for _ in range(2):
+        assert sorted(os.listdir(d)) == ["groups", "spec.json", "status.json"]
+    assert save(m.p("tf-1", "spec.json"), '{"name": "tf-1", "type": "not-a-type"}') != 0
+    listed = sorted(os.listdir(d))
+    assert listed == [".error", "groups", "spec.json", "spec.json.rejected", "status.json"]
+    # A good save takes them away again, at once too.
+    spec = read_json(m.p("tf-1", "spec.json"))
+    spec["description"] = "fixed"
+    assert save(m.p("tf-1", "spec.json"), json.dumps(spec)) == 0
+    assert sorted(os.listdir(d)) == ["groups", "spec.json", "status.json"]
+    # The top: a refused mkdir's reason shows in a cached listing of it.
+    top = sorted(os.listdir(m.path))
+    assert ".error" not in top
+    try:
+        os.mkdir(m.p("Not_A_Valid_Name!"))
+    except OSError:
+        pass
+    else:
+        raise AssertionError("mkdir of an invalid image name succeeded")
+    assert ".error" in os.listdir(m.path)
+
+
+def test_images_made_and_deleted_elsewhere_show_in_a_cached_listing(emulator, make_mount):
+    m = make_mount(emulator, ttl=2)
+    for _ in range(2):
+        assert "pytorch-1" in os.listdir(m.path)
+    emulator.gql('mutation($data: ImageCreateInput!) { createImage(data: $data) { id } }',
+                 {"data": {"name": "made-elsewhere", "type": "cpu", "url": "made/elsewhere:1"}})
+    emulator.gql('mutation($w: ImageWhereUniqueInput!) { deleteImage(where: $w) { id } }',
+                 {"w": {"id": "pytorch-1"}})
+    start = time.monotonic()
+    while time.monotonic() - start < 8:
+        listed = os.listdir(m.path)
+        if "made-elsewhere" in listed and "pytorch-1" not in listed:
+            break
+        time.sleep(0.1)
+    assert "made-elsewhere" in listed and "pytorch-1" not in listed, listed
+    assert time.monotonic() - start <= 2 + 1.5
+
+
+def test_a_mount_used_only_through_cached_listings_is_still_renewed(make_emulator,
+                                                                    make_mount):
+    emu = make_emulator("--images", "20")
+    m = make_mount(emu, ttl=2)
+    walk(m.path)
+    emu.reset_stats()
+    # Eight seconds of `ls -l` (the kernel answers from its caches between
+    # expiries): the snapshot is renewed about every ttl all along.
+    start = time.monotonic()
+    while time.monotonic() - start < 8:
+        subprocess.run(["ls", "-l", m.path], check=True, capture_output=True, timeout=30)
+        time.sleep(0.2)
+    renewals = ops(emu).get("images", 0)
+    assert 2 <= renewals <= 5, ops(emu)

@@ -19,7 +19,7 @@ static void sleep_ms(long ms)
 
 int main(void)
 {
-	struct phfs_kcache *k = phfs_kcache_new(0, false); /* settles in 1 s */
+	struct phfs_kcache *k = phfs_kcache_new(0); /* settles in 1 s */
 	const uint64_t v1 = 0x1234567890abcdeeULL, v2 = 0x0fedcba987654320ULL;
 	char path[64];
 
@@ -74,14 +74,45 @@ int main(void)
 	}
 	CHECK(phfs_kcache_open(k, "/d/spec.json", v2)); /* kept through the growth */
 
-	/* Listings: not remembered when the library drops keep_cache. */
-	CHECK(!phfs_kcache_listing(k, "/e", v1));
-	CHECK(!phfs_kcache_listing(k, "/e", v1));
 	phfs_kcache_free(k);
-	k = phfs_kcache_new(0, true);
-	CHECK(!phfs_kcache_listing(k, "/e", v1));
-	CHECK(phfs_kcache_listing(k, "/e", v1));
-	CHECK(!phfs_kcache_listing(k, "/e", v2));
+
+	/* Nothing changed here yet means "long ago": a ttl longer than the
+	 * machine's uptime still lets unchanged pages be kept. */
+	k = phfs_kcache_new(1000L * 1000 * 1000 * 1000);
+	phfs_kcache_reported(k, "/f/spec.json", v1);
+	CHECK(!phfs_kcache_open(k, "/f/spec.json", v1));
+	CHECK(phfs_kcache_open(k, "/f/spec.json", v1));
+	phfs_kcache_free(k);
+
+	/* Directories: the base mtime until the listing changes, then the
+	 * time it was seen to change (never a time shown before). */
+	k = phfs_kcache_new(0);
+	{
+		struct timespec base = {1000, 5}, t1, t2, t3;
+
+		t1 = phfs_kcache_dir_mtime(k, "/e", v1, base);
+		CHECK(t1.tv_sec == 1000 && t1.tv_nsec == 5);
+		t1 = phfs_kcache_dir_mtime(k, "/e", v1, base);
+		CHECK(t1.tv_sec == 1000 && t1.tv_nsec == 5);
+		t2 = phfs_kcache_dir_mtime(k, "/e", v2, base);
+		CHECK(t2.tv_sec > 1000);
+		t3 = phfs_kcache_dir_mtime(k, "/e", v1, base);
+		CHECK(t3.tv_sec > t2.tv_sec || (t3.tv_sec == t2.tv_sec && t3.tv_nsec > t2.tv_nsec));
+		CHECK(phfs_kcache_dir_mtime(k, "/e", v1, base).tv_nsec == t3.tv_nsec);
+		/* A base later than the change wins (the image itself changed). */
+		base.tv_sec = t3.tv_sec + 100;
+		CHECK(phfs_kcache_dir_mtime(k, "/e", v1, base).tv_sec == base.tv_sec);
+		/* Many directories: the table grows and keeps each. */
+		for (int i = 0; i < 20000; i++) {
+			snprintf(path, sizeof(path), "/img-%d", i);
+			phfs_kcache_dir_mtime(k, path, v1, (struct timespec){7, 0});
+		}
+		for (int i = 0; i < 20000; i += 997) {
+			snprintf(path, sizeof(path), "/img-%d", i);
+			CHECK(phfs_kcache_dir_mtime(k, path, v2, (struct timespec){7, 0}).tv_sec >
+			      7);
+		}
+	}
 	phfs_kcache_free(k);
 	UNIT_DONE();
 }
