@@ -210,9 +210,11 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	 * open reads is this handle's bytes, never another version's. */
 	if (acc == O_RDONLY && (n.kind == NODE_SPEC || n.kind == NODE_STATUS) && h->entry &&
 	    h->ro_text && claim_cached_read(fs, h)) {
-		if (phfs_kcache_open(fs->kcache, path,
-		                     phfs_kcache_hash(h->ro_text, h->ro_len, 0))) {
-			fi->keep_cache = 1;
+		enum phfs_kcache_use use =
+		    phfs_kcache_open(fs->kcache, path, phfs_kcache_hash(h->ro_text, h->ro_len, 0));
+
+		if (use != PHFS_KCACHE_BYPASS) {
+			fi->keep_cache = use == PHFS_KCACHE_KEEP;
 			fi->direct_io = 0;
 			return 0;
 		}

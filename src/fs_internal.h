@@ -309,7 +309,12 @@ void phfs_kcache_free(struct phfs_kcache *k);
 void phfs_kcache_reported(struct phfs_kcache *k, const char *path, uint64_t version);
 /* A read-only open of path's content `version`: whether the kernel may keep
  * its cached pages (else the open reads past them, direct_io). */
-bool phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version);
+enum phfs_kcache_use {
+	PHFS_KCACHE_BYPASS, /* read past the page cache (direct_io) */
+	PHFS_KCACHE_FILL,   /* read through it, emptied at open */
+	PHFS_KCACHE_KEEP,   /* read through it as it is (keep_cache) */
+};
+enum phfs_kcache_use phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version);
 /* Written, truncated, renamed or removed through the mount: forget it, and
  * keep no page cache of it until the kernel's attributes of that moment
  * have expired. */

@@ -8,8 +8,10 @@
  * the same version; otherwise a reader would get another version's bytes,
  * cut at another version's size.  So a version is remembered per path: the
  * one last reported in attributes, and the one last opened.  An open whose
- * version matches both keeps the cache; any other open reads past the cache
- * (direct_io) and becomes the version the next open compares with.  A
+ * version matches both keeps the cache; one that matches the reported one
+ * only reads through the cache, emptied at open, and fills it (so the next
+ * walk finds it filled); any other open reads past the cache (direct_io).
+ * Every open becomes the version the next open compares with.  A
  * writable open of the path forgets both: a writer's pages never reach a
  * reader.  A directory's listing is remembered by a hash of its entries,
  * and the time it was seen to change becomes the directory's mtime: the
@@ -186,26 +188,29 @@ void phfs_kcache_reported(struct phfs_kcache *k, const char *path, uint64_t vers
 	pthread_mutex_unlock(&k->lock);
 }
 
-bool phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version)
+enum phfs_kcache_use phfs_kcache_open(struct phfs_kcache *k, const char *path, uint64_t version)
 {
 	struct kcache_entry *e;
-	bool keep;
+	enum phfs_kcache_use use = PHFS_KCACHE_BYPASS;
 
 	if (!k || !version)
-		return false;
+		return PHFS_KCACHE_BYPASS;
 	pthread_mutex_lock(&k->lock);
 	e = entry_of(k, path);
 	/* A local write or truncate sets the kernel's size itself, and an
 	 * attribute answer racing with it is dropped by the kernel: until the
-	 * attributes it had then have expired, what it holds is unknown. */
-	keep = e->version == (VERSION(version) | OPENED_SAME) &&
-	       !recently_touched(k, e->path, now_ms());
+	 * attributes it had then have expired, what it holds is unknown.
+	 * Otherwise the kernel's size is the reported version's: an open of
+	 * that version may read through the cache (and fill it), and keep it
+	 * when the last open was of that version too. */
+	if (VERSION(e->version) == VERSION(version) && !recently_touched(k, e->path, now_ms()))
+		use = (e->version & OPENED_SAME) ? PHFS_KCACHE_KEEP : PHFS_KCACHE_FILL;
 	if (VERSION(e->version) == VERSION(version))
 		e->version |= OPENED_SAME;
 	else
 		e->version &= ~OPENED_SAME;
 	pthread_mutex_unlock(&k->lock);
-	return keep;
+	return use;
 }
 
 void phfs_kcache_forget(struct phfs_kcache *k, const char *path)
