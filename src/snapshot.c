@@ -692,10 +692,12 @@ static void store_do_fetch(struct store *st)
 			st->force_fetch = false;
 			if (prev && st->hold && !diff.nomem && diff.n)
 				st->hold(st->changed_arg, st->cur, diff.ids, diff.n);
+			/* The first snapshot tells the kernel nothing: it
+			 * cannot have cached anything of the images yet (a
+			 * root invalidation would only drop the listing it is
+			 * caching right now). */
 			if (prev)
 				queue_diff(st, &diff);
-			else
-				queue_change(st, NULL);
 			snapshot_put(st->cur);
 			st->cur = fresh;
 		}

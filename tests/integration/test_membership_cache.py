@@ -167,19 +167,22 @@ def test_touching_a_connected_group_sends_nothing_after_membership_is_known(emul
 def test_unchanged_file_is_read_from_the_page_cache(emulator, make_mount):
     m = make_mount(emulator, "debug")
     path = m.p("tf-1", "spec.json")
-    first = read(path)
-    read(path)                         # this open's pages may be kept from now on
+    first = read(path)                 # the kernel knew its size: this read fills the cache
     reads = fuse_ops(m, "READ")
+    assert reads >= 1
     for _ in range(5):
         assert read(path) == first
     assert fuse_ops(m, "READ") == reads, "warm reads of an unchanged file reached the daemon"
-    # Listings are answered from the daemon's snapshot on every opendir
-    # (this kernel re-reads a cached listing after its GETATTR), but never
-    # from the network within ttl.
-    before = len(emulator.requests())
+    # Listings are kept by the kernel too: listed again, nothing reaches
+    # the daemon, let alone the network.
+    assert sorted(os.listdir(m.p("tf-1"))) == ["groups", "spec.json", "status.json"]
+    before, listed = len(emulator.requests()), listing_ops(m)
     for _ in range(3):
         assert sorted(os.listdir(m.p("tf-1"))) == ["groups", "spec.json", "status.json"]
     assert len(emulator.requests()) == before
+    after = listing_ops(m)
+    for op in ("OPENDIR", "READDIR", "READDIRPLUS", "LOOKUP"):
+        assert after[op] == listed[op], (op, listed, after)
 
 
 def test_own_save_is_never_hidden_by_the_page_cache(emulator, make_mount):
@@ -257,10 +260,15 @@ def test_warm_walk_is_served_by_the_kernel(make_emulator, make_mount):
     before, requests = listing_ops(m), len(emu.requests())
     walk(m.path)
     after = listing_ops(m)
-    # Not one directory opened, listed or looked up again, nothing asked.
-    assert after == before, {k: after[k] - before[k] for k in after}
+    more = {k: after[k] - before[k] for k in after}
+    # Nothing asked, no directory opened.  The kernel lists from its cache:
+    # of the 101 directories (cold: two listing requests each, per walker)
+    # it may drop a cached page now and then (the root was seen re-read in
+    # about one walk in twenty), never the lot.
     assert len(emu.requests()) == requests
-    assert fuse_ops(m, "OPENDIR") <= 1   # the first one, answered ENOSYS
+    assert more["OPENDIR"] == 0 and fuse_ops(m, "OPENDIR") <= 1, more  # the first: ENOSYS
+    assert more["READDIR"] + more["READDIRPLUS"] <= 4, more
+    assert more["LOOKUP"] <= 2, more
 
 
 def test_refused_save_shows_its_error_in_a_cached_listing_at_once(emulator, make_mount):
