@@ -321,9 +321,13 @@ enum phfs_kcache_use phfs_kcache_open(struct phfs_kcache *k, const char *path, u
 void phfs_kcache_forget(struct phfs_kcache *k, const char *path);
 /* A directory whose listing is `listing` (a hash) shows base as its mtime
  * unless the listing changed since first seen: then the time it was seen
- * to change, when later than base. */
+ * to change, when later than base.  A listing handed out ttl ago or more
+ * counts as a change. */
 struct timespec phfs_kcache_dir_mtime(struct phfs_kcache *k, const char *path, uint64_t listing,
                                       struct timespec base);
+/* path's listing was just handed out to the kernel: ttl from now, what
+ * came with it has expired, and its mtime moves (see above). */
+void phfs_kcache_dir_listed(struct phfs_kcache *k, const char *path);
 
 /* fs_list.c: free the listings still kept (at exit). */
 void phfs_dirlists_free(struct phfs *fs);

@@ -52,6 +52,7 @@ struct kcache_entry {
 
 struct phfs_kcache {
 	pthread_mutex_t lock;
+	long long ttl_ms;    /* the kernel's entry and attribute timeout */
 	long long settle_ms; /* how long after a local change the kernel's size
 	                      * may still be the writer's: attr timeout + 1 s */
 	struct kcache_entry *slots;
@@ -94,6 +95,7 @@ struct phfs_kcache *phfs_kcache_new(long attr_timeout_ms)
 	}
 	k->nslots = KCACHE_MIN_SLOTS;
 	pthread_mutex_init(&k->lock, NULL);
+	k->ttl_ms = attr_timeout_ms;
 	k->settle_ms = attr_timeout_ms + 1000;
 	/* Nothing was changed here yet: "long ago", not "at boot" (a machine
 	 * up for less than settle_ms would otherwise keep no page cached). */
@@ -239,6 +241,7 @@ struct dir_entry {
 	uint64_t path; /* hash of the path (never 0), 0: empty slot */
 	uint64_t listing;
 	struct timespec changed; /* 0: not since first seen */
+	long long listed_ms;     /* CLOCK_MONOTONIC of the last listing handed out, 0: none */
 };
 
 static struct dir_entry *dir_probe(struct dir_entry *slots, size_t nslots, uint64_t key)
@@ -290,43 +293,68 @@ static bool ts_before(struct timespec a, struct timespec b)
 	return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
 }
 
-struct timespec phfs_kcache_dir_mtime(struct phfs_kcache *k, const char *path, uint64_t listing,
-                                      struct timespec base)
+void phfs_kcache_dir_listed(struct phfs_kcache *k, const char *path)
 {
 	uint64_t key = phfs_kcache_hash(path, strlen(path), 0) | 1;
 	struct dir_entry *e;
 	bool made;
 
 	if (!k)
+		return;
+	pthread_mutex_lock(&k->lock);
+	e = dir_entry_of(k, key, &made);
+	if (e)
+		e->listed_ms = now_ms(); /* made: its listing is not known yet (0) */
+	pthread_mutex_unlock(&k->lock);
+}
+
+/* The first moment after t. */
+static struct timespec just_after(struct timespec t)
+{
+	if (++t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec = 0;
+	}
+	return t;
+}
+
+struct timespec phfs_kcache_dir_mtime(struct phfs_kcache *k, const char *path, uint64_t listing,
+                                      struct timespec base)
+{
+	uint64_t key = phfs_kcache_hash(path, strlen(path), 0) | 1;
+	struct dir_entry *e;
+	bool made, expired;
+
+	if (!k)
 		return base;
 	pthread_mutex_lock(&k->lock);
 	e = dir_entry_of(k, key, &made);
-	if (e && made) {
-		e->listing = listing;
-	} else if (e && e->listing != listing) {
-		/* Changed: a time never shown before, so the kernel's cached
-		 * listing (kept by mtime) is dropped. */
+	if (!e) {
+		pthread_mutex_unlock(&k->lock);
+		return base;
+	}
+	/* Listed so long ago that the names and attributes the kernel got
+	 * with the listing have expired: it had better list again (one
+	 * READDIRPLUS for hundreds of entries) than look up each entry of its
+	 * cached listing (one request each).  That counts as a change. */
+	expired = e->listed_ms && now_ms() - e->listed_ms >= k->ttl_ms;
+	if ((made || !e->listing) && !expired) {
+		e->listing = listing; /* first seen */
+	} else if (e->listing != listing || expired) {
+		/* A time never shown before, so the kernel's cached listing
+		 * (kept while the mtime stays) is dropped. */
 		struct timespec now;
 
 		clock_gettime(CLOCK_REALTIME, &now);
-		if (!ts_before(e->changed, now)) {
-			now = e->changed;
-			if (++now.tv_nsec >= 1000000000L) {
-				now.tv_sec++;
-				now.tv_nsec = 0;
-			}
-		}
-		if (!ts_before(base, now)) {
-			now = base;
-			if (++now.tv_nsec >= 1000000000L) {
-				now.tv_sec++;
-				now.tv_nsec = 0;
-			}
-		}
+		if (!ts_before(e->changed, now))
+			now = just_after(e->changed);
+		if (!ts_before(base, now))
+			now = just_after(base);
 		e->changed = now;
 		e->listing = listing;
+		e->listed_ms = 0;
 	}
-	if (e && ts_before(base, e->changed))
+	if (ts_before(base, e->changed))
 		base = e->changed;
 	pthread_mutex_unlock(&k->lock);
 	return base;

@@ -340,6 +340,7 @@ int phfs_list_get(struct phfs *fs, uint64_t ino, const char *path, off_t off,
 	ret = list_take(fs, path, NULL, &l);
 	if (ret < 0)
 		return ret;
+	phfs_kcache_dir_listed(fs->kcache, path);
 	pthread_mutex_lock(&fs->handles_lock);
 	/* The slot of this directory's last listing, else an empty one, else
 	 * the least recently used. */

@@ -128,5 +128,25 @@ int main(void)
 		}
 	}
 	phfs_kcache_free(k);
+
+	/* A listing handed out ttl ago counts as a change: the kernel's
+	 * entries from it have expired, so it should list again. */
+	k = phfs_kcache_new(200);
+	{
+		struct timespec base = {1000, 0}, t;
+
+		phfs_kcache_dir_listed(k, "/x"); /* listed before first asked */
+		CHECK(phfs_kcache_dir_mtime(k, "/x", v1, base).tv_sec == 1000);
+		CHECK(phfs_kcache_dir_mtime(k, "/x", v1, base).tv_sec == 1000);
+		sleep_ms(250);
+		t = phfs_kcache_dir_mtime(k, "/x", v1, base);
+		CHECK(t.tv_sec > 1000);
+		/* Not listed since: no further change. */
+		sleep_ms(250);
+		CHECK(phfs_kcache_dir_mtime(k, "/x", v1, base).tv_nsec == t.tv_nsec);
+		phfs_kcache_dir_listed(k, "/x");
+		CHECK(phfs_kcache_dir_mtime(k, "/x", v1, base).tv_nsec == t.tv_nsec);
+	}
+	phfs_kcache_free(k);
 	UNIT_DONE();
 }
