@@ -275,18 +275,6 @@ static int path_locked(struct inodes *t, const struct inode *n, const char *leaf
 	return 0;
 }
 
-int inodes_path(struct inodes *t, uint64_t ino, char *buf, size_t size)
-{
-	struct inode *n;
-	int ret;
-
-	pthread_mutex_lock(&t->lock);
-	n = by_ino(t, ino);
-	ret = n ? path_locked(t, n, NULL, buf, size) : -ESTALE;
-	pthread_mutex_unlock(&t->lock);
-	return ret;
-}
-
 int inodes_child_path(struct inodes *t, uint64_t parent, const char *name, char *buf, size_t size)
 {
 	struct inode *n;
@@ -297,6 +285,11 @@ int inodes_child_path(struct inodes *t, uint64_t parent, const char *name, char 
 	ret = n ? path_locked(t, n, name, buf, size) : -ESTALE;
 	pthread_mutex_unlock(&t->lock);
 	return ret;
+}
+
+int inodes_path(struct inodes *t, uint64_t ino, char *buf, size_t size)
+{
+	return inodes_child_path(t, ino, NULL, buf, size);
 }
 
 uint64_t inodes_find(struct inodes *t, const char *path)

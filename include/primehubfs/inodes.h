@@ -36,7 +36,8 @@ void inodes_forget(struct inodes *t, uint64_t ino, uint64_t n);
 /* The path of ino ("/" for the root, "/a/b" else) into buf: 0, -ESTALE
  * when ino is unknown or detached, -ENAMETOOLONG when buf is too small. */
 int inodes_path(struct inodes *t, uint64_t ino, char *buf, size_t size);
-/* The path of name in directory parent: as inodes_path. */
+/* The path of name in directory parent (of parent itself when name is
+ * NULL): as inodes_path. */
 int inodes_child_path(struct inodes *t, uint64_t parent, const char *name, char *buf, size_t size);
 /* The number the kernel holds for path, 0 when none. */
 uint64_t inodes_find(struct inodes *t, const char *path);
