@@ -184,21 +184,53 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		reply_entry(req, fs, parent, name, &st);
 }
 
+/* The kernel evicted entries of these directories (memory pressure,
+ * drop_caches): the listings it keeps of them now name entries it has no
+ * attributes for, so `ls -l` would look each one up.  Have it drop those
+ * listings (queued: page invalidation is the notifier's), so the next one
+ * is a READDIRPLUS with every entry's attributes. */
+static void forgotten_in(struct phfs *fs, const uint64_t *dirs, size_t n)
+{
+	char path[PATH_BUF];
+
+	for (size_t i = 0; i < n; i++)
+		if (inodes_path(fs->inodes, dirs[i], path, sizeof(path)) == 0)
+			phfs_notifier_push(fs->notifier, path);
+}
+
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct phfs *fs = fuse_req_userdata(req);
+	uint64_t dir = inodes_forget(fs->inodes, ino, nlookup);
 
-	inodes_forget(fs->inodes, ino, nlookup);
 	fuse_reply_none(req);
+	if (dir)
+		forgotten_in(fs, &dir, 1);
 }
 
 static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
 	struct phfs *fs = fuse_req_userdata(req);
+	uint64_t dirs[32];
+	size_t ndirs = 0;
 
-	for (size_t i = 0; i < count; i++)
-		inodes_forget(fs->inodes, forgets[i].ino, forgets[i].nlookup);
-	fuse_reply_none(req);
+	fuse_reply_none(req); /* nothing to answer: the kernel goes on */
+	for (size_t i = 0; i < count; i++) {
+		uint64_t dir = inodes_forget(fs->inodes, forgets[i].ino, forgets[i].nlookup);
+		size_t j = 0;
+
+		/* Each directory once: a batch is mostly one directory's. */
+		while (dir && j < ndirs && dirs[j] != dir)
+			j++;
+		if (!dir || j < ndirs)
+			continue;
+		if (ndirs == sizeof(dirs) / sizeof(dirs[0])) {
+			forgotten_in(fs, dirs, ndirs);
+			ndirs = 0;
+		}
+		dirs[ndirs++] = dir;
+	}
+	forgotten_in(fs, dirs, ndirs);
 }
 
 /* fi only when it holds one of our handles (directories have none). */

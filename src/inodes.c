@@ -215,17 +215,19 @@ uint64_t inodes_ref(struct inodes *t, uint64_t parent, const char *name)
 	return ino;
 }
 
-void inodes_forget(struct inodes *t, uint64_t ino, uint64_t count)
+uint64_t inodes_forget(struct inodes *t, uint64_t ino, uint64_t count)
 {
+	uint64_t parent = 0;
 	struct inode *n;
 
 	if (ino == INODES_ROOT)
-		return;
+		return 0;
 	pthread_mutex_lock(&t->lock);
 	n = by_ino(t, ino);
 	if (n) {
 		n->nlookup = count < n->nlookup ? n->nlookup - count : 0;
 		if (n->nlookup == 0) {
+			parent = n->name ? n->parent : 0;
 			detach(t, n);
 			unlink_ino(t, n);
 			t->count--;
@@ -233,6 +235,7 @@ void inodes_forget(struct inodes *t, uint64_t ino, uint64_t count)
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
+	return parent;
 }
 
 /* Put "/name" before buf[*at]. */

@@ -31,8 +31,10 @@ void inodes_free(struct inodes *t);
 /* One more lookup of name in directory parent: its number (made when the
  * name had none), or 0 when parent is unknown or out of memory. */
 uint64_t inodes_ref(struct inodes *t, uint64_t parent, const char *name);
-/* The kernel forgot n lookups of ino: the node goes at zero. */
-void inodes_forget(struct inodes *t, uint64_t ino, uint64_t n);
+/* The kernel forgot n lookups of ino: the node goes at zero.  Returns the
+ * directory the node was named in when it went (0: it stays, or had no
+ * name any more). */
+uint64_t inodes_forget(struct inodes *t, uint64_t ino, uint64_t n);
 /* The path of ino ("/" for the root, "/a/b" else) into buf: 0, -ESTALE
  * when ino is unknown or detached, -ENAMETOOLONG when buf is too small. */
 int inodes_path(struct inodes *t, uint64_t ino, char *buf, size_t size);

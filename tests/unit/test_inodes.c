@@ -47,9 +47,9 @@ int main(void)
 
 	/* Forget: the node goes when every lookup is forgotten, and its
 	 * number is never given again. */
-	inodes_forget(t, img, 1);
+	CHECK_INT(inodes_forget(t, img, 1), 0); /* one lookup left: it stays */
 	CHECK_STR(path_of(t, img), "/tf-2");
-	inodes_forget(t, g, 1);
+	CHECK_INT(inodes_forget(t, g, 1), groups); /* gone: the directory it was in */
 	CHECK_INT(inodes_find(t, "/tf-2/groups/example-group-1"), 0);
 	CHECK(path_of(t, g) == NULL);
 	CHECK(inodes_ref(t, groups, "example-group-1") > g);
@@ -66,7 +66,7 @@ int main(void)
 	CHECK_INT(inodes_find(t, "/tf-2/spec.json"), other);
 	spec2 = inodes_ref(t, img, "spec.json");
 	CHECK_INT(spec2, other);
-	inodes_forget(t, spec, 1); /* a detached node goes quietly */
+	CHECK_INT(inodes_forget(t, spec, 1), 0); /* a detached node goes quietly */
 
 	/* A renamed directory takes its children along. */
 	dir = inodes_ref(t, INODES_ROOT, ".git");
