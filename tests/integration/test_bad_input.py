@@ -496,6 +496,39 @@ def test_mmap_write_msync_is_a_save(env):
     assert read(m.p("pytorch-1", "spec.json.rejected"))[:1] == b"["
 
 
+@pytest.mark.timeout(30)
+def test_a_shared_mapping_works_in_the_first_writer_only(env):
+    """Two handles of one spec.json open for writing: the first keeps the
+    kernel's page cache, so its shared mapping saves at msync; the later
+    one reads and writes its own handle (direct I/O), where a shared
+    writable mapping is refused with ENODEV (libfuse 3.14 cannot allow
+    it), never silently dropped."""
+    emu, m = env
+    dismiss(m, "tf-1")
+    path = m.p("tf-1", "spec.json")
+    off, desc = desc_offset(m, "tf-1")
+    first = os.open(path, os.O_RDWR)
+    second = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(first).st_size
+        with Unchanged(emu):
+            try:
+                later = mmap.mmap(second, size, mmap.MAP_SHARED,
+                                  mmap.PROT_READ | mmap.PROT_WRITE)
+            except OSError as e:
+                assert e.errno == errno.ENODEV, e
+            else:
+                later.close()
+                raise AssertionError("the later writer's shared mapping was allowed")
+        with mmap.mmap(first, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as mm:
+            mm[off:off + 1] = b"Z"
+            mm.flush()                     # msync: the commit point
+    finally:
+        os.close(second)
+        assert errno_of(lambda: os.close(first)) == 0
+    assert emu.image_state("tf-1")["spec"]["description"] == "Z" + desc[1:]
+
+
 # ----------------------------------------------------- from the server
 
 LISTING_QUERY = """query($mode: QueryImageMode, $pullSecrets: SecretWhereInput) {
