@@ -627,7 +627,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 		return;
 	}
 	ret = phfs_list_fill(fs, l, path, off, plus, add_entry, &r);
-	phfs_list_put(fs, ino, l, ret == 0); /* read to its end: forget it */
+	/* Kept until the READDIR that finds nothing left (the kernel's last
+	 * one, at the end's offset): dropped with the last entries, that
+	 * call would take the whole listing again to answer it. */
+	phfs_list_put(fs, ino, l, ret == 0 && r.used == 0);
 	leave();
 	fuse_reply_buf(req, r.buf, r.used);
 	free(r.buf);
