@@ -845,6 +845,17 @@ void store_free(struct store *st)
 	free(st);
 }
 
+/* Whether a snapshot age ms old (stale, or after store_invalidate) is
+ * served at once and renewed behind the reader (lock held): the server is
+ * failing, or it is recent, or a background renewal is under way; else
+ * the reader waits for a fresh fetch. */
+static bool serves_stale(const struct store *st, long long age)
+{
+	return st->failures ||
+	       (!st->force_fetch && (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR ||
+	                             (st->fetching && !st->fetch_for_waiters)));
+}
+
 int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 {
 	struct timespec now = now_mono();
@@ -869,9 +880,7 @@ int store_get(struct store *st, struct snapshot **out, struct ph_err *err)
 		 * on a server that is known to be in trouble, not even after
 		 * store_invalidate: that wait would be the backoff delay plus
 		 * another timeout, for every reader until the server is back. */
-		if (st->failures ||
-		    (!st->force_fetch && (age < (long long)st->ttl_ms * STORE_IDLE_FACTOR ||
-		                          (st->fetching && !st->fetch_for_waiters)))) {
+		if (serves_stale(st, age)) {
 			if (!st->refresh_wanted && !st->fetching) {
 				st->refresh_wanted = true;
 				pthread_cond_signal(&st->wake);
@@ -957,9 +966,7 @@ bool store_touch(struct store *st)
 	age = ms_between(st->cur->fetched, now);
 	/* What store_get would do without waiting; after an idle spell it
 	 * waits for a fresh fetch instead, and so does the next store_get. */
-	if (!st->failures &&
-	    (st->force_fetch || age >= (long long)st->ttl_ms * STORE_IDLE_FACTOR) &&
-	    !(st->fetching && !st->fetch_for_waiters && !st->force_fetch)) {
+	if (!serves_stale(st, age)) {
 		pthread_mutex_unlock(&st->lock);
 		return true;
 	}
