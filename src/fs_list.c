@@ -37,7 +37,21 @@ struct phfs_dirlist {
 	struct list_ent *ents;
 	size_t n, cap;
 	int error; /* -ENOMEM while building */
+	/* Taken only to be hashed (phfs_dir_mtime): each entry is chained
+	 * into hash as it comes, nothing is copied and ents stays empty. */
+	bool hash_only;
+	uint64_t hash;
 };
+
+/* The hash of one entry, chained: a listing's hash is that of its names
+ * and kinds in order (the offsets given out), dots left out. */
+static uint64_t entry_hash(uint64_t h, const char *name, enum node_kind kind)
+{
+	unsigned char k = (unsigned char)kind;
+
+	h = phfs_kcache_hash(name, strlen(name) + 1, h);
+	return phfs_kcache_hash(&k, 1, h);
+}
 
 static void list_add(struct phfs_dirlist *l, const char *name, enum node_kind kind, bool dot)
 {
@@ -45,6 +59,11 @@ static void list_add(struct phfs_dirlist *l, const char *name, enum node_kind ki
 
 	if (l->error)
 		return;
+	if (l->hash_only) {
+		if (!dot)
+			l->hash = entry_hash(l->hash, name, kind);
+		return;
+	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
 
@@ -91,51 +110,25 @@ static void entry_node(const struct phfs_dirlist *l, const struct list_ent *e, s
 	}
 }
 
-/* The root's entries, each given to emit: the images of snap, the ones
- * pending here, the top's .error when there is one, and .status. */
-static void root_entries(struct phfs *fs, const struct snapshot *snap,
-                         void (*emit)(void *arg, const char *name, enum node_kind kind), void *arg)
+/* The root's entries: the images of the snapshot, the ones pending here,
+ * the top's .error when there is one, and .status. */
+static void list_root(struct phfs *fs, struct phfs_dirlist *l)
 {
+	const struct snapshot *snap = l->snap;
 	struct ph_strlist pending;
 	size_t len;
 
 	for (size_t i = 0; i < snap->nimages; i++)
-		emit(arg, snap->images[i]->img->id, NODE_IMAGE);
+		list_add(l, snap->images[i]->img->id, NODE_IMAGE, false);
 	if (staging_pending_list(fs->staging, &pending) == 0) {
 		for (size_t i = 0; i < pending.n; i++)
 			if (!snapshot_find(snap, pending.items[i]))
-				emit(arg, pending.items[i], NODE_IMAGE);
+				list_add(l, pending.items[i], NODE_IMAGE, false);
 		ph_strlist_free(&pending);
 	}
 	if (staging_has_error(fs->staging, "", &len))
-		emit(arg, TREE_ROOT_ERROR_NAME, NODE_ROOT_ERROR);
-	emit(arg, TREE_ROOT_STATUS_NAME, NODE_ROOT_STATUS);
-}
-
-static void emit_to_list(void *arg, const char *name, enum node_kind kind)
-{
-	list_add(arg, name, kind, false);
-}
-
-static void list_root(struct phfs *fs, struct phfs_dirlist *l)
-{
-	root_entries(fs, l->snap, emit_to_list, l);
-}
-
-/* The hash of one entry, chained: what listing_hash computes. */
-static uint64_t entry_hash(uint64_t h, const char *name, enum node_kind kind)
-{
-	unsigned char k = (unsigned char)kind;
-
-	h = phfs_kcache_hash(name, strlen(name) + 1, h);
-	return phfs_kcache_hash(&k, 1, h);
-}
-
-static void emit_to_hash(void *arg, const char *name, enum node_kind kind)
-{
-	uint64_t *h = arg;
-
-	*h = entry_hash(*h, name, kind);
+		list_add(l, TREE_ROOT_ERROR_NAME, NODE_ROOT_ERROR, false);
+	list_add(l, TREE_ROOT_STATUS_NAME, NODE_ROOT_STATUS, false);
 }
 
 static int list_image(struct phfs *fs, struct phfs_dirlist *l)
@@ -230,17 +223,6 @@ static int list_groups(struct phfs *fs, struct phfs_dirlist *l)
 	return 0;
 }
 
-/* What a listing holds: names and kinds in order (the offsets given out). */
-static uint64_t listing_hash(const struct phfs_dirlist *l)
-{
-	uint64_t h = 0;
-
-	for (size_t i = 0; i < l->n; i++)
-		if (!l->ents[i].dot)
-			h = entry_hash(h, l->ents[i].name, l->ents[i].kind);
-	return h;
-}
-
 static void add_history_entry(void *arg, const char *name)
 {
 	list_add(arg, name, NODE_HISTORY_FILE, false);
@@ -277,8 +259,9 @@ static int list_dir(struct phfs *fs, struct phfs_dirlist *l)
 }
 
 /* Take the listing of path: from snap (borrowed) when given, else from
- * the snapshot its readers would see (fetching if need be). */
-static int list_take(struct phfs *fs, const char *path, struct snapshot *snap,
+ * the snapshot its readers would see (fetching if need be).  hash_only:
+ * see struct phfs_dirlist. */
+static int list_take(struct phfs *fs, const char *path, struct snapshot *snap, bool hash_only,
                      struct phfs_dirlist **out)
 {
 	struct phfs_dirlist *l;
@@ -289,6 +272,7 @@ static int list_take(struct phfs *fs, const char *path, struct snapshot *snap,
 	if (!l)
 		return -ENOMEM;
 	l->refs = 1;
+	l->hash_only = hash_only;
 	ret = sink ? 0 : tree_parse(path, &l->dir);
 	if (ret == 0 && !sink && snap)
 		l->snap = snapshot_ref(snap);
@@ -337,7 +321,7 @@ int phfs_list_get(struct phfs *fs, uint64_t ino, const char *path, off_t off,
 	}
 	if (strcmp(path, "/") == 0)
 		phfs_walkers_note_root(fs->walkers);
-	ret = list_take(fs, path, NULL, &l);
+	ret = list_take(fs, path, NULL, false, &l);
 	if (ret < 0)
 		return ret;
 	phfs_kcache_dir_listed(fs->kcache, path);
@@ -411,18 +395,10 @@ struct timespec phfs_dir_mtime(struct phfs *fs, const char *path, struct snapsho
 {
 	struct phfs_dirlist *l;
 
-	if (!path || !snap)
+	/* Hashed as listed, nothing copied (the root has 300,000 names). */
+	if (!path || !snap || list_take(fs, path, snap, true, &l) < 0)
 		return base;
-	if (strcmp(path, "/") == 0) {
-		/* 300,000 names: hashed where they are, nothing copied. */
-		uint64_t h = 0;
-
-		root_entries(fs, snap, emit_to_hash, &h);
-		return phfs_kcache_dir_mtime(fs->kcache, path, h, base);
-	}
-	if (list_take(fs, path, snap, &l) < 0)
-		return base;
-	base = phfs_kcache_dir_mtime(fs->kcache, path, listing_hash(l), base);
+	base = phfs_kcache_dir_mtime(fs->kcache, path, l->hash, base);
 	list_free(l);
 	return base;
 }
