@@ -486,12 +486,6 @@ int phfs_flush(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
-int phfs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
-{
-	(void)datasync;
-	return phfs_flush(path, fi);
-}
-
 int phfs_release(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;

@@ -230,7 +230,6 @@ int phfs_write(const char *path, const char *buf, size_t size, off_t off,
                struct fuse_file_info *fi);
 int phfs_truncate(const char *path, off_t size, struct fuse_file_info *fi);
 int phfs_flush(const char *path, struct fuse_file_info *fi);
-int phfs_fsync(const char *path, int datasync, struct fuse_file_info *fi);
 int phfs_release(const char *path, struct fuse_file_info *fi);
 
 /* fs.c: the path-based operations fs_ll.c turns requests into (-errno). */

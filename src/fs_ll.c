@@ -520,6 +520,8 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 }
 
+/* FLUSH (each close) and FSYNC are one commit point: a handle that wrote
+ * sends its save, which can change what .error and .history list. */
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct phfs *fs = enter(req);
@@ -529,21 +531,14 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int ret = phfs_flush(path, fi);
 
 	if (writable)
-		listings_may_have_changed(fs, path); /* .error, .history */
+		listings_may_have_changed(fs, path);
 	reply_err(req, ret);
 }
 
 static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct phfs *fs = enter(req);
-	char pbuf[PATH_BUF];
-	const char *path = path_or_null(fs, ino, pbuf);
-	bool writable = phfs_fh(fi) && phfs_fh(fi)->writable;
-	int ret = phfs_fsync(path, datasync, fi);
-
-	if (writable)
-		listings_may_have_changed(fs, path);
-	reply_err(req, ret);
+	(void)datasync; /* nothing is kept locally that could be synced apart */
+	ll_flush(req, ino, fi);
 }
 
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
