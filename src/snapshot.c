@@ -286,6 +286,16 @@ static int cmp_entries(const void *a, const void *b)
 	return strcmp((*x)->img->id, (*y)->img->id);
 }
 
+/* In order already: Kubernetes lists objects by name, so the server's
+ * answer usually is, and one pass spares sorting 100,000 ids again. */
+static bool entries_sorted(struct snap_image *const *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(v[i - 1]->img->id, v[i]->img->id) > 0)
+			return false;
+	return true;
+}
+
 /* Index of id, or of where it would be inserted (with *found false). */
 static size_t snapshot_slot(const struct snapshot *snap, const char *id, bool *found)
 {
@@ -405,7 +415,8 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 	memo->count = skipped;
 	snprintf(memo->first, sizeof(memo->first), "%s", first_skipped ? first_skipped : "");
 	free(first_skipped);
-	qsort(s->images, s->nimages, sizeof(*s->images), cmp_entries);
+	if (!entries_sorted(s->images, s->nimages))
+		qsort(s->images, s->nimages, sizeof(*s->images), cmp_entries);
 	/* Ids are names and unique on the server; drop duplicates defensively
 	 * so bsearch and readdir stay sane whatever the server sends (in one
 	 * linear pass: a hostile answer must not make this quadratic). */
