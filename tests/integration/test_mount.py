@@ -69,6 +69,25 @@ def test_help_and_version():
     assert r.returncode == 0 and "primehubfs version" in r.stdout
 
 
+def daemon_environ(m):
+    """The daemon's environment (readable by root only: it is not dumpable)."""
+    with open("/proc/%d/environ" % m.proc.pid, "rb") as f:
+        return dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+
+
+def test_the_daemon_asks_for_huge_pages_unless_told_otherwise(emulator, make_mount):
+    """It starts itself once more (same pid) with malloc's huge-page tunables,
+    and leaves a GLIBC_TUNABLES it was given alone.  (glibc rewrites the
+    variable in place at start, keeping only the tunables children inherit:
+    arena_max is applied but no longer shown.)"""
+    m = make_mount(emulator, env={"GLIBC_TUNABLES": None})
+    assert b"glibc.malloc.hugetlb=1" in daemon_environ(m).get(b"GLIBC_TUNABLES", b"")
+    assert "tf-1" in os.listdir(m.path)
+    mine = make_mount(emulator, env={"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
+    assert daemon_environ(mine).get(b"GLIBC_TUNABLES") == b"glibc.malloc.hugetlb=0"
+    assert "tf-1" in os.listdir(mine.path)
+
+
 def write_config(path, endpoint, token):
     with open(path, "w") as f:
         json.dump({"endpoint": endpoint, "api-token": token,
