@@ -36,6 +36,7 @@ struct options {
 	int timeout;         /* seconds, whole request */
 	int connect_timeout; /* seconds */
 	int max_tree_mb;     /* the largest tree answer, MiB (0: default) */
+	int poll_us;         /* how long the reader polls between requests; -1: default */
 	int show_help;
 	int show_version;
 	int allow_other;   /* seen (and passed on to libfuse) */
@@ -67,6 +68,7 @@ static const struct fuse_opt option_spec[] = {
     OPTION("timeout=%d", timeout),
     OPTION("connect_timeout=%d", connect_timeout),
     OPTION("max_tree_mb=%d", max_tree_mb),
+    OPTION("poll_us=%d", poll_us),
     /* libfuse 3 dropped nonempty (and mounts over anything); ours, consumed. */
     OPTION("nonempty", nonempty),
     OPTION("dry_run", dry_run),
@@ -122,6 +124,8 @@ static void usage(const char *prog)
 	       "                           -d makes it debug\n"
 	       "    -o uid=N, -o gid=N     owner and group every file shows (default: yours)\n"
 	       "    -o umask=M             every file's permissions are 0777 & ~M (octal)\n"
+	       "    -o poll_us=N           between requests, look for the next one for N\n"
+	       "                           microseconds before sleeping (default 50; 0: never)\n"
 	       "    -f                     stay in the foreground, log to stderr\n"
 	       "    -d                     debug: foreground, every FUSE call logged\n"
 	       "    -s                     single-threaded\n"
@@ -501,6 +505,11 @@ static int run(struct fuse_args *args, struct options *o)
 	}
 	if (check_mount_point(cl.mountpoint, o->nonempty) < 0)
 		goto out;
+	if (o->poll_us < -1 || o->poll_us > 10000) {
+		fprintf(stderr, "primehubfs: -o poll_us=%d: use 0 to 10000 microseconds\n",
+		        o->poll_us);
+		goto out;
+	}
 	level = cl.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO;
 	if (o->log_level && log_parse_level(o->log_level, &level) < 0) {
 		fprintf(stderr, "primehubfs: -o log_level=%s: use error, warn, info or debug\n",
@@ -619,14 +628,15 @@ static int run(struct fuse_args *args, struct options *o)
 
 	if (cl.singlethread) {
 		ret = fuse_session_loop(se);
-	} else {
+	} else if (cl.clone_fd) {
+		/* A device per thread: libfuse's loop, as asked. */
 		struct fuse_loop_config *lc = fuse_loop_cfg_create();
 
 		if (!lc) {
 			ret = 1;
 			goto out_signals;
 		}
-		fuse_loop_cfg_set_clone_fd(lc, (unsigned)cl.clone_fd);
+		fuse_loop_cfg_set_clone_fd(lc, 1);
 		/* libfuse 3.14's command line leaves UINT_MAX for "not given",
 		 * which its own setter then rejects with a warning at every
 		 * mount: pass only a value someone chose. */
@@ -636,6 +646,14 @@ static int run(struct fuse_args *args, struct options *o)
 			fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
 		ret = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
+	} else {
+		struct fs_loop_options lo = {
+		    .max_threads =
+		        cl.max_threads > 0 && cl.max_threads < 100000 ? cl.max_threads : 10,
+		    .poll_us = o->poll_us >= 0 ? o->poll_us : 50,
+		};
+
+		ret = fs_loop_run(se, &lo);
 	}
 	/* libfuse returns the signal that ended the loop (SIGTERM, SIGINT):
 	 * a requested stop, not a failure. */
@@ -687,7 +705,7 @@ static void reexec_with_heap_tunables(char *argv[])
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = {.ttl = -1, .history_keep = -1};
+	struct options o = {.ttl = -1, .history_keep = -1, .poll_us = -1};
 	int ret;
 
 	reexec_with_heap_tunables(argv);

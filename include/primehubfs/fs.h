@@ -41,4 +41,18 @@ int phfs_request_interrupted(void *arg);
 /* After daemonizing: threads do not survive fork. */
 int phfs_start(struct phfs *fs);
 
+/* The multi-threaded request loop (fs_loop.c): libfuse's
+ * fuse_session_loop_mt, reshaped so that a request costs no thread wake-up. */
+struct fs_loop_options {
+	unsigned max_threads; /* at most this many threads serve requests (>= 1) */
+	long poll_us;         /* how long a reader polls for the next request
+	                       * before it sleeps (0: never) */
+};
+
+/* Serve se until it ends: unmounted, or a signal libfuse's handlers turned
+ * into fuse_session_exit (both return 0), or an error reading the device
+ * or starting a thread (-errno).  The caller's thread only waits; signals
+ * reach it alone (the threads started here block them). */
+int fs_loop_run(struct fuse_session *se, const struct fs_loop_options *o);
+
 #endif

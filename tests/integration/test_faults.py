@@ -217,6 +217,46 @@ def test_open_files_answer_while_another_call_waits_on_a_hung_fetch(emulator, ma
             os.close(fd)
 
 
+def test_reads_go_on_while_several_calls_wait_on_a_hung_server(emulator, make_mount):
+    """One thread reads requests and answers them itself; another takes over
+    when a request has taken 1 ms.  Three calls stuck at once on the hung
+    server hold three threads, and open files are still answered."""
+    m = make_mount(emulator, ttl=1)
+    others = sorted(n for n in os.listdir(m.path) if n != "tf-2" and not n.startswith("."))[:3]
+    assert len(others) == 3, others
+    fds = [os.open(m.p("tf-2", name), os.O_RDONLY) for name in ("spec.json", "status.json")]
+    waiters = []
+    try:
+        contents = [os.pread(fd, 1 << 20, 0) for fd in fds]
+        idle_spell(emulator, "hang", seconds=30)
+        start = time.monotonic()
+        for name in others:
+            waiters.append(subprocess.Popen(["stat", m.p(name, "spec.json")],
+                                            stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        assert [w.poll() for w in waiters] == [None] * 3  # all wait on the hung server
+        for _ in range(20):
+            for fd, data in zip(fds, contents):
+                st, exc, t = timed(os.fstat, fd)
+                assert exc is None and t < 1.0, ("fstat", exc, t)
+                assert st.st_size == len(data)
+                got, exc, t = timed(os.pread, fd, 1 << 20, 0)
+                assert exc is None and t < 1.0, ("pread", exc, t)
+                assert got == data
+        for w in waiters:
+            assert w.wait(timeout=BUDGET + 5) == 0  # the old snapshot, in the end
+        assert time.monotonic() - start < BUDGET + 1
+    finally:
+        emulator.fault("none")
+        for w in waiters:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        for fd in fds:
+            os.close(fd)
+
+
 # (e) every operation is bounded under every kind of broken answer.
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("mode", ["reset_mid_body", "truncated", "drip", "http503",

@@ -69,6 +69,14 @@ def test_help_and_version():
     assert r.returncode == 0 and "primehubfs version" in r.stdout
 
 
+def test_poll_us_out_of_range_is_refused(emulator):
+    code, out = try_mount([emulator.endpoint, "MNT", "-o", "poll_us=20000"],
+                          {"PRIMEHUB_API_TOKEN": emulator.token})
+    assert code != 0
+    lines = [l for l in out.splitlines() if l.strip()]
+    assert len(lines) == 1 and "poll_us=20000" in lines[0] and "0 to 10000" in lines[0], out
+
+
 def daemon_environ(m):
     """The daemon's environment (readable by root only: it is not dumpable)."""
     with open("/proc/%d/environ" % m.proc.pid, "rb") as f:
