@@ -102,6 +102,7 @@ static void start_worker_locked(struct fs_loop *l)
 {
 	struct worker *w;
 	sigset_t block, old;
+	int err;
 
 	if (l->nthreads >= l->max_threads || l->stopping)
 		return;
@@ -116,9 +117,10 @@ static void start_worker_locked(struct fs_loop *l)
 	sigaddset(&block, SIGHUP);
 	sigaddset(&block, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
-	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+	err = pthread_create(&w->thread, NULL, worker_main, w);
+	if (err != 0) {
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		log_warn("cannot start a thread to serve requests: %s", strerror(errno));
+		log_warn("cannot start a thread to serve requests: %s", strerror(err));
 		free(w);
 		return;
 	}
@@ -254,6 +256,7 @@ int fs_loop_run(struct fuse_session *se, const struct fs_loop_options *o)
 {
 	struct fs_loop l = {.se = se, .fd = fuse_session_fd(se)};
 	pthread_condattr_t ca;
+	struct timespec deadline;
 	int flags, ret;
 
 	l.poll_ns = o->poll_us > 0 ? o->poll_us * 1000LL : 0;
@@ -288,7 +291,12 @@ int fs_loop_run(struct fuse_session *se, const struct fs_loop_options *o)
 		pthread_mutex_unlock(&l.lock);
 		if (stopping || fuse_session_exited(se))
 			break;
-		sem_wait(&l.finish); /* or a signal */
+		/* Posted when the loop stops, or interrupted by a signal; at
+		 * most a second also catches a signal that came between the
+		 * check above and the wait. */
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 1;
+		sem_timedwait(&l.finish, &deadline);
 	}
 	pthread_mutex_lock(&l.lock);
 	stop_locked(&l, 0);
