@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "primehubfs/log.h"
@@ -48,6 +49,11 @@ struct skip_memo {
 	size_t count;
 	char first[TREE_ID_ESCAPE_MAX];
 };
+
+#define RETIRED_MAX       4
+#define RETIRE_MIN_IMAGES 1024  /* smaller ones free in well under a millisecond */
+#define RETIRE_POLL_MS    20    /* how often the refresher looks while some wait */
+#define RETIRE_GIVE_UP_MS 10000 /* then the last holder frees it, wherever */
 
 struct store {
 	pthread_mutex_t lock;
@@ -102,6 +108,16 @@ struct store {
 	/* Change notifications waiting for the refresher thread. */
 	struct ph_strlist pending_ids;
 	bool pending_root;
+
+	/* Snapshots a refresh replaced that readers still hold: freeing one
+	 * of 100,000 changed images takes ~50 ms, which must not land in the
+	 * request that drops the last reference.  The refresher keeps a
+	 * reference and frees each itself once it holds the last (retire). */
+	struct {
+		struct snapshot *snap;
+		long long since_ms;
+	} retired[RETIRED_MAX];
+	unsigned nretired;
 };
 
 /* ---- time helpers ---- */
@@ -612,6 +628,80 @@ static void store_notify(struct store *st);
  * with it held.  The lock is dropped for the fetch, the snapshot build and
  * the diff: all of them can take long at 10^5 images, and every FUSE
  * request needs the lock for a moment. */
+/* snapshot_put on the refresher, for a snapshot a refresh replaced: its
+ * entries freed a thousand at a time with a pause between, so that request
+ * threads are not starved of malloc's one arena (main.c) for the ~50 ms
+ * that 100,000 entries take. */
+static void snapshot_put_paced(struct snapshot *snap)
+{
+	if (!snap || __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	for (size_t i = 0; i < snap->nimages; i++) {
+		snap_image_put(snap->images[i]);
+		if (i % 1000 == 999)
+			nanosleep(&(struct timespec){.tv_nsec = 50000}, NULL);
+	}
+	free(snap->images);
+	free(snap);
+}
+
+/* Drop the refresher's reference to prev, a snapshot a refresh replaced:
+ * at once when it is small or nobody else holds it (freed here, on the
+ * refresher), else later (reap_retired).  Lock not held. */
+static void retire(struct store *st, struct snapshot *prev)
+{
+	struct snapshot *out = NULL;
+
+	if (!prev)
+		return;
+	if (prev->nimages < RETIRE_MIN_IMAGES ||
+	    __atomic_load_n(&prev->refs, __ATOMIC_ACQUIRE) == 1) {
+		snapshot_put_paced(prev);
+		return;
+	}
+	pthread_mutex_lock(&st->lock);
+	if (st->nretired == RETIRED_MAX) {
+		out = st->retired[0].snap; /* the oldest: its last holder frees it */
+		memmove(&st->retired[0], &st->retired[1],
+		        sizeof(st->retired[0]) * (RETIRED_MAX - 1));
+		st->nretired--;
+	}
+	st->retired[st->nretired].snap = prev;
+	st->retired[st->nretired].since_ms = mono_ms();
+	st->nretired++;
+	pthread_mutex_unlock(&st->lock);
+	snapshot_put_paced(out);
+}
+
+/* Refresher, lock held: free the retired snapshots nobody else holds any
+ * more (or held too long).  Returns how long to wait before looking again,
+ * -1: nothing left to look at. */
+static long long reap_retired(struct store *st)
+{
+	struct snapshot *gone[RETIRED_MAX];
+	unsigned ngone = 0, kept = 0;
+	long long now = mono_ms();
+
+	for (unsigned i = 0; i < st->nretired; i++) {
+		if (__atomic_load_n(&st->retired[i].snap->refs, __ATOMIC_ACQUIRE) == 1 ||
+		    now - st->retired[i].since_ms >= RETIRE_GIVE_UP_MS)
+			gone[ngone++] = st->retired[i].snap;
+		else
+			st->retired[kept++] = st->retired[i];
+	}
+	st->nretired = kept;
+	if (ngone) {
+		pthread_mutex_unlock(&st->lock);
+		for (unsigned i = 0; i < ngone; i++)
+			snapshot_put_paced(gone[i]);
+#ifdef __GLIBC__
+		malloc_trim(0);
+#endif
+		pthread_mutex_lock(&st->lock);
+	}
+	return st->nretired ? RETIRE_POLL_MS : -1;
+}
+
 static void store_do_fetch(struct store *st)
 {
 	uint64_t mutations_before = st->mutation_gen, members_before = st->members_gen;
@@ -727,7 +817,7 @@ static void store_do_fetch(struct store *st)
 	 * keep its peak for good. */
 	pthread_mutex_unlock(&st->lock);
 	diff_free(&diff);
-	snapshot_put(prev);
+	retire(st, prev);
 #ifdef __GLIBC__
 	malloc_trim(0);
 #endif
@@ -756,7 +846,9 @@ static void *store_thread(void *arg)
 
 	pthread_mutex_lock(&st->lock);
 	while (!st->stop) {
+		long long reap_ms = st->nretired ? reap_retired(st) : -1;
 		struct timespec now = now_mono();
+		struct timespec reap_at = ts_add_ms(now, reap_ms > 0 ? (long)reap_ms : 0);
 
 		if (st->pending_ids.n || st->pending_root) {
 			store_notify(st);
@@ -765,6 +857,8 @@ static void *store_thread(void *arg)
 			 * backoff (a stop or a new wish wakes us). */
 			struct timespec until = st->retry_at;
 
+			if (reap_ms >= 0 && ts_after(until, reap_at))
+				until = reap_at;
 			pthread_cond_timedwait(&st->wake, &st->lock, &until);
 		} else if (st->refresh_wanted) {
 			store_do_fetch(st);
@@ -775,10 +869,14 @@ static void *store_thread(void *arg)
 			 * without ever waiting.  An unused mount asks nothing. */
 			struct timespec due = ts_add_ms(st->cur->fetched, st->ttl_ms);
 
+			if (reap_ms >= 0 && ts_after(due, reap_at))
+				due = reap_at;
 			if (ms_between(st->cur->fetched, now) >= st->ttl_ms)
 				st->refresh_wanted = true;
 			else
 				pthread_cond_timedwait(&st->wake, &st->lock, &due);
+		} else if (reap_ms >= 0) {
+			pthread_cond_timedwait(&st->wake, &st->lock, &reap_at);
 		} else {
 			pthread_cond_wait(&st->wake, &st->lock);
 		}
@@ -847,6 +945,8 @@ void store_free(struct store *st)
 	pthread_mutex_unlock(&st->lock);
 	if (st->started)
 		pthread_join(st->thread, NULL);
+	for (unsigned i = 0; i < st->nretired; i++)
+		snapshot_put(st->retired[i].snap);
 	snapshot_put(st->cur);
 	ph_strlist_free(&st->pending_ids);
 	pthread_cond_destroy(&st->wake);
