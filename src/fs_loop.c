@@ -20,7 +20,8 @@
  *
  * Signals: the threads started here block the ones libfuse handles, so they
  * reach the caller's thread, which waits on a semaphore a signal interrupts
- * (libfuse's handlers have no SA_RESTART), as in libfuse's own loop.
+ * (libfuse's handlers have no SA_RESTART), as in libfuse's own loop, and
+ * looks again every second.
  */
 #include "primehubfs/fs.h"
 

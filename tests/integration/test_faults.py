@@ -45,6 +45,19 @@ def timed(fn, *args):
         return None, e, time.monotonic() - start
 
 
+def assert_open_files_answer(fds, contents):
+    """Each open file's fstat and pread answer at once, with what it held.
+    fstat reaches the filesystem as a getattr of the path, without the
+    handle (Linux passes none for fstat)."""
+    for fd, data in zip(fds, contents):
+        st, exc, t = timed(os.fstat, fd)
+        assert exc is None and t < 1.0, ("fstat", exc, t)
+        assert st.st_size == len(data)
+        got, exc, t = timed(os.pread, fd, 1 << 20, 0)
+        assert exc is None and t < 1.0, ("pread", exc, t)
+        assert got == data
+
+
 def tree_requests(emu):
     return emu.stats()["operations"].get("images", 0)
 
@@ -197,15 +210,7 @@ def test_open_files_answer_while_another_call_waits_on_a_hung_fetch(emulator, ma
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         assert waiter.poll() is None  # it is waiting on the hung server
-        for fd, data in zip(fds, contents):
-            # fstat reaches the filesystem as a getattr of the path, without
-            # the handle (Linux passes none for fstat).
-            st, exc, t = timed(os.fstat, fd)
-            assert exc is None and t < 1.0, ("fstat", exc, t)
-            assert st.st_size == len(data)
-            got, exc, t = timed(os.pread, fd, 1 << 20, 0)
-            assert exc is None and t < 1.0, ("pread", exc, t)
-            assert got == data
+        assert_open_files_answer(fds, contents)
         assert waiter.wait(timeout=BUDGET + 5) == 0  # the old snapshot, in the end
         assert time.monotonic() - start < BUDGET
     finally:
@@ -237,13 +242,7 @@ def test_reads_go_on_while_several_calls_wait_on_a_hung_server(emulator, make_mo
         time.sleep(0.5)
         assert [w.poll() for w in waiters] == [None] * 3  # all wait on the hung server
         for _ in range(20):
-            for fd, data in zip(fds, contents):
-                st, exc, t = timed(os.fstat, fd)
-                assert exc is None and t < 1.0, ("fstat", exc, t)
-                assert st.st_size == len(data)
-                got, exc, t = timed(os.pread, fd, 1 << 20, 0)
-                assert exc is None and t < 1.0, ("pread", exc, t)
-                assert got == data
+            assert_open_files_answer(fds, contents)
         for w in waiters:
             assert w.wait(timeout=BUDGET + 5) == 0  # the old snapshot, in the end
         assert time.monotonic() - start < BUDGET + 1
