@@ -136,11 +136,11 @@ static void start_worker_locked(struct fs_loop *l)
 static int next_request(struct fs_loop *l, struct fuse_buf *buf)
 {
 	long long polling_since = 0;
+	struct pollfd pfd[2] = {{.fd = l->fd, .events = POLLIN},
+	                        {.fd = l->stop_fd, .events = POLLIN}};
 
 	for (;;) {
 		int r = fuse_session_receive_buf(l->se, buf);
-		struct pollfd pfd[2] = {{.fd = l->fd, .events = POLLIN},
-		                        {.fd = l->stop_fd, .events = POLLIN}};
 
 		if (r > 0)
 			return r;
@@ -214,7 +214,7 @@ static void watch(struct worker *w)
 				start_worker_locked(l);
 			break;
 		}
-		if (l->reader_asleep && !since) {
+		if (l->reader_asleep) { /* not busy then: since is 0 */
 			pthread_cond_wait(&l->watch, &l->lock);
 			continue;
 		}
@@ -262,12 +262,15 @@ int fs_loop_run(struct fuse_session *se, const struct fs_loop_options *o)
 
 	l.poll_ns = o->poll_us > 0 ? o->poll_us * 1000LL : 0;
 	l.max_threads = o->max_threads ? o->max_threads : 1;
-	flags = fcntl(l.fd, F_GETFL);
-	if (flags < 0 || fcntl(l.fd, F_SETFL, flags | O_NONBLOCK) < 0)
-		return -errno;
 	l.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (l.stop_fd < 0)
 		return -errno;
+	flags = fcntl(l.fd, F_GETFL);
+	if (flags < 0 || fcntl(l.fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		ret = -errno;
+		close(l.stop_fd);
+		return ret;
+	}
 	sem_init(&l.finish, 0, 0);
 	pthread_mutex_init(&l.lock, NULL);
 	pthread_cond_init(&l.idle, NULL);

@@ -278,14 +278,24 @@ struct snapshot *snapshot_ref(struct snapshot *s)
 	return s;
 }
 
-void snapshot_put(struct snapshot *snap)
+/* Drop a reference; the last frees the snapshot.  paced: its entries a
+ * thousand at a time with a pause between (snapshot_put_paced). */
+static void snapshot_release(struct snapshot *snap, bool paced)
 {
 	if (!snap || __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	for (size_t i = 0; i < snap->nimages; i++)
+	for (size_t i = 0; i < snap->nimages; i++) {
 		snap_image_put(snap->images[i]);
+		if (paced && i % 1000 == 999)
+			nanosleep(&(struct timespec){.tv_nsec = 50000}, NULL);
+	}
 	free(snap->images);
 	free(snap);
+}
+
+void snapshot_put(struct snapshot *snap)
+{
+	snapshot_release(snap, false);
 }
 
 static int cmp_entry_id(const void *key, const void *elem)
@@ -624,25 +634,12 @@ static bool backing_off(const struct store *st, struct timespec now)
 
 static void store_notify(struct store *st);
 
-/* One fetch; called on the refresher thread with the lock held, returns
- * with it held.  The lock is dropped for the fetch, the snapshot build and
- * the diff: all of them can take long at 10^5 images, and every FUSE
- * request needs the lock for a moment. */
-/* snapshot_put on the refresher, for a snapshot a refresh replaced: its
- * entries freed a thousand at a time with a pause between, so that request
- * threads are not starved of malloc's one arena (main.c) for the ~50 ms
- * that 100,000 entries take. */
+/* snapshot_put on the refresher, for a snapshot a refresh replaced: paced,
+ * so that request threads are not starved of malloc's one arena (main.c)
+ * for the ~50 ms that 100,000 entries take. */
 static void snapshot_put_paced(struct snapshot *snap)
 {
-	if (!snap || __atomic_sub_fetch(&snap->refs, 1, __ATOMIC_ACQ_REL) != 0)
-		return;
-	for (size_t i = 0; i < snap->nimages; i++) {
-		snap_image_put(snap->images[i]);
-		if (i % 1000 == 999)
-			nanosleep(&(struct timespec){.tv_nsec = 50000}, NULL);
-	}
-	free(snap->images);
-	free(snap);
+	snapshot_release(snap, true);
 }
 
 /* Drop the refresher's reference to prev, a snapshot a refresh replaced:
@@ -702,6 +699,10 @@ static long long reap_retired(struct store *st)
 	return st->nretired ? RETIRE_POLL_MS : -1;
 }
 
+/* One fetch; called on the refresher thread with the lock held, returns
+ * with it held.  The lock is dropped for the fetch, the snapshot build and
+ * the diff: all of them can take long at 10^5 images, and every FUSE
+ * request needs the lock for a moment. */
 static void store_do_fetch(struct store *st)
 {
 	uint64_t mutations_before = st->mutation_gen, members_before = st->members_gen;
