@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from phfs_harness import Emulator, read, read_json
-from util import ops, save, server_update
+from util import ops, save, server_update, sized_read
 
 GROUP_1_NAME = "example-group-1"
 
@@ -143,8 +143,7 @@ def test_membership_change_elsewhere_shows_within_ttl(emulator, make_mount):
     seen = None
     while time.monotonic() - start < 6:
         listed = os.listdir(groups_dir)
-        size = os.stat(status).st_size
-        data = read(status)
+        size, data = sized_read(status)
         assert size == len(data)
         shown = [g["name"] for g in json.loads(data)["groups"]]
         if listed == [GROUP_1_NAME] and shown == [GROUP_1_NAME]:
@@ -225,8 +224,7 @@ def test_many_changes_elsewhere_all_show_within_ttl(make_mount):
         while pending and time.monotonic() - start < 8:
             for n in sorted(pending):
                 p = m.p(n, "spec.json")
-                size = os.stat(p).st_size
-                data = read(p)
+                size, data = sized_read(p)
                 assert size == len(data), (n, size, len(data))
                 if (json.loads(data)["description"] or "").startswith("changed elsewhere"):
                     pending.discard(n)

@@ -8,7 +8,7 @@ import threading
 import time
 
 from phfs_harness import Emulator, read, read_json
-from util import mutations, ops, save, server_update
+from util import mutations, ops, save, server_update, sized_read
 
 
 def walk(root):
@@ -84,8 +84,7 @@ def test_change_by_someone_else_shows_within_ttl(emulator, make_mount):
     start = time.monotonic()
     seen = None
     while time.monotonic() - start < 6:
-        size = os.stat(path).st_size
-        data = read(path)
+        size, data = sized_read(path)
         assert size == len(data)                     # never a size/content mismatch
         spec = json.loads(data)                      # never torn or padded
         if spec["description"].startswith("changed elsewhere"):

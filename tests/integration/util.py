@@ -152,3 +152,22 @@ def wait_shown(mnt, image_id, field, value, timeout=10):
                 return
         time.sleep(0.1)
     raise AssertionError(f"{image_id}: the mount never showed {field}={value!r}")
+
+
+def sized_read(path, tries=5):
+    """(st_size, bytes read) describing one version of a file that may change.
+
+    A change made elsewhere reaches the kernel whenever the refresher has its
+    answer, and that can fall between a stat and the read after it: the stat
+    shows the old size, the read the new text.  Any filesystem has that race;
+    it is not a size/content mismatch.  So the pair counts only when stat
+    gives the same size before and after the read.  A size that stays wrong
+    gives the same wrong size both times and is returned for the caller to
+    compare; one that never settles fails here."""
+    for _ in range(tries):
+        before = os.stat(path).st_size
+        with open(path, "rb") as f:
+            data = f.read()
+        if os.stat(path).st_size == before:
+            return before, data
+    raise AssertionError(f"{path}: its size changed across each of {tries} reads")
