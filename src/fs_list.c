@@ -118,8 +118,11 @@ static void list_root(struct phfs *fs, struct phfs_dirlist *l)
 	struct ph_strlist pending;
 	size_t len;
 
-	for (size_t i = 0; i < snap->nimages; i++)
-		list_add(l, snap->images[i]->img->id, NODE_IMAGE, false);
+	if (l->hash_only) /* which images: kept with the snapshot (snapshot.h) */
+		l->hash = phfs_kcache_hash(&snap->ids_sum, sizeof(snap->ids_sum), l->hash);
+	else
+		for (size_t i = 0; i < snap->nimages; i++)
+			list_add(l, snap->images[i]->img->id, NODE_IMAGE, false);
 	if (staging_pending_list(fs->staging, &pending) == 0) {
 		for (size_t i = 0; i < pending.n; i++)
 			if (!snapshot_find(snap, pending.items[i]))

@@ -344,6 +344,11 @@ static size_t snapshot_slot(const struct snapshot *snap, const char *id, bool *f
 	return lo;
 }
 
+uint64_t snapshot_id_hash(const char *id)
+{
+	return ph_hash_bytes(id, strlen(id), 0);
+}
+
 const struct snap_image *snapshot_find(const struct snapshot *snap, const char *id)
 {
 	struct snap_image *const *e;
@@ -454,6 +459,8 @@ static int snapshot_from_tree(struct ph_tree *tree, const struct snapshot *prev,
 			s->images[kept++] = s->images[i];
 	}
 	s->nimages = kept;
+	for (size_t i = 0; i < kept; i++)
+		s->ids_sum += snapshot_id_hash(s->images[i]->img->id);
 	ph_tree_free(tree);
 	*out = s;
 	return 0;
@@ -1129,6 +1136,11 @@ static int store_publish_edit(struct store *st, const char *id, struct snap_imag
 	s->refs = 1;
 	s->fetched = old->fetched; /* an own edit does not make the rest fresher */
 	s->ctime = old->ctime;
+	s->ids_sum = old->ids_sum;
+	if (e && !found)
+		s->ids_sum += snapshot_id_hash(id);
+	else if (!e && found)
+		s->ids_sum -= snapshot_id_hash(id);
 	for (size_t i = 0, j = 0; i < old->nimages; i++) {
 		if (i == slot && found) {
 			if (e)
@@ -1272,6 +1284,7 @@ static int members_apply(const struct snapshot *base, const struct members_item 
 	s->refs = 1;
 	s->fetched = base->fetched; /* the tree is no fresher for it */
 	s->ctime = base->ctime;
+	s->ids_sum = base->ids_sum; /* the same images */
 	for (size_t i = 0; i < base->nimages; i++) {
 		struct snap_image *be = base->images[i], *ne;
 		struct ph_image *img;

@@ -78,6 +78,11 @@ struct snapshot {
 	int refs;                   /* atomic */
 	struct snap_image **images; /* sorted by id */
 	size_t nimages;
+	/* Names which images there are: the sum of snapshot_id_hash over their
+	 * ids.  Kept as each snapshot is built (a sum, so an edit adds or takes
+	 * one id), so the root listing's version costs nothing to ask, where
+	 * hashing 100,000 names took a GETATTR 10-20 ms. */
+	uint64_t ids_sum;
 	struct timespec fetched; /* CLOCK_MONOTONIC time of the fetch it came from */
 	struct timespec ctime;   /* CLOCK_REALTIME of the same moment, for st_mtime of dirs */
 };
@@ -176,6 +181,8 @@ void store_invalidate(struct store *st);
 struct snapshot *snapshot_ref(struct snapshot *snap);
 void snapshot_put(struct snapshot *snap);
 const struct snap_image *snapshot_find(const struct snapshot *snap, const char *id);
+/* One id's share of struct snapshot's ids_sum. */
+uint64_t snapshot_id_hash(const char *id);
 
 struct snap_image *snap_image_get(const struct snap_image *e); /* takes a reference */
 void snap_image_put(struct snap_image *e);

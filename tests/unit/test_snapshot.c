@@ -134,6 +134,18 @@ static void *reader(void *arg)
 	return NULL;
 }
 
+/* Whether snap's ids_sum names the images it holds (as a new build from
+ * scratch would), and differs from what it would be without the first. */
+static int ids_sum_right(const struct snapshot *snap)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < snap->nimages; i++)
+		sum += snapshot_id_hash(snap->images[i]->img->id);
+	return snap->ids_sum == sum &&
+	       (!snap->nimages || sum - snapshot_id_hash(snap->images[0]->img->id) != sum);
+}
+
 /* Count fetches while a reader asks every 20 ms for `ms`. */
 static void ask_for(int ms)
 {
@@ -386,6 +398,7 @@ int main(void)
 	CHECK_INT(store_get(st, &snap, &err), 0);
 	CHECK_INT(snap->nimages, 50);
 	CHECK_STR(snap->images[0]->img->id, "img-000"); /* sorted */
+	CHECK(ids_sum_right(snap));
 	e = snapshot_find(snap, "img-007");
 	CHECK(e != NULL);
 	CHECK(snapshot_find(snap, "nope") == NULL);
@@ -421,6 +434,7 @@ int main(void)
 	CHECK_INT(store_get(st, &snap, &err), 0);
 	CHECK(snap != old);
 	CHECK_STR(snapshot_find(snap, "img-007")->img->display_name, "two");
+	CHECK(snap->ids_sum == old->ids_sum); /* the same images, changed */
 	/* The old snapshot is intact while held. */
 	CHECK_STR(snapshot_find(old, "img-007")->img->display_name, "one");
 	snapshot_put(old);
@@ -438,11 +452,14 @@ int main(void)
 		CHECK_STR(snapshot_find(snap, "img-007")->img->display_name, "edited");
 		CHECK_INT(snap->nimages, 51);
 		CHECK_STR(snap->images[0]->img->id, "aaa-new");
-		snapshot_put(snap);
+		CHECK(ids_sum_right(snap)); /* one id added, one replaced */
+		old = snap;
 		CHECK_INT(store_remove_image(st, "img-010"), 0);
 		CHECK_INT(store_get(st, &snap, &err), 0);
 		CHECK(snapshot_find(snap, "img-010") == NULL);
 		CHECK_INT(snap->nimages, 50);
+		CHECK(ids_sum_right(snap) && snap->ids_sum != old->ids_sum);
+		snapshot_put(old);
 		snapshot_put(snap);
 		CHECK_INT(f.calls, calls);
 	}
