@@ -87,7 +87,7 @@ def test_the_daemon_asks_for_huge_pages_unless_told_otherwise(emulator, make_mou
     """It starts itself once more (same pid) with malloc's huge-page tunables,
     and leaves a GLIBC_TUNABLES it was given alone.  (glibc rewrites the
     variable in place at start, keeping only the tunables children inherit:
-    arena_max is applied but no longer shown.)"""
+    arena_max and mxfast are applied but no longer shown.)"""
     m = make_mount(emulator, env={"GLIBC_TUNABLES": None})
     assert b"glibc.malloc.hugetlb=1" in daemon_environ(m).get(b"GLIBC_TUNABLES", b"")
     assert "tf-1" in os.listdir(m.path)
