@@ -64,6 +64,8 @@ struct fs_loop {
 	pthread_cond_t watch; /* the watcher (CLOCK_MONOTONIC) */
 	struct worker *workers;
 	unsigned nthreads, nidle;
+	/* reader is also read without the lock, by the reader after each
+	 * request (serve): stored atomically. */
 	struct worker *reader, *watcher;
 	bool reader_asleep; /* in poll(2): nothing to watch */
 	bool stopping;
@@ -186,9 +188,11 @@ static void serve(struct worker *w, struct fuse_buf *buf)
 		__atomic_store_n(&w->busy_since, now_ns(), __ATOMIC_RELAXED);
 		fuse_session_process_buf(l->se, buf);
 		__atomic_store_n(&w->busy_since, 0, __ATOMIC_RELAXED);
-		pthread_mutex_lock(&l->lock);
-		still = l->reader == w && !l->stopping;
-		pthread_mutex_unlock(&l->lock);
+		/* Without the lock (this runs once a request): a takeover
+		 * seen one request late only means two threads read the
+		 * device for that while, which the device allows. */
+		still = __atomic_load_n(&l->reader, __ATOMIC_ACQUIRE) == w &&
+		        !__atomic_load_n(&l->stopping, __ATOMIC_RELAXED);
 		if (!still)
 			return;
 	}
@@ -207,7 +211,7 @@ static void watch(struct worker *w)
 		struct timespec ts;
 
 		if (since && now - since >= HANDOFF_MS * 1000000LL) {
-			l->reader = w;
+			__atomic_store_n(&l->reader, w, __ATOMIC_RELEASE);
 			if (l->nidle)
 				pthread_cond_signal(&l->idle); /* to watch this one */
 			else
@@ -235,7 +239,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
 		if (!l->reader)
-			l->reader = w;
+			__atomic_store_n(&l->reader, w, __ATOMIC_RELEASE);
 		if (l->reader == w) {
 			pthread_mutex_unlock(&l->lock);
 			serve(w, &buf);
