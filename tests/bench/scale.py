@@ -567,13 +567,21 @@ class Scale:
                 m.unmount()
             per_ttl = b["charged_ms"] * ttl / span
             ratio = per_ttl / ref_full if ref_full else float("inf")
+            # The issue sets this target at 2,000 x 100.  Smaller, one
+            # images { id } per ttl (what any fresh listing costs) is
+            # already a large share of the full query: shown, not judged.
+            judged = (n, groups) == (2000, 100)
+            floor = ref_ids / ref_full if ref_full else float("inf")
             self.row("S5b. mount in use %.0f s (ttl=%d; ls -l + 10 spec.json every 0.5 s): "
                      "charged per ttl" % (span, ttl), label,
                      R.fmt_ops(d),
                      "%.0f ms per ttl (%.0f ms in all)" % (per_ttl, b["charged_ms"]),
-                     baseline="full query with groups %.0f ms" % ref_full,
-                     ratio="%.1f%%" % (100 * ratio), target="<= 10%",
-                     met=R.yes(ratio <= 0.10))
+                     baseline="full query with groups %.0f ms%s"
+                     % (ref_full, "" if judged else
+                        " (images { id } alone: %.0f ms, %.1f%%)" % (ref_ids, 100 * floor)),
+                     ratio="%.1f%%" % (100 * ratio),
+                     target="<= 10%" if judged else "(info: <= 10% is set at 2,000 x 100)",
+                     met=R.yes(ratio <= 0.10) if judged else "-")
             self.note("S5b at %s: %d loops in %.1f s; %s." % (label, loops, span, self._by_op(b)))
 
             # (c) ls -lR + cat */status.json: membership
