@@ -1165,7 +1165,7 @@ def parse_args(argv):
     ap.add_argument("--only", default="issue4,scale,cost",
                     help="comma-separated sections to run: issue4 (rows 1-8), scale (S1-S4), "
                          "cost (S5); default all")
-    ap.add_argument("--ls-sizes", default="1000,10000,100000",
+    ap.add_argument("--ls-sizes", default="1000,10000,100000,300000",
                     help="S1: cold ls -l of the root at these image counts")
     ap.add_argument("--scale-runs", type=int, default=5, help="S1: runs per size (median)")
     ap.add_argument("--refresh-n", type=int, default=100000,

@@ -173,11 +173,14 @@ class Scale:
         floor = R.median(curl) + R.median(warm)
         ratio = R.median(cold) / floor
         worst = max(reqs, key=lambda d: d["total"])
+        judged = n <= 100000  # the issue sets 1.25x at 1k, 10k and 100k
         self.row("S1. cold ls -l of the root (fresh mount, %d runs)" % runs, n, R.fmt_ops(worst),
                  R.fmt_s(R.median(cold)),
                  baseline="floor %s = curl %s + warm ls -l %s"
                  % (R.fmt_s(floor), R.fmt_s(R.median(curl)), R.fmt_s(R.median(warm))),
-                 ratio="%.2fx" % ratio, target="<= 1.25x", met=R.yes(ratio <= 1.25))
+                 ratio="%.2fx" % ratio,
+                 target="<= 1.25x" if judged else "(info: <= 1.25x is set up to 100,000)",
+                 met=R.yes(ratio <= 1.25) if judged else "-")
         self.note("S1 at N=%s: cold ls -l %s; curl %s (answer %s bytes; uncached by the "
                   "emulator %s, not used); warm ls -l after drop_caches %s."
                   % (R.fmt_n(n), ", ".join(R.fmt_s(x) for x in cold),
@@ -348,20 +351,22 @@ class Scale:
         window = [p for p in probe["slow"] if refresh is not None and
                   start - 0.05 <= p[0] <= seen + 1.0]
         worst = probe["max"]
-        if refresh_row:
-            self.row("S3. refresh, every image changed (touch-all %s): fetch to new text shown"
-                     % R.fmt_n(changed or 0), n, "1 (tree)",
-                     R.fmt_s(refresh) if refresh is not None else "new text never shown",
-                     baseline="fetch+decode %s, then publish until shown %s"
-                     % (R.fmt_s(fetch_ms / 1000.0) if fetch_ms is not None else "?",
-                        R.fmt_s(after_fetch)),
-                     ratio="-", target="<= 0.5 s",
-                     met=R.yes(refresh is not None and refresh <= 0.5))
-            self.row("S3. worst stat (root, then images in turn) in a prober process meanwhile",
-                     n, "-", "max %s (%s stats, %d > 50 ms)"
-                     % (R.fmt_s(worst), R.fmt_n(probe["count"]), probe["over50"]),
-                     baseline="median %s" % R.fmt_s(probe["median"]), ratio="-",
-                     target="<= 50 ms", met=R.yes(worst <= 0.05))
+        # The refresh's 0.5 s is set at --refresh-n (100,000); at other sizes
+        # the row is information.  No stat may wait 50 ms at any size.
+        self.row("S3. refresh, every image changed (touch-all %s): fetch to new text shown"
+                 % R.fmt_n(changed or 0), n, "1 (tree)",
+                 R.fmt_s(refresh) if refresh is not None else "new text never shown",
+                 baseline="fetch+decode %s, then publish until shown %s"
+                 % (R.fmt_s(fetch_ms / 1000.0) if fetch_ms is not None else "?",
+                    R.fmt_s(after_fetch)),
+                 ratio="-",
+                 target="<= 0.5 s" if refresh_row else "(info: <= 0.5 s is set at 100,000)",
+                 met=R.yes(refresh is not None and refresh <= 0.5) if refresh_row else "-")
+        self.row("S3. worst stat (root, then images in turn) in a prober process meanwhile",
+                 n, "-", "max %s (%s stats, %d > 50 ms)"
+                 % (R.fmt_s(worst), R.fmt_n(probe["count"]), probe["over50"]),
+                 baseline="median %s" % R.fmt_s(probe["median"]), ratio="-",
+                 target="<= 50 ms", met=R.yes(worst <= 0.05))
         self.note("S2/S3 at N=%s: every description changed by %s in %s (%s done %s after the "
                   "walk began, ttl %d s)." % (R.fmt_n(n), how, R.fmt_s(t_touched),
                                               R.fmt_n(changed or 0),
