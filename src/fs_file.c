@@ -126,6 +126,23 @@ static bool kept_by_copies(enum node_kind kind)
 	       kind == NODE_IMAGE_ERROR || kind == NODE_REJECTED;
 }
 
+/* The version (hash) of the text h reads.  When that is its entry's own
+ * spec.json or status.json, the entry knows it already (snap_image_sizes:
+ * kept once listed), and a warm walk's every open is spared hashing it. */
+static uint64_t text_version(const struct phfs_handle *h)
+{
+	const struct snap_texts *t = h->entry ? snap_image_texts(h->entry) : NULL;
+	struct snap_sizes sz;
+
+	if (t && snap_image_sizes(h->entry, &sz)) {
+		if (h->ro_text == t->spec && h->ro_len == t->spec_len)
+			return sz.spec_hash;
+		if (h->ro_text == t->status && h->ro_len == t->status_len)
+			return sz.status_hash;
+	}
+	return phfs_kcache_hash(h->ro_text, h->ro_len, 0);
+}
+
 int phfs_open(const char *path, struct fuse_file_info *fi)
 {
 	struct phfs *fs = phfs_ctx();
@@ -210,8 +227,7 @@ int phfs_open(const char *path, struct fuse_file_info *fi)
 	 * open reads is this handle's bytes, never another version's. */
 	if (acc == O_RDONLY && (n.kind == NODE_SPEC || n.kind == NODE_STATUS) && h->entry &&
 	    h->ro_text && claim_cached_read(fs, h)) {
-		enum phfs_kcache_use use =
-		    phfs_kcache_open(fs->kcache, path, phfs_kcache_hash(h->ro_text, h->ro_len, 0));
+		enum phfs_kcache_use use = phfs_kcache_open(fs->kcache, path, text_version(h));
 
 		if (use != PHFS_KCACHE_BYPASS) {
 			fi->keep_cache = use == PHFS_KCACHE_KEEP;
