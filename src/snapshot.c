@@ -1110,6 +1110,26 @@ struct snapshot *store_peek(struct store *st)
 	return snap;
 }
 
+/* An empty snapshot derived from base, with room for n entries: base's
+ * times (a derived snapshot is no fresher) and its ids_sum (the caller
+ * adjusts it when the images differ).  NULL on ENOMEM. */
+static struct snapshot *snapshot_derive(const struct snapshot *base, size_t n)
+{
+	struct snapshot *s = calloc(1, sizeof(*s));
+
+	if (s)
+		s->images = calloc(n ? n : 1, sizeof(*s->images));
+	if (!s || !s->images) {
+		free(s);
+		return NULL;
+	}
+	s->refs = 1;
+	s->fetched = base->fetched;
+	s->ctime = base->ctime;
+	s->ids_sum = base->ids_sum;
+	return s;
+}
+
 /* Publish a copy of cur with entry e put at its place (or removed when e is
  * NULL).  Lock held. */
 static int store_publish_edit(struct store *st, const char *id, struct snap_image *e)
@@ -1125,18 +1145,11 @@ static int store_publish_edit(struct store *st, const char *id, struct snap_imag
 	}
 	slot = snapshot_slot(old, id, &found);
 	n = old->nimages + (e && !found ? 1 : 0) - (!e && found ? 1 : 0);
-	s = calloc(1, sizeof(*s));
-	if (s)
-		s->images = calloc(n ? n : 1, sizeof(*s->images));
-	if (!s || !s->images) {
-		free(s);
+	s = snapshot_derive(old, n); /* an own edit makes the rest no fresher */
+	if (!s) {
 		snap_image_put(e);
 		return -ENOMEM;
 	}
-	s->refs = 1;
-	s->fetched = old->fetched; /* an own edit does not make the rest fresher */
-	s->ctime = old->ctime;
-	s->ids_sum = old->ids_sum;
 	if (e && !found)
 		s->ids_sum += snapshot_id_hash(id);
 	else if (!e && found)
@@ -1274,17 +1287,11 @@ static int cmp_members_item(const void *a, const void *b)
 static int members_apply(const struct snapshot *base, const struct members_item *items,
                          size_t nitems, long long now, struct snapshot **out, struct snap_diff *d)
 {
-	struct snapshot *s = calloc(1, sizeof(*s));
+	struct snapshot *s = snapshot_derive(base, base->nimages); /* the same images */
 	size_t j = 0;
 
-	if (!s || !(s->images = calloc(base->nimages ? base->nimages : 1, sizeof(*s->images)))) {
-		free(s);
+	if (!s)
 		return -ENOMEM;
-	}
-	s->refs = 1;
-	s->fetched = base->fetched; /* the tree is no fresher for it */
-	s->ctime = base->ctime;
-	s->ids_sum = base->ids_sum; /* the same images */
 	for (size_t i = 0; i < base->nimages; i++) {
 		struct snap_image *be = base->images[i], *ne;
 		struct ph_image *img;
