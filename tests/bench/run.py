@@ -1260,9 +1260,9 @@ def main(argv):
             if args.walk_n:
                 scale.warm_walks(args.walk_n, args.walk_repeat)
             if args.refresh_n:
-                scale.big_mount(args.refresh_n, refresh_row=True)
+                scale.big_mount(args.refresh_n, refresh_judged=True)
             if args.scale_max and args.scale_max != args.refresh_n:
-                scale.big_mount(args.scale_max, refresh_row=False)
+                scale.big_mount(args.scale_max, refresh_judged=False)
         if "cost" in args.sections:
             for n, g in args.cost_sizes:
                 scale.server_cost(n, g, ttl=args.cost_ttl)

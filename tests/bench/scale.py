@@ -203,18 +203,18 @@ class Scale:
                   % (R.fmt_n(n), R.fmt_s(R.median(times))))
 
     # ------------------------------------------------------------ S2 + S3
-    def big_mount(self, n, refresh_row):
+    def big_mount(self, n, refresh_judged):
         """Mount n images, ls the root, walk (find -maxdepth 2, cat a sample),
         steady RSS; then every image changes (/-/touch-all) and the refresh
         that follows is watched: its time (S3), the worst stat latency of a
         prober process meanwhile (S3), the daemon's peak RSS (S2)."""
         emu = self.emulator(n)
         try:
-            self._big_mount(emu, n, refresh_row)
+            self._big_mount(emu, n, refresh_judged)
         finally:
             emu.stop()
 
-    def _big_mount(self, emu, n, refresh_row):
+    def _big_mount(self, emu, n, refresh_judged):
         R = self.R
         has_touch = self._touch_all_works(emu)  # before the answer is cached
         body = self.tree_body()
@@ -360,8 +360,8 @@ class Scale:
                  % (R.fmt_s(fetch_ms / 1000.0) if fetch_ms is not None else "?",
                     R.fmt_s(after_fetch)),
                  ratio="-",
-                 target="<= 0.5 s" if refresh_row else "(info: <= 0.5 s is set at 100,000)",
-                 met=R.yes(refresh is not None and refresh <= 0.5) if refresh_row else "-")
+                 target="<= 0.5 s" if refresh_judged else "(info: <= 0.5 s is set at 100,000)",
+                 met=R.yes(refresh is not None and refresh <= 0.5) if refresh_judged else "-")
         self.row("S3. worst stat (root, then images in turn) in a prober process meanwhile",
                  n, "-", "max %s (%s stats, %d > 50 ms)"
                  % (R.fmt_s(worst), R.fmt_n(probe["count"]), probe["over50"]),
